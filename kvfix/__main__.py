@@ -1,0 +1,6 @@
+"""``python -m kvfix``."""
+
+from kvfix.cli import main
+
+if __name__ == "__main__":
+    main(prog_name="kvfix")

@@ -1,0 +1,51 @@
+"""Findings: what kvfix reports, with a severity that decides the exit code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Severity = Literal["error", "warning", "info"]
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "error": 2}
+
+#: Every code scan can emit, its severity, and what it means (README lists this table).
+SCAN_CODES: dict[str, tuple[Severity, str]] = {
+    "LEGACY_LAYOUT": ("warning", "group records in the legacy layout: 2.10+ cannot see these groups (NOGROUP)"),
+    "SCAN_COLLISION": ("error", "legacy group records sit inside entry scans (XRANGE/XREAD fail or return garbage)"),
+    "MIXED_LAYOUT": ("error", "one stream holds group records in both layouts"),
+    "LAYOUT_CONFLICT": ("error", "a group name exists in both layouts"),
+    "AMBIGUOUS_RECORD": ("warning", "a stream record fits two readings even with its value"),
+    "UNDECODABLE_RECORD": ("error", "a record whose key or value decodes as no known record"),
+    "MAX_MS_ENTRY": ("warning", "entry at ms = 2^64-1: hidden from XRANGE on 2.10+, shares the prefixed records' range"),
+    "ORPHAN_RECORD": ("warning", "stream records of a key that has no stream metadata"),
+    "STALE_RECORDS": ("info", "records of a dead key version, waiting for compaction"),
+    "EXPIRED_STREAM": ("info", "the stream's metadata has expired; the server treats it as gone"),
+    "ROLLBACK_HAZARD": ("info", "prefixed group records: a 2.8/2.9 server aborts on an entry scan of this stream"),
+    "UNKNOWN_TYPE": ("warning", "metadata of a type this kvfix does not know"),
+    "UNDECODABLE_METADATA": ("error", "a metadata record that does not decode"),
+    "CLUSTER_MODE_MISMATCH": ("error", "the --cluster/--no-cluster override disagrees with the data"),
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: Severity
+    code: str
+    message: str
+    namespace: bytes | None = None
+    key: bytes | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def finding(code: str, message: str, namespace: bytes | None = None, key: bytes | None = None, **details: Any) -> Finding:
+    severity = SCAN_CODES[code][0] if code in SCAN_CODES else details.pop("severity", "error")
+    return Finding(severity, code, message, namespace, key, details)
+
+
+def worst(findings: list[Finding]) -> int:
+    """Highest severity rank present, -1 when there is none."""
+    return max((SEVERITY_RANK[f.severity] for f in findings), default=-1)
+
+
+def exceeds(findings: list[Finding], fail_on: str) -> bool:
+    return worst(findings) >= SEVERITY_RANK[fail_on]

@@ -1,0 +1,100 @@
+"""Options and behaviour every kvfix command shares (one decorator each, sqlite-utils style)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from tabulate import tabulate_formats
+
+from kvfix.analysis.findings import Finding, exceeds
+from kvfix.errors import EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, KvfixError
+from kvfix.render import Document, render
+from kvfix.render.jsonout import dump
+from kvfix.textsafe import safe_text
+
+FORMATS = ["rich", "plain", "markdown", "json"] + sorted(set(tabulate_formats) - {"plain"})
+
+
+def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--format rich|plain|markdown|json|<tabulate format>; default rich on a terminal, plain elsewhere."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default=None,
+        help="Output format: rich (terminal default), plain, markdown, json, or any tabulate format.",
+    )(func)
+
+
+def fail_on_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--fail-on",
+        type=click.Choice(["error", "warning", "info"]),
+        default="warning",
+        show_default=True,
+        help="Exit 1 when a finding at or above this severity is present.",
+    )(func)
+
+
+def cluster_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--cluster/--no-cluster",
+        default=None,
+        help="Keys carry cluster slot ids (default: detected from the data).",
+    )(func)
+
+
+def resolve_format(fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    return "rich" if sys.stdout.isatty() else "plain"
+
+
+def emit(fmt: str | None, doc: Document, json_obj: Any) -> None:
+    fmt = resolve_format(fmt)
+    if fmt == "json":
+        dump(json_obj)
+    else:
+        render(doc, fmt)
+
+
+def findings_exit(findings: list[Finding], fail_on: str) -> int:
+    return EXIT_FINDINGS if exceeds(findings, fail_on) else EXIT_OK
+
+
+def fail(message: str, code: int = EXIT_CANNOT_RUN) -> None:
+    click.echo(f"kvfix: {safe_text(message)}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: Callable[..., int | None]) -> Callable[..., None]:
+    """Turn every failure into one line on stderr and a documented exit code; no tracebacks.
+
+    Set KVFIX_DEBUG=1 to see the traceback of an unexpected error.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            code = func(*args, **kwargs)
+        except KvfixError as exc:
+            fail(exc.message, exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            sys.stderr.close()
+            os._exit(EXIT_OK)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the promise is "never a traceback"
+            if os.environ.get("KVFIX_DEBUG"):
+                raise
+            fail(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())} (KVFIX_DEBUG=1 shows the traceback)")
+        sys.exit(code or EXIT_OK)
+
+    return wrapper

@@ -1,0 +1,30 @@
+"""kvfix scan: read-only report of stream layouts, collisions and damage."""
+
+from __future__ import annotations
+
+import click
+
+from kvfix.analysis.scan import scan_database
+from kvfix.cli.options import cluster_option, emit, fail_on_option, findings_exit, handle_errors, output_options
+from kvfix.progress import progress_for
+from kvfix.render.scan_report import scan_document, scan_json
+from kvfix.storage import open_read_only
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=str))
+@output_options
+@fail_on_option
+@cluster_option
+@click.option("--deep", is_flag=True, help="Read and decode every entry too (default: only where group records can sit).")
+@click.option("--pel", "with_pel", is_flag=True, help="List every pending entry (PEL record) of every group.")
+@handle_errors
+def scan(path: str, fmt: str | None, fail_on: str, cluster: bool | None, deep: bool, with_pel: bool) -> int:
+    """Decode every stream of a Kvrocks data directory (its dir or dir/db) under both layouts.
+
+    Opens read-only; never changes a byte or a file name of PATH.
+    """
+    with open_read_only(path) as db, progress_for("scanning") as progress:
+        report = scan_database(db, cluster=cluster, deep=deep, progress=progress)
+    emit(fmt, scan_document(report, with_pel), scan_json(report, with_pel))
+    return findings_exit(report.all_findings(), fail_on)

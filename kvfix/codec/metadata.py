@@ -1,0 +1,225 @@
+"""Metadata values (one per user key, in the ``metadata`` column family).
+
+    flags:u8 | expire | [version:u64 | size] | type-specific tail
+
+Bit 7 of flags selects the 64-bit encoding (expire in ms, size u64) over the 32-bit
+one (expire in seconds, size u32); one database can hold both.  Tails we cannot
+decode are kept verbatim in ``tail`` so encode(decode(b)) == b always holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from kvfix.codec.errors import CodecError
+from kvfix.codec.ints import Reader, u32, u64
+
+FLAG_64BIT = 0x80
+TYPE_MASK = 0x0F
+
+
+class KeyType(IntEnum):
+    STRING = 1
+    HASH = 2
+    LIST = 3
+    SET = 4
+    ZSET = 5
+    BITMAP = 6
+    SORTEDINT = 7
+    STREAM = 8
+    BLOOM = 9
+    JSON = 10
+    HYPERLOGLOG = 11
+    TDIGEST = 12
+    TIMESERIES = 13
+
+
+#: Names as Kvrocks' TYPE command prints them (RedisTypeNames).
+TYPE_NAMES: dict[int, str] = {
+    1: "string",
+    2: "hash",
+    3: "list",
+    4: "set",
+    5: "zset",
+    6: "bitmap",
+    7: "sortedint",
+    8: "stream",
+    9: "MBbloom--",
+    10: "ReJSON-RL",
+    11: "hyperloglog",
+    12: "TDIS-TYPE",
+    13: "timeseries",
+}
+
+SINGLE_KV_TYPES = frozenset({KeyType.STRING, KeyType.JSON})
+EMPTYABLE_TYPES = SINGLE_KV_TYPES | {KeyType.STREAM, KeyType.BLOOM, KeyType.HYPERLOGLOG, KeyType.TDIGEST, KeyType.TIMESERIES}
+
+
+def type_name(type_id: int) -> str:
+    return TYPE_NAMES.get(type_id, f"unknown({type_id})")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class StreamId:
+    ms: int
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.ms}-{self.seq}"
+
+    def encode(self) -> bytes:
+        return u64(self.ms) + u64(self.seq)
+
+    @classmethod
+    def parse(cls, text: str) -> StreamId:
+        ms, _, seq = text.partition("-")
+        return cls(int(ms), int(seq or 0))
+
+
+ZERO_ID = StreamId(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamTail:
+    last_generated_id: StreamId = ZERO_ID
+    recorded_first_entry_id: StreamId = ZERO_ID
+    max_deleted_entry_id: StreamId = ZERO_ID
+    first_entry_id: StreamId = ZERO_ID
+    last_entry_id: StreamId = ZERO_ID
+    entries_added: int = 0
+    #: None when the record predates consumer groups (value ends after entries_added).
+    group_number: int | None = 0
+
+    def encode(self) -> bytes:
+        out = b"".join(
+            i.encode()
+            for i in (
+                self.last_generated_id,
+                self.recorded_first_entry_id,
+                self.max_deleted_entry_id,
+                self.first_entry_id,
+                self.last_entry_id,
+            )
+        )
+        out += u64(self.entries_added)
+        if self.group_number is not None:
+            out += u64(self.group_number)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ListTail:
+    head: int
+    tail: int
+
+    def encode(self) -> bytes:
+        return u64(self.head) + u64(self.tail)
+
+
+@dataclass(frozen=True, slots=True)
+class Metadata:
+    """A decoded metadata value. ``expire_ms`` is normalised to milliseconds."""
+
+    type_id: int
+    is_64bit: bool = True
+    expire_ms: int = 0
+    version: int | None = 0
+    size: int | None = 0
+    stream: StreamTail | None = None
+    list: ListTail | None = None
+    #: Undecoded remainder (string payload, JSON format+payload, other type tails).
+    tail: bytes = b""
+    #: Raw expire as stored (seconds in 32-bit records), kept for exact re-encoding.
+    raw_expire: int | None = field(default=None, compare=False)
+    #: Flag bits 4-6, unused by the releases kvfix knows; newer encodings may set them.
+    extra_flags: int = 0
+
+    @property
+    def type_name(self) -> str:
+        return type_name(self.type_id)
+
+    @property
+    def known_type(self) -> bool:
+        return self.type_id in TYPE_NAMES
+
+    @property
+    def single_kv(self) -> bool:
+        return self.type_id in SINGLE_KV_TYPES
+
+    @property
+    def creation_us(self) -> int | None:
+        """Microsecond timestamp the version was generated at (Kvrocks: us << 11 | counter)."""
+        return None if self.version is None else self.version >> 11
+
+    @property
+    def has_version(self) -> bool:
+        return self.version is not None
+
+    def is_dead(self) -> bool:
+        """Size 0 where the type cannot be empty: Kvrocks treats the key as gone."""
+        return self.known_type and self.type_id not in EMPTYABLE_TYPES and self.size == 0
+
+    def is_expired(self, now_ms: int) -> bool:
+        return self.expire_ms != 0 and self.expire_ms < now_ms
+
+    def encode(self) -> bytes:
+        return encode_metadata(self)
+
+
+def _flags(meta: Metadata) -> int:
+    return (FLAG_64BIT if meta.is_64bit else 0) | (meta.extra_flags & 0x70) | (meta.type_id & TYPE_MASK)
+
+
+def encode_metadata(meta: Metadata) -> bytes:
+    if meta.is_64bit:
+        out = bytes([_flags(meta)]) + u64(meta.expire_ms)
+    else:
+        raw = meta.raw_expire if meta.raw_expire is not None else _ms_to_s(meta.expire_ms)
+        out = bytes([_flags(meta)]) + u32(raw)
+    if meta.type_id in TYPE_NAMES and meta.type_id not in SINGLE_KV_TYPES:
+        if meta.version is None or meta.size is None:
+            raise CodecError("metadata of a non-string type needs version and size")
+        out += u64(meta.version) + (u64(meta.size) if meta.is_64bit else u32(meta.size))
+    if meta.stream is not None:
+        out += meta.stream.encode()
+    if meta.list is not None:
+        out += meta.list.encode()
+    return out + meta.tail
+
+
+def _ms_to_s(ms: int) -> int:
+    """Kvrocks' ExpireMsToS: round, and never turn a sub-second expiry into 0."""
+    if ms == 0:
+        return 0
+    return 1 if ms < 1000 else (ms + 499) // 1000
+
+
+def decode_metadata(data: bytes) -> Metadata:
+    r = Reader(data)
+    flags = r.u8("metadata flags")
+    is_64 = bool(flags & FLAG_64BIT)
+    type_id = flags & TYPE_MASK
+    extra = flags & 0x70
+    if type_id == 0:
+        raise CodecError("metadata type 0 (none)")
+    raw_expire = r.u64("expire") if is_64 else r.u32("expire")
+    expire_ms = raw_expire if is_64 else raw_expire * 1000
+    if type_id in SINGLE_KV_TYPES or type_id not in TYPE_NAMES:
+        # Unknown types: the layout past expire is not ours to guess; keep it verbatim.
+        return Metadata(type_id, is_64, expire_ms, None, None, tail=r.rest(), raw_expire=raw_expire, extra_flags=extra)
+    version = r.u64("version")
+    size = r.u64("size") if is_64 else r.u32("size")
+    stream = lst = None
+    if type_id == KeyType.STREAM:
+        stream = _decode_stream_tail(r)
+    elif type_id == KeyType.LIST:
+        lst = ListTail(r.u64("list head"), r.u64("list tail"))
+    return Metadata(type_id, is_64, expire_ms, version, size, stream, lst, r.rest(), raw_expire, extra)
+
+
+def _decode_stream_tail(r: Reader) -> StreamTail:
+    ids = [StreamId(r.u64("stream id ms"), r.u64("stream id seq")) for _ in range(5)]
+    entries_added = r.u64("entries_added")
+    group_number = None if r.at_end() else r.u64("group_number")
+    return StreamTail(*ids, entries_added=entries_added, group_number=group_number)

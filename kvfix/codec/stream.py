@@ -1,0 +1,354 @@
+"""Stream column family records: entries and consumer-group records in both layouts.
+
+Subkeys (after the internal-key prefix of one stream incarnation):
+
+    entry                 id.ms:u64 | id.seq:u64                          (16 bytes)
+    legacy group          len(g):u64 | g | "METADATA"
+    legacy consumer       len(g):u64 | g | len(c):u64 | c | "METADATA"
+    legacy PEL            len(g):u64 | g | id.ms:u64 | id.seq:u64
+    prefixed group        0xFF*8 | 0x01 | len(g):u64 | g
+    prefixed consumer     0xFF*8 | 0x02 | len(g):u64 | g | len(c):u64 | c
+    prefixed PEL          0xFF*8 | 0x03 | len(g):u64 | g | id.ms:u64 | id.seq:u64
+
+Values are identical in both layouts.  Some byte strings fit two readings (a 16-byte
+legacy group with an empty name is also a valid entry id; a legacy consumer with an
+empty name has the shape of a PEL record), so :func:`classify` decides from the
+whole key and the value, and says when the record stays ambiguous.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from kvfix.codec.errors import CodecError
+from kvfix.codec.ints import U64_MAX, Reader, i64, read_u64, u64, varint32
+from kvfix.codec.metadata import StreamId
+
+Layout = Literal["legacy", "prefixed"]
+LEGACY: Layout = "legacy"
+PREFIXED: Layout = "prefixed"
+
+PREFIX_MARK = b"\xff" * 8
+LEGACY_SUFFIX = b"METADATA"
+ENTRY_KEY_LEN = 16
+GROUP_VALUE_LEN = 48
+CONSUMER_VALUE_LEN = 24
+PEL_VALUE_FIXED_LEN = 24
+MAX_ID = StreamId(U64_MAX, U64_MAX)
+
+
+class RecordKind(StrEnum):
+    ENTRY = "entry"
+    LEGACY_GROUP = "legacy_group"
+    LEGACY_CONSUMER = "legacy_consumer"
+    LEGACY_PEL = "legacy_pel"
+    PREFIXED_GROUP = "prefixed_group"
+    PREFIXED_CONSUMER = "prefixed_consumer"
+    PREFIXED_PEL = "prefixed_pel"
+
+    @property
+    def layout(self) -> Layout | None:
+        if self is RecordKind.ENTRY:
+            return None
+        return LEGACY if self.value.startswith("legacy") else PREFIXED
+
+    @property
+    def role(self) -> str:
+        """entry, group, consumer or pel, whatever the layout."""
+        return self.value.rsplit("_", 1)[-1]
+
+
+_PREFIX_TYPE = {"group": 1, "consumer": 2, "pel": 3}
+
+
+# --- subkeys -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EntryKey:
+    id: StreamId
+
+    @property
+    def kind(self) -> RecordKind:
+        return RecordKind.ENTRY
+
+
+@dataclass(frozen=True, slots=True)
+class GroupKey:
+    layout: Layout
+    group: bytes
+
+    @property
+    def kind(self) -> RecordKind:
+        return RecordKind(f"{self.layout}_group")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerKey:
+    layout: Layout
+    group: bytes
+    consumer: bytes
+
+    @property
+    def kind(self) -> RecordKind:
+        return RecordKind(f"{self.layout}_consumer")
+
+
+@dataclass(frozen=True, slots=True)
+class PelKey:
+    layout: Layout
+    group: bytes
+    entry_id: StreamId
+
+    @property
+    def kind(self) -> RecordKind:
+        return RecordKind(f"{self.layout}_pel")
+
+
+StreamSubkey = EntryKey | GroupKey | ConsumerKey | PelKey
+GroupRecordKey = GroupKey | ConsumerKey | PelKey
+
+
+def _sized(data: bytes) -> bytes:
+    return u64(len(data)) + data
+
+
+def encode_subkey(key: StreamSubkey) -> bytes:
+    if isinstance(key, EntryKey):
+        return key.id.encode()
+    if key.layout == LEGACY:
+        head = _sized(key.group)
+        if isinstance(key, GroupKey):
+            return head + LEGACY_SUFFIX
+        if isinstance(key, ConsumerKey):
+            return head + _sized(key.consumer) + LEGACY_SUFFIX
+        return head + key.entry_id.encode()
+    if key.layout != PREFIXED:
+        raise CodecError(f"unknown layout {key.layout!r}")
+    if isinstance(key, GroupKey):
+        return PREFIX_MARK + b"\x01" + _sized(key.group)
+    if isinstance(key, ConsumerKey):
+        return PREFIX_MARK + b"\x02" + _sized(key.group) + _sized(key.consumer)
+    return PREFIX_MARK + b"\x03" + _sized(key.group) + key.entry_id.encode()
+
+
+def with_layout(key: GroupRecordKey, layout: Layout) -> GroupRecordKey:
+    """The same record in the other layout (the heart of a migration)."""
+    if isinstance(key, GroupKey):
+        return GroupKey(layout, key.group)
+    if isinstance(key, ConsumerKey):
+        return ConsumerKey(layout, key.group, key.consumer)
+    return PelKey(layout, key.group, key.entry_id)
+
+
+def _legacy_readings(sub: bytes) -> list[StreamSubkey]:
+    n = len(sub)
+    if n < 16:
+        return []
+    glen = read_u64(sub)
+    if 8 + glen > n:
+        return []
+    group = sub[8 : 8 + glen]
+    rest = sub[8 + glen :]
+    out: list[StreamSubkey] = []
+    if rest == LEGACY_SUFFIX:
+        out.append(GroupKey(LEGACY, group))
+    if len(rest) >= 16 and rest.endswith(LEGACY_SUFFIX) and read_u64(rest) == len(rest) - 16:
+        out.append(ConsumerKey(LEGACY, group, rest[8:-8]))
+    if len(rest) == 16:
+        out.append(PelKey(LEGACY, group, StreamId(read_u64(rest), read_u64(rest, 8))))
+    return out
+
+
+def _prefixed_reading(sub: bytes) -> StreamSubkey | None:
+    if len(sub) < 17 or not sub.startswith(PREFIX_MARK):
+        return None
+    kind = sub[8]
+    try:
+        r = Reader(sub, 9)
+        group = r.take(r.u64("group length"), "group name")
+        if kind == 1:
+            r.expect_end("prefixed group key")
+            return GroupKey(PREFIXED, group)
+        if kind == 2:
+            consumer = r.take(r.u64("consumer length"), "consumer name")
+            r.expect_end("prefixed consumer key")
+            return ConsumerKey(PREFIXED, group, consumer)
+        if kind == 3:
+            entry_id = StreamId(r.u64("pel id ms"), r.u64("pel id seq"))
+            r.expect_end("prefixed PEL key")
+            return PelKey(PREFIXED, group, entry_id)
+    except CodecError:
+        return None
+    return None
+
+
+def subkey_readings(sub: bytes) -> tuple[StreamSubkey, ...]:
+    """Every structural reading of a stream subkey: full length prefix, name, exact tail."""
+    readings: list[StreamSubkey] = []
+    pre = _prefixed_reading(sub)
+    if pre is not None:
+        readings.append(pre)
+    readings.extend(_legacy_readings(sub))
+    if len(sub) == ENTRY_KEY_LEN:
+        readings.append(EntryKey(StreamId(read_u64(sub), read_u64(sub, 8))))
+    return tuple(readings)
+
+
+def alias_id(sub: bytes) -> StreamId:
+    """The entry id an entry reader takes this subkey for (first 16 bytes, zero-padded)."""
+    return StreamId(read_u64(sub), read_u64(sub, 8))
+
+
+# --- values ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EntryValue:
+    """Flat field, value, field, value ... as XADD stored them."""
+
+    items: tuple[bytes, ...]
+
+    def encode(self) -> bytes:
+        return b"".join(varint32(len(x)) + x for x in self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupValue:
+    consumer_number: int
+    pending_number: int
+    last_delivered_id: StreamId
+    entries_read: int  # signed; -1 = unknown
+    lag: int
+
+    def encode(self) -> bytes:
+        return (
+            u64(self.consumer_number)
+            + u64(self.pending_number)
+            + self.last_delivered_id.encode()
+            + i64(self.entries_read)
+            + u64(self.lag)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerValue:
+    pending_number: int
+    last_attempted_interaction_ms: int
+    last_successful_interaction_ms: int
+
+    def encode(self) -> bytes:
+        return u64(self.pending_number) + u64(self.last_attempted_interaction_ms) + u64(self.last_successful_interaction_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class PelValue:
+    last_delivery_time_ms: int
+    delivery_count: int
+    consumer: bytes
+
+    def encode(self) -> bytes:
+        return u64(self.last_delivery_time_ms) + u64(self.delivery_count) + _sized(self.consumer)
+
+
+StreamValue = EntryValue | GroupValue | ConsumerValue | PelValue
+
+
+def decode_entry_value(data: bytes) -> EntryValue:
+    r = Reader(data)
+    items = []
+    while not r.at_end():
+        items.append(r.take(r.varint32("entry item length"), "entry item"))
+    if not items or len(items) % 2:
+        raise CodecError(f"entry value holds {len(items)} items, not field/value pairs")
+    return EntryValue(tuple(items))
+
+
+def decode_group_value(data: bytes) -> GroupValue:
+    if len(data) != GROUP_VALUE_LEN:
+        raise CodecError(f"group value is {len(data)} bytes, expected {GROUP_VALUE_LEN}")
+    r = Reader(data)
+    return GroupValue(r.u64(), r.u64(), StreamId(r.u64(), r.u64()), r.i64(), r.u64())
+
+
+def decode_consumer_value(data: bytes) -> ConsumerValue:
+    if len(data) != CONSUMER_VALUE_LEN:
+        raise CodecError(f"consumer value is {len(data)} bytes, expected {CONSUMER_VALUE_LEN}")
+    r = Reader(data)
+    return ConsumerValue(r.u64(), r.u64(), r.u64())
+
+
+def decode_pel_value(data: bytes) -> PelValue:
+    r = Reader(data)
+    time_ms, count = r.u64("delivery time"), r.u64("delivery count")
+    owner = r.take(r.u64("owner length"), "owner name")
+    r.expect_end("PEL value")
+    return PelValue(time_ms, count, owner)
+
+
+_VALUE_DECODERS = {
+    "entry": decode_entry_value,
+    "group": decode_group_value,
+    "consumer": decode_consumer_value,
+    "pel": decode_pel_value,
+}
+
+
+def decode_value(kind: RecordKind, data: bytes) -> StreamValue:
+    return _VALUE_DECODERS[kind.role](data)
+
+
+# --- classification ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Classified:
+    """What a stream subkey and its value are.
+
+    ``key``/``value`` hold the chosen reading (None when nothing fits).  ``readings``
+    lists every kind whose key *and* value fit; more than one means ambiguous.
+    ``error`` explains a key whose structure fits but whose value does not.
+    """
+
+    key: StreamSubkey | None
+    value: StreamValue | None
+    readings: tuple[RecordKind, ...] = ()
+    error: str | None = None
+
+    @property
+    def kind(self) -> RecordKind | None:
+        return None if self.key is None else self.key.kind
+
+    @property
+    def ambiguous(self) -> bool:
+        return len(self.readings) > 1
+
+
+# When two readings fit key and value, prefer group metadata over an entry with id
+# 0-0x4d45544144415441, and a consumer over a PEL record whose owner name is empty:
+# both alternatives need ids or names nobody writes on purpose.
+_PREFERENCE = {k: i for i, k in enumerate(("group", "consumer", "pel", "entry"))}
+
+
+def classify(sub: bytes, value: bytes) -> Classified:
+    readings = subkey_readings(sub)
+    if not readings:
+        return Classified(None, None, error="subkey fits no stream record layout")
+    fits: list[tuple[StreamSubkey, StreamValue]] = []
+    errors: list[str] = []
+    for key in readings:
+        try:
+            fits.append((key, decode_value(key.kind, value)))
+        except CodecError as exc:
+            errors.append(f"as {key.kind.value}: {exc}")
+    if not fits:
+        return Classified(readings[0], None, error="; ".join(errors))
+    fits.sort(key=lambda kv: _PREFERENCE[kv[0].kind.role])
+    key, val = fits[0]
+    return Classified(key, val, tuple(k.kind for k, _ in fits))
+
+
+def encode_record(key: StreamSubkey, value: StreamValue) -> tuple[bytes, bytes]:
+    return encode_subkey(key), value.encode()

@@ -1,0 +1,108 @@
+"""A format-neutral report (headings, lines, tables) and its renderers.
+
+Commands build a :class:`Document`; this module turns it into rich tables on a
+terminal, tabulate text (plain, Markdown, any tabulate format) elsewhere.  Every cell
+is passed through :func:`kvfix.textsafe.safe_text` and rich receives ``Text`` objects,
+so neither control bytes nor ``[markup]`` from data reach the terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import IO
+
+from tabulate import tabulate
+
+from kvfix.textsafe import safe_text
+
+TABULATE_ALIASES = {"plain": "simple", "markdown": "github"}
+
+
+@dataclass
+class Table:
+    title: str
+    headers: list[str]
+    rows: list[list[object]] = field(default_factory=list)
+
+
+@dataclass
+class Document:
+    title: str
+    blocks: list[Table | str] = field(default_factory=list)
+
+    def line(self, text: str) -> None:
+        self.blocks.append(text)
+
+    def table(self, title: str, headers: list[str], rows: list[list[object]]) -> None:
+        self.blocks.append(Table(title, headers, rows))
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    return safe_text(str(value))
+
+
+def render(doc: Document, fmt: str, out: IO[str] | None = None) -> None:
+    out = out or sys.stdout
+    if fmt == "rich":
+        _render_rich(doc, out)
+    elif fmt == "markdown":
+        _render_markdown(doc, out)
+    else:
+        _render_tabulate(doc, TABULATE_ALIASES.get(fmt, fmt), out)
+
+
+def _render_rich(doc: Document, out: IO[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    console = Console(file=out, highlight=False, emoji=False, markup=False)
+    console.print(Text(_cell(doc.title), style="bold"))
+    for block in doc.blocks:
+        if isinstance(block, str):
+            console.print(Text(_cell(block)))
+            continue
+        table = RichTable(title=Text(_cell(block.title), style="bold"), title_justify="left")
+        for h in block.headers:
+            table.add_column(Text(_cell(h)), overflow="fold")
+        for row in block.rows:
+            table.add_row(*(Text(_cell(c)) for c in row))
+        console.print(table)
+
+
+def _render_markdown(doc: Document, out: IO[str]) -> None:
+    out.write(f"## {_md(_cell(doc.title))}\n\n")
+    for block in doc.blocks:
+        if isinstance(block, str):
+            out.write(_md(_cell(block)) + "\n\n")
+            continue
+        out.write(f"### {_md(_cell(block.title))}\n\n")
+        if block.rows:
+            rows = [[_md(_cell(c)) for c in row] for row in block.rows]
+            out.write(tabulate(rows, headers=block.headers, tablefmt="github", disable_numparse=True) + "\n\n")
+        else:
+            out.write("(none)\n\n")
+
+
+def _md(text: str) -> str:
+    """Neutralise Markdown and HTML in data shown in a CI job summary."""
+    for ch in "\\`*_{}[]<>|#":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def _render_tabulate(doc: Document, tablefmt: str, out: IO[str]) -> None:
+    out.write(_cell(doc.title) + "\n")
+    for block in doc.blocks:
+        if isinstance(block, str):
+            out.write(_cell(block) + "\n")
+            continue
+        out.write(f"\n{_cell(block.title)}\n")
+        if block.rows:
+            rows = [[_cell(c) for c in row] for row in block.rows]
+            out.write(tabulate(rows, headers=block.headers, tablefmt=tablefmt, disable_numparse=True) + "\n")
+        else:
+            out.write("(none)\n")

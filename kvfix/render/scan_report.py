@@ -1,0 +1,191 @@
+"""scan's report as JSON (schema 1, documented in README) and as a Document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kvfix.analysis.findings import Finding
+from kvfix.analysis.model import RECORD_COUNT_KEYS, GroupInfo, ScanReport, StreamReport
+from kvfix.render.document import Document
+from kvfix.render.jsonout import text_and_hex
+from kvfix.textsafe import show
+
+SCHEMA = 1
+
+
+def finding_json(f: Finding) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "severity": f.severity,
+        "code": f.code,
+        "namespace": None if f.namespace is None else show(f.namespace),
+        "key": None if f.key is None else show(f.key),
+        "key_hex": None if f.key is None else f.key.hex(),
+        "message": f.message,
+    }
+    if f.details:
+        out["details"] = f.details
+    return out
+
+
+def group_json(g: GroupInfo, with_pel: bool) -> dict[str, Any]:
+    v = g.value
+    out: dict[str, Any] = {
+        **text_and_hex("name", g.name),
+        "layout": g.layout,
+        "has_group_record": v is not None,
+        "pending": None if v is None else v.pending_number,
+        "last_delivered_id": None if v is None else str(v.last_delivered_id),
+        "entries_read": None if v is None else v.entries_read,
+        "lag": None if v is None else v.lag,
+        "consumer_number": None if v is None else v.consumer_number,
+        "pel_records": len(g.pel),
+        "consumers": [
+            {**text_and_hex("name", c.name), "pending": c.pending} for c in sorted(g.consumers.values(), key=lambda c: c.name)
+        ],
+    }
+    if with_pel:
+        out["pel"] = [
+            {
+                "id": str(p.entry_id),
+                **text_and_hex("consumer", p.value.consumer),
+                "delivery_count": p.value.delivery_count,
+                "last_delivery_ms": p.value.last_delivery_time_ms,
+            }
+            for p in g.pel
+        ]
+    return out
+
+
+def stream_json(s: StreamReport, with_pel: bool = False) -> dict[str, Any]:
+    m = s.metadata
+    tail = m.stream
+    return {
+        **text_and_hex("namespace", s.namespace),
+        **text_and_hex("key", s.key),
+        "slot": s.slot,
+        "version": s.version,
+        "size": m.size,
+        "group_number": None if tail is None else tail.group_number,
+        "last_generated_id": None if tail is None else str(tail.last_generated_id),
+        "expired": s.expired,
+        "layout": s.layout,
+        "records": {k: s.records[k] for k in RECORD_COUNT_KEYS},
+        "groups": [group_json(g, with_pel) for _, g in sorted(s.groups.items())],
+        "collisions": [
+            {
+                "kind": c.kind.value,
+                **text_and_hex("group", c.group),
+                "alias_id": str(c.alias_id),
+                "subkey_hex": c.subkey.hex(),
+                "scans": list(c.scans),
+                "releases": list(c.releases),
+            }
+            for c in s.collisions
+        ],
+    }
+
+
+def scan_json(report: ScanReport, with_pel: bool = False) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "mode": "deep" if report.deep else "fast",
+        "db": {
+            "path": report.path,
+            "column_families": list(report.column_families),
+            "cluster_slots": report.cluster_slots,
+            "namespaces": [show(n) for n in report.namespaces],
+        },
+        "summary": report.summary(),
+        "streams": [stream_json(s, with_pel) for s in report.streams],
+        "garbage": {
+            "stale": {"records": report.stale.records, "bytes": report.stale.bytes},
+            "orphan": {"records": report.orphans.records, "bytes": report.orphans.bytes},
+        },
+        "findings": [finding_json(f) for f in report.all_findings()],
+    }
+
+
+def findings_table(doc: Document, findings: list[Finding]) -> None:
+    rows = [[f.severity, f.code, _where(f), f.message] for f in findings]
+    doc.table(f"Findings ({len(findings)})", ["severity", "code", "stream", "message"], rows)
+
+
+def _where(f: Finding) -> str:
+    if f.key is None:
+        return "-"
+    return f"{show(f.namespace or b'')}/{show(f.key)}"
+
+
+def scan_document(report: ScanReport, with_pel: bool = False) -> Document:
+    doc = Document(f"kvfix scan {report.path}")
+    summary = report.summary()
+    doc.line(
+        f"mode {'deep' if report.deep else 'fast'} · cluster slots {'yes' if report.cluster_slots else 'no'} · "
+        f"namespaces {', '.join(show(n) for n in report.namespaces) or '-'} · "
+        f"column families {', '.join(report.column_families)}"
+    )
+    doc.line(
+        f"{summary['streams']} streams: {summary['layout_legacy']} legacy, {summary['layout_prefixed']} prefixed, "
+        f"{summary['layout_mixed']} mixed, {summary['layout_none']} without groups · {summary['groups']} groups · "
+        f"{summary['collisions']} scan collisions"
+    )
+    rows = []
+    for s in report.streams:
+        r = s.records
+        rows.append(
+            [
+                show(s.namespace),
+                show(s.key),
+                s.layout,
+                s.metadata.size,
+                r["entry"] if report.deep else f"{r['entry']} read",
+                f"{r['legacy_group']}/{r['legacy_consumer']}/{r['legacy_pel']}",
+                f"{r['prefixed_group']}/{r['prefixed_consumer']}/{r['prefixed_pel']}",
+                r["stale"],
+                r["unknown"],
+                len(s.collisions),
+            ]
+        )
+    doc.table(
+        "Streams",
+        ["namespace", "key", "layout", "size", "entries", "legacy g/c/pel", "prefixed g/c/pel", "stale", "unknown", "collisions"],
+        rows,
+    )
+    grows = []
+    for s in report.streams:
+        for _, g in sorted(s.groups.items()):
+            v = g.value
+            consumers = ", ".join(f"{show(c.name)}={c.pending}" for c in sorted(g.consumers.values(), key=lambda c: c.name))
+            grows.append(
+                [
+                    show(s.namespace),
+                    show(s.key),
+                    show(g.name),
+                    g.layout,
+                    None if v is None else v.pending_number,
+                    len(g.pel),
+                    None if v is None else str(v.last_delivered_id),
+                    None if v is None else v.entries_read,
+                    None if v is None else v.lag,
+                    consumers or "-",
+                ]
+            )
+    doc.table(
+        "Groups",
+        ["namespace", "stream", "group", "layout", "pending", "pel", "last_delivered_id", "entries_read", "lag", "consumers (pending)"],
+        grows,
+    )
+    crows = []
+    for s in report.streams:
+        for c in s.collisions:
+            crows.append([show(s.namespace), show(s.key), c.kind.value, show(c.group), str(c.alias_id), ", ".join(c.releases), "; ".join(c.scans)])
+    doc.table("Scan collisions (legacy records read as entries)", ["namespace", "stream", "kind", "group", "alias id", "releases", "scans"], crows)
+    if with_pel:
+        prows = []
+        for s in report.streams:
+            for _, g in sorted(s.groups.items()):
+                for p in g.pel:
+                    prows.append([show(s.namespace), show(s.key), show(g.name), g.layout, str(p.entry_id), show(p.value.consumer), p.value.delivery_count])
+        doc.table("Pending entries", ["namespace", "stream", "group", "layout", "id", "consumer", "deliveries"], prows)
+    findings_table(doc, report.all_findings())
+    return doc
