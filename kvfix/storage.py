@@ -27,7 +27,6 @@ from rocksdict import (
     BlockBasedOptions,
     Checkpoint,
     DBCompressionType,
-    FlushOptions,
     Options,
     Rdict,
     ReadOptions,
@@ -133,10 +132,8 @@ class Database:
         return self.db.get_column_family_handle(name)
 
     def flush_all(self) -> None:
-        fo = FlushOptions()
-        fo.wait = True
         for name in self.column_families:
-            self.db.get_column_family(name).flush(fo)
+            self.db.get_column_family(name).flush(True)
 
     def checkpoint(self, target: Path) -> None:
         Checkpoint(self.db).create_checkpoint(str(target))
@@ -252,3 +249,30 @@ def make_checkpoint(db: Database, backup_dir: Path) -> Path:
         raise Unreadable(f"{backup_dir}: checkpoint failed ({_one_line(exc)})") from exc
     (backup_dir / ROCKSDICT_CONFIG).unlink(missing_ok=True)
     return backup_dir
+
+
+KVROCKS_CFS = ("default", "metadata", "zset_score", "pubsub", "propagate", "stream", "search")
+
+
+@contextmanager
+def create_database(path: str | os.PathLike[str], column_families: tuple[str, ...] = KVROCKS_CFS) -> Iterator[Database]:
+    """A new, empty database with Kvrocks' column families (tests, benchmarks, examples).
+
+    Refuses an existing path; written with the same pinned options as migrate.
+    """
+    db_path = Path(path)
+    if db_path.exists():
+        raise Unreadable(f"{db_path}: already exists")
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="kvfix-log-") as log_dir:
+        opts = _pinned_options(log_dir)
+        opts.create_if_missing(True)
+        opts.create_missing_column_families(True)
+        cfs = {c: _pinned_options(log_dir) for c in column_families if c != "default"}
+        rdict = Rdict(str(db_path), options=opts, column_families=cfs)
+        try:
+            yield Database(db_path.absolute(), rdict, tuple(column_families), read_only=False)
+            rdict.flush_wal(True)
+        finally:
+            rdict.close()
+            (db_path / ROCKSDICT_CONFIG).unlink(missing_ok=True)
