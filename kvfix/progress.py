@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from types import TracebackType
 
 
 class Progress:
     """Silent by default; :func:`progress_for` returns a live one on a terminal."""
+
+    live = False
 
     def __enter__(self) -> Progress:
         return self
@@ -16,14 +19,19 @@ class Progress:
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         return None
 
-    def update(self, *, streams: int | None = None, records: int | None = None, total_streams: int | None = None) -> None:
+    def update(
+        self, *, streams: int | None = None, records: int | None = None, total_streams: int | None = None
+    ) -> None:
         return None
 
 
 class RichProgress(Progress):
-    def __init__(self, description: str) -> None:
+    live = True
+
+    def __init__(self, description: str, stderr: bool = True) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as RP, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RP
 
         self._bar = RP(
             TextColumn("[bold]{task.description}"),
@@ -31,7 +39,7 @@ class RichProgress(Progress):
             MofNCompleteColumn(),
             TextColumn("streams · {task.fields[records]:,} records · {task.fields[rate]:,.0f}/s"),
             TimeElapsedColumn(),
-            console=Console(stderr=True),
+            console=Console(stderr=stderr),
             transient=True,
         )
         self._task = self._bar.add_task(description, total=None, records=0, rate=0.0)
@@ -43,7 +51,9 @@ class RichProgress(Progress):
     def __exit__(self, *exc: object) -> None:
         self._bar.__exit__(None, None, None)
 
-    def update(self, *, streams: int | None = None, records: int | None = None, total_streams: int | None = None) -> None:
+    def update(
+        self, *, streams: int | None = None, records: int | None = None, total_streams: int | None = None
+    ) -> None:
         fields: dict[str, object] = {}
         if records is not None:
             elapsed = self._bar.tasks[0].elapsed or 0.0
@@ -52,12 +62,38 @@ class RichProgress(Progress):
 
 
 def wants_progress() -> bool:
+    """A terminal on stderr or stdout, and neither CI nor KVFIX_NO_PROGRESS set."""
     if os.environ.get("CI") or os.environ.get("KVFIX_NO_PROGRESS"):
         return False
-    return sys.stderr.isatty()
+    return sys.stderr.isatty() or sys.stdout.isatty()
 
 
 def progress_for(description: str, enabled: bool | None = None) -> Progress:
+    """The bar goes to stderr when that is a terminal, else to stdout (transient: it is
+    erased before the command prints its report there)."""
     if enabled is None:
         enabled = wants_progress()
-    return RichProgress(description) if enabled else Progress()
+    return RichProgress(description, stderr=sys.stderr.isatty() or not sys.stdout.isatty()) if enabled else Progress()
+
+
+class Ticker:
+    """Calls progress.update at most every ``interval`` seconds; free when progress is silent.
+
+    Walks call it per chunk or per stream, so a bar never costs a per-record call.
+    """
+
+    __slots__ = ("interval", "next", "progress", "total")
+
+    def __init__(self, progress: Progress, total: int | None, interval: float = 0.1) -> None:
+        self.progress = progress if progress.live else None
+        self.total = total
+        self.interval = interval
+        self.next = 0.0
+
+    def __call__(self, streams: int, records: int) -> None:
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        if now >= self.next:
+            self.next = now + self.interval
+            self.progress.update(streams=streams, records=records, total_streams=self.total)

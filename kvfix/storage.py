@@ -26,6 +26,7 @@ from rocksdict import (
     AccessType,
     BlockBasedOptions,
     Checkpoint,
+    ChecksumType,
     DBCompressionType,
     Options,
     Rdict,
@@ -46,13 +47,16 @@ _SHADOW_SKIP = ("LOCK", ROCKSDICT_CONFIG)
 def resolve_db_path(path: str | os.PathLike[str]) -> Path:
     """The RocksDB directory for a Kvrocks ``dir`` or its ``dir/db``; never creates anything."""
     p = Path(path)
-    if not p.exists():
-        raise PathMissing(f"{p}: no such file or directory")
-    if not p.is_dir():
-        raise NotRocksDB(f"{p}: not a directory (give a Kvrocks dir or its db/ directory)")
-    for candidate in (p, p / "db"):
-        if (candidate / "CURRENT").is_file():
-            return candidate.absolute()
+    try:
+        if not p.exists():
+            raise PathMissing(f"{p}: no such file or directory")
+        if not p.is_dir():
+            raise NotRocksDB(f"{p}: not a directory (give a Kvrocks dir or its db/ directory)")
+        for candidate in (p, p / "db"):
+            if (candidate / "CURRENT").is_file():
+                return candidate.absolute()
+    except OSError as exc:  # pathlib raises on EACCES (e.g. a chmod 000 dir or parent), not only ENOENT
+        raise Unreadable(f"{exc.filename or p}: cannot read: {exc.strerror}") from exc
     raise NotRocksDB(f"{p}: not a RocksDB directory (no CURRENT file in it or in {p / 'db'})")
 
 
@@ -116,6 +120,19 @@ class Database:
         ro.fill_cache(False)
         return cf.iter(ro)
 
+    def items(self, name: str):
+        """Every (key, value) of one column family in key order, or None when it is absent.
+
+        rocksdict's items() is its fastest way to read keys and values (one call per record
+        instead of key()/value()/next()); deep walks use it, seeking walks use iterator().
+        """
+        cf = self.cf(name)
+        if cf is None:
+            return None
+        ro = ReadOptions()
+        ro.fill_cache(False)
+        return cf.items(read_opt=ro)
+
     def get(self, name: str, key: bytes) -> bytes | None:
         cf = self.cf(name)
         return None if cf is None else cf.get(key)
@@ -139,11 +156,12 @@ class Database:
         Checkpoint(self.db).create_checkpoint(str(target))
 
 
-def _list_cfs(path: Path) -> tuple[str, ...]:
+def _list_cfs(path: Path, shown: Path | None = None) -> tuple[str, ...]:
+    """Column families at path; errors name ``shown`` (the user's directory, not a shadow)."""
     try:
         return tuple(Rdict.list_cf(str(path), _raw()))
     except Exception as exc:  # rocksdict raises plain Exception with RocksDB's status text
-        raise NotRocksDB(f"{path}: not a readable RocksDB database ({_one_line(exc)})") from exc
+        raise NotRocksDB(f"{shown or path}: not a readable RocksDB database ({_one_line(exc)})") from exc
 
 
 def _one_line(exc: BaseException) -> str:
@@ -177,7 +195,7 @@ def open_read_only(path: str | os.PathLike[str]) -> Iterator[Database]:
         shadow = Path(tmp) / "db"
         shadow.mkdir()
         _make_shadow(db_path, shadow)
-        cfs = _list_cfs(shadow)
+        cfs = _list_cfs(shadow, db_path)
         _check_kvrocks(db_path, cfs)
         opts = _raw()
         opts.set_db_log_dir(tmp)
@@ -203,8 +221,13 @@ def _pinned_options(log_dir: str) -> Options:
     opts.create_missing_column_families(False)
     table = BlockBasedOptions()
     table.set_format_version(PINNED_SST_FORMAT_VERSION)
+    # CRC32c: the checksum every RocksDB release reads (newer defaults moved to XXH3).
+    table.set_checksum_type(ChecksumType.crc32c())
     opts.set_block_based_table_factory(table)
     opts.set_compression_type(DBCompressionType.none())
+    # Nothing a 2.9 server would have to know about: no blob files, no recycled WAL files.
+    opts.set_enable_blob_files(False)
+    opts.set_recycle_log_file_num(0)
     opts.set_db_log_dir(log_dir)
     opts.set_keep_log_file_num(1)
     return opts
@@ -217,7 +240,6 @@ def open_read_write(path: str | os.PathLike[str]) -> Iterator[Database]:
     if not os.access(db_path, os.W_OK):
         raise Unreadable(f"{db_path}: not writable")
     ensure_unlocked(db_path)
-    had_config = (db_path / ROCKSDICT_CONFIG).exists()
     cfs = _list_cfs(db_path)
     _check_kvrocks(db_path, cfs)
     with tempfile.TemporaryDirectory(prefix="kvfix-log-") as log_dir:
@@ -233,8 +255,10 @@ def open_read_write(path: str | os.PathLike[str]) -> Iterator[Database]:
             yield Database(db_path, rdict, cfs, read_only=False)
         finally:
             rdict.close()
-            if not had_config:
-                (db_path / ROCKSDICT_CONFIG).unlink(missing_ok=True)
+            # Kvrocks never writes this file; rocksdict does on every open.  Removed even if it
+            # was there before: a kvfix run killed mid-way leaves one that no later run could
+            # tell from a user's file.
+            (db_path / ROCKSDICT_CONFIG).unlink(missing_ok=True)
 
 
 def make_checkpoint(db: Database, backup_dir: Path) -> Path:

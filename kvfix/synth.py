@@ -108,3 +108,120 @@ class SynthDB:
 
 def group_value(last: StreamId = StreamId(0, 0), consumers: int = 0, pending: int = 0, entries_read: int = -1) -> GroupValue:
     return GroupValue(consumers, pending, last, entries_read, 0)
+
+
+# --- bulk loading (benchmark, scale tests) ---------------------------------------------------
+
+#: First entry id's ms of bulk-loaded streams: 2026-11-01, like XADD * would write.
+BULK_EPOCH_MS = 1_793_491_200_000
+
+
+@dataclass(frozen=True)
+class BulkSpec:
+    """A large database of streams: many entries, a fixed set of legacy group records."""
+
+    streams: int = 10
+    entries: int = 100_000
+    groups: int = 100  # legacy groups per stream
+    consumers: int = 1  # per group
+    pel: int = 1_000  # legacy PEL records per stream, spread over the groups
+    layout: Layout = "legacy"
+    namespace: bytes = DEFAULT_NS
+    cluster: bool = False
+    batch_records: int = 200_000
+
+
+def _entry_value(i: int) -> bytes:
+    # XADD s * sensor <n> reading <r> ... as Kvrocks stores it (varint32 length | bytes).
+    sensor = b"%d" % (i % 1000)
+    reading = b"%d.%02d" % (i % 997, i % 100)
+    return b"\x06sensor" + bytes([len(sensor)]) + sensor + b"\x07reading" + bytes([len(reading)]) + reading
+
+
+def bulk_load(path: Path, spec: BulkSpec = BulkSpec()) -> dict[str, int]:
+    """Write a new database from encoded bytes in large WriteBatches (no per-record objects).
+
+    Entry ids are XADD-like timestamps (a few entries share a millisecond); every stream
+    gets ``groups`` legacy groups with ``consumers`` consumers each and ``pel`` PEL records
+    pointing at its first entries.  Returns counts of what was written.
+    """
+    import struct
+
+    id_pack = struct.Struct(">QQ").pack
+    counts = {"entries": 0, "groups": 0, "consumers": 0, "pel": 0}
+    with create_database(path) as db:
+        meta_cf = db.handle("metadata")
+        stream_cf = db.handle("stream")
+        batch = db.batch()
+        pending = 0
+
+        def flush_if_full(force: bool = False) -> None:
+            nonlocal batch, pending
+            if pending and (force or pending >= spec.batch_records):
+                db.write(batch, sync=False)
+                batch = db.batch()
+                pending = 0
+
+        for s in range(spec.streams):
+            key = b"stream:%05d" % s
+            slot = slot_of(key) if spec.cluster else None
+            version = BASE_VERSION + s
+            prefix = InternalKey(spec.namespace, key, version, b"", slot).prefix()
+            ids: list[StreamId] = []
+            ms, seq = BULK_EPOCH_MS + s, 0
+            put = batch.put
+            for i in range(spec.entries):
+                if i % 3 == 0:
+                    ms, seq = ms + 1 + (i % 7), 0
+                else:
+                    seq += 1
+                if i < spec.pel:
+                    ids.append(StreamId(ms, seq))
+                put(prefix + id_pack(ms, seq), _entry_value(i), stream_cf)
+                pending += 1
+                if pending >= spec.batch_records:
+                    flush_if_full()
+                    put = batch.put
+            last = StreamId(ms, seq)
+            first = StreamId(BULK_EPOCH_MS + s + 1, 0)
+            names = [b"group-%03d" % g for g in range(spec.groups)]
+            per_group: dict[bytes, list[StreamId]] = {n: [] for n in names}
+            for j, entry_id in enumerate(ids[: spec.pel]):
+                if names:
+                    per_group[names[j % len(names)]].append(entry_id)
+            for name in names:
+                pel_ids = per_group[name]
+                last_delivered = pel_ids[-1] if pel_ids else StreamId(0, 0)
+                gv = GroupValue(spec.consumers, len(pel_ids), last_delivered, -1, 0)
+                batch.put(prefix + encode_subkey(GroupKey(spec.layout, name)), gv.encode(), stream_cf)
+                consumers = [b"consumer-%d" % c for c in range(spec.consumers)]
+                owned: dict[bytes, int] = dict.fromkeys(consumers, 0)
+                for j, entry_id in enumerate(pel_ids):
+                    owner = consumers[j % len(consumers)] if consumers else b""
+                    if consumers:
+                        owned[owner] += 1
+                    pv = PelValue(BULK_EPOCH_MS, 1, owner)
+                    batch.put(prefix + encode_subkey(PelKey(spec.layout, name, entry_id)), pv.encode(), stream_cf)
+                for c in consumers:
+                    cv = ConsumerValue(owned[c], BULK_EPOCH_MS, BULK_EPOCH_MS)
+                    batch.put(prefix + encode_subkey(ConsumerKey(spec.layout, name, c)), cv.encode(), stream_cf)
+                pending += 1 + len(pel_ids) + len(consumers)
+                counts["pel"] += len(pel_ids)
+                counts["consumers"] += len(consumers)
+            counts["groups"] += len(names)
+            counts["entries"] += spec.entries
+            tail = StreamTail(
+                last_generated_id=last,
+                recorded_first_entry_id=first,
+                first_entry_id=first,
+                last_entry_id=last,
+                entries_added=spec.entries,
+                group_number=len(names),
+            )
+            meta = Metadata(KeyType.STREAM, True, 0, version, spec.entries, stream=tail)
+            batch.put(MetadataKey(spec.namespace, key, slot).encode(), meta.encode(), meta_cf)
+            pending += 1
+            flush_if_full()
+        flush_if_full(force=True)
+        db.flush_all()
+    return counts

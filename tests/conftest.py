@@ -64,3 +64,63 @@ def run_kvfix(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "kvfix", *map(str, args)], capture_output=True, text=True, env=env, timeout=300, **kw
     )
+
+
+# --- scan helpers (appended for the scan test suite) -------------------------------------
+
+
+def scan_lib(path: Path, **kw):
+    """scan_database on a read-only open of path (library API, no CLI)."""
+    from kvfix.analysis.scan import scan_database
+    from kvfix.storage import open_read_only
+
+    with open_read_only(path) as db:
+        return scan_database(db, **kw)
+
+
+def scan_json_cli(path: Path, *args: str) -> tuple[int, dict]:
+    """``kvfix scan PATH --format json --pel ARGS`` in-process: (exit code, parsed JSON)."""
+    result = run_cli("scan", str(path), "--format", "json", "--pel", *args)
+    assert result.exit_code in (0, 1), result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def write_synth(synth, path: Path) -> Path:
+    """Write a kvfix.synth.SynthDB at path (a new directory) and return path."""
+    return synth.write(path)
+
+
+# --- migrate helpers (appended for the migrate test suite) -------------------------------
+
+
+def dump_all(path: Path) -> dict[str, dict[bytes, bytes]]:
+    """Every key and value of every column family (read-only open), for exact comparisons."""
+    from kvfix.storage import open_read_only
+
+    out: dict[str, dict[bytes, bytes]] = {}
+    with open_read_only(path) as db:
+        for cf in db.column_families:
+            it = db.iterator(cf)
+            it.seek_to_first()
+            rows = {}
+            while it.valid():
+                rows[it.key()] = it.value()
+                it.next()
+            out[cf] = rows
+    return out
+
+
+def records_view(scan_doc: dict, layout_as: str | None = None) -> dict:
+    """scan JSON (with --pel) in the manifests' ``records`` shape; layout_as renames the layout."""
+    out: dict = {}
+    for s in scan_doc["streams"]:
+        for g in s["groups"]:
+            lay = layout_as or g["layout"]
+            out.setdefault(s["namespace"], {}).setdefault(s["key"], {})[f"{lay}:{g['name']}"] = {
+                "consumers": len(g["consumers"]),
+                "consumer_pending": {c["name"]: c["pending"] for c in g["consumers"]},
+                "last-delivered-id": g["last_delivered_id"],
+                "pending": g["pending"],
+                "pel": [[p["id"], p["consumer"], p["delivery_count"]] for p in g["pel"]],
+            }
+    return out

@@ -109,7 +109,9 @@ def load_keyspace(db: Database, cluster: bool, now_ms: int | None = None) -> Key
         elif meta.type_id == KeyType.STREAM:
             ks.streams[(mkey.namespace, mkey.user_key)] = LiveStream(mkey, meta)
     for type_id, count in sorted(unknown.items()):
-        ks.findings.append(finding("UNKNOWN_TYPE", f"{count} metadata records of unknown type {type_id}", type_id=type_id, count=count))
+        ks.findings.append(
+            finding("UNKNOWN_TYPE", f"{count} metadata records of unknown type {type_id}", type_id=type_id, count=count)
+        )
     return ks
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from kvfix.analysis.findings import finding
 from kvfix.analysis.model import Collision, ConsumerInfo, PelInfo, StreamReport
-from kvfix.analysis.releases import R_29, RELEASE_LABELS, legacy_misread_by, scans_hitting
+from kvfix.analysis.releases import R_29, RELEASE_LABELS, ScansHitting, legacy_misread_by
 from kvfix.codec.ints import U64_MAX
 from kvfix.codec.stream import (
     LEGACY,
+    PREFIX_MARK,
     PREFIXED,
+    ZERO8,
     ConsumerKey,
     ConsumerValue,
     EntryKey,
@@ -59,14 +61,56 @@ class StreamAnalyzer:
         elif isinstance(key, PelKey) and isinstance(val, PelValue):
             group.pel.append(PelInfo(key.entry_id, val))
 
+    def add_chunk(self, chunk: list[tuple[bytes, bytes]], n: int) -> None:
+        """add() for whole keys in key order (subkey = key[n:]), with a fast path for plain entries.
+
+        The fast path is kvfix.codec.stream.is_plain_entry inlined (no call, no subkey
+        slice, no tuple): it accepts only records that classify() reads as an entry and
+        nothing else, with a valid value (single-byte varint lengths tiling the value into
+        a non-zero even number of items), and counts them as add() would.  Every other
+        record goes through add().  A subclass that overrides add() gets every record there.
+        """
+        add = self.add
+        if type(self).add is not StreamAnalyzer.add:
+            for key, value in chunk:
+                add(key[n:], value)
+            return
+        n16 = n + 16
+        n7 = n + 7
+        zero8, mark = ZERO8, PREFIX_MARK
+        entries = 0
+        for key, value in chunk:
+            if len(key) == n16:
+                low = key[n7]  # last byte of id.ms: 1..254 rules out both 0x00*8 and 0xFF*8
+                if (0 < low < 255) or not (key.startswith(zero8, n) or key.startswith(mark, n)):
+                    m = len(value)
+                    p = 0
+                    while p < m:
+                        b = value[p]
+                        if b > 127:
+                            break
+                        p += b + 1
+                        if p >= m:
+                            break
+                        b = value[p]
+                        if b > 127:
+                            break
+                        p += b + 1
+                    else:
+                        if m and p == m:  # the lengths tile the value exactly
+                            entries += 1
+                            continue
+            add(key[n:], value)
+        if entries:
+            self.report.records["entry"] += entries
+
     def finish(self) -> StreamReport:
         rep = self.report
         cursors = {show(g.name): g.value.last_delivered_id for g in rep.groups.values() if g.value is not None}
+        scans = ScansHitting(cursors)
         for kind, group, sub in self._legacy:
             alias = alias_id(sub)
-            rep.collisions.append(
-                Collision(kind, group, alias, sub, tuple(scans_hitting(alias, cursors)), tuple(legacy_misread_by(sub)))
-            )
+            rep.collisions.append(Collision(kind, group, alias, sub, scans(alias), tuple(legacy_misread_by(sub))))
         self._findings()
         return rep
 

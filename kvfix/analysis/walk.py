@@ -10,8 +10,10 @@ group records, not entries.  ``deep=True`` reads everything.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 from kvfix.codec.errors import CodecError
 from kvfix.codec.ints import read_u64
@@ -41,8 +43,41 @@ class BadKey:
     error: str
 
 
+#: Records per chunk handed to the analyzer (bounded memory, few Python calls per record).
+CHUNK = 4096
+
+
 def walk_stream_cf(db: Database, cluster: bool, deep: bool) -> Iterator[Prefix | tuple[bytes, bytes] | BadKey]:
     """Yield a Prefix, then (subkey, value) pairs of that prefix, then the next Prefix ..."""
+    n = 0
+    for item in walk_stream_chunks(db, cluster, deep):
+        if isinstance(item, list):
+            for key, value in item:
+                yield key[n:], value
+        else:
+            if isinstance(item, Prefix):
+                n = len(item.raw)
+            yield item
+
+
+def walk_stream_chunks(db: Database, cluster: bool, deep: bool) -> Iterator[Prefix | BadKey | list[tuple[bytes, bytes]]]:
+    """Like walk_stream_cf, but a prefix's records come as lists of whole (key, value) pairs.
+
+    Every key in a list starts with the last Prefix's ``raw`` (the subkey is
+    ``key[len(raw):]``); lists hold at most CHUNK records and are never empty.
+    """
+    if deep:
+        yield from _deep_chunks(db, cluster)
+    else:
+        yield from _fast_chunks(db, cluster)
+
+
+def _prefix_of(key: bytes, cluster: bool) -> Prefix:
+    ik = decode_internal_key(key, cluster)
+    return Prefix(ik.namespace, ik.user_key, ik.version, ik.slot, key[: len(key) - len(ik.subkey)])
+
+
+def _fast_chunks(db: Database, cluster: bool) -> Iterator[Prefix | BadKey | list[tuple[bytes, bytes]]]:
     it = db.iterator("stream")
     if it is None:
         return
@@ -50,22 +85,70 @@ def walk_stream_cf(db: Database, cluster: bool, deep: bool) -> Iterator[Prefix |
     while it.valid():
         key = it.key()
         try:
-            ik = decode_internal_key(key, cluster)
+            prefix = _prefix_of(key, cluster)
         except CodecError as exc:
             yield BadKey(key, it.value(), str(exc))
             it.next()
             continue
-        raw = key[: len(key) - len(ik.subkey)]
-        yield Prefix(ik.namespace, ik.user_key, ik.version, ik.slot, raw)
+        yield prefix
+        raw = prefix.raw
         n = len(raw)
         skipped = False
+        chunk: list[tuple[bytes, bytes]] = []
         while it.valid():
             key = it.key()
             if not key.startswith(raw):
                 break
-            if not deep and not skipped and read_u64(key, n) > NAME_LIMIT:
+            if not skipped and read_u64(key, n) > NAME_LIMIT:
                 skipped = True  # jump over the entries to the 0xFF*8 region of this prefix
                 it.seek(raw + PREFIX_MARK)
                 continue
-            yield key[n:], it.value()
+            chunk.append((key, it.value()))
+            if len(chunk) >= CHUNK:
+                yield chunk
+                chunk = []
             it.next()
+        if chunk:
+            yield chunk
+
+
+def _deep_chunks(db: Database, cluster: bool) -> Iterator[Prefix | BadKey | list[tuple[bytes, bytes]]]:
+    """One sequential pass with rocksdict's items(), in slices of CHUNK records.
+
+    Keys under one prefix are contiguous (bytewise order), so when a slice's first and
+    last keys start with the prefix, all of it does; otherwise bisect finds where the
+    prefix ends.  No Python work per record here.
+    """
+    items = db.items("stream")
+    if items is None:
+        return
+    items = iter(items)
+    raw: bytes | None = None
+    buf: list[tuple[bytes, bytes]] = []
+    pos = 0
+    while True:
+        if pos >= len(buf):
+            buf = list(islice(items, CHUNK))
+            pos = 0
+            if not buf:
+                return
+        if raw is not None:
+            if buf[-1][0].startswith(raw):
+                end = len(buf)
+            else:
+                r = raw
+                end = bisect_left(buf, True, pos, len(buf), key=lambda kv: not kv[0].startswith(r))
+            if end > pos:
+                yield buf if pos == 0 and end == len(buf) else buf[pos:end]
+                pos = end
+                continue
+        key, value = buf[pos]
+        try:
+            prefix = _prefix_of(key, cluster)
+        except CodecError as exc:
+            yield BadKey(key, value, str(exc))
+            raw = None
+            pos += 1
+            continue
+        yield prefix
+        raw = prefix.raw

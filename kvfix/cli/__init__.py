@@ -5,7 +5,11 @@ from __future__ import annotations
 import click
 
 from kvfix import __version__
+from kvfix.cli.check import check
+from kvfix.cli.inspect import inspect
+from kvfix.cli.migrate import migrate
 from kvfix.cli.scan import scan
+from kvfix.cli.stats import stats
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,3 +22,7 @@ def main() -> None:
 
 
 main.add_command(scan)
+main.add_command(migrate)
+main.add_command(stats)
+main.add_command(inspect)
+main.add_command(check)

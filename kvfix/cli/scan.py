@@ -5,18 +5,30 @@ from __future__ import annotations
 import click
 
 from kvfix.analysis.scan import scan_database
-from kvfix.cli.options import cluster_option, emit, fail_on_option, findings_exit, handle_errors, output_options
+from kvfix.cli.options import (
+    cluster_option,
+    fail_on_option,
+    findings_exit,
+    handle_errors,
+    output_options,
+    resolve_format,
+)
 from kvfix.progress import progress_for
+from kvfix.render import render
+from kvfix.render.jsonout import dump
 from kvfix.render.scan_report import scan_document, scan_json
 from kvfix.storage import open_read_only
 
 
 @click.command()
-@click.argument("path", type=click.Path(path_type=str))
+# readable=False: click's own check would print a multi-line usage error; storage reports it in one line.
+@click.argument("path", type=click.Path(path_type=str, readable=False))
 @output_options
 @fail_on_option
 @cluster_option
-@click.option("--deep", is_flag=True, help="Read and decode every entry too (default: only where group records can sit).")
+@click.option(
+    "--deep", is_flag=True, help="Read and decode every entry too (default: only where group records can sit)."
+)
 @click.option("--pel", "with_pel", is_flag=True, help="List every pending entry (PEL record) of every group.")
 @handle_errors
 def scan(path: str, fmt: str | None, fail_on: str, cluster: bool | None, deep: bool, with_pel: bool) -> int:
@@ -26,5 +38,8 @@ def scan(path: str, fmt: str | None, fail_on: str, cluster: bool | None, deep: b
     """
     with open_read_only(path) as db, progress_for("scanning") as progress:
         report = scan_database(db, cluster=cluster, deep=deep, progress=progress)
-    emit(fmt, scan_document(report, with_pel), scan_json(report, with_pel))
+    if resolve_format(fmt) == "json":
+        dump(scan_json(report, with_pel, lazy=True))  # streams are written one by one
+    else:
+        render(scan_document(report, with_pel), resolve_format(fmt))
     return findings_exit(report.all_findings(), fail_on)

@@ -53,7 +53,13 @@ TYPE_NAMES: dict[int, str] = {
 }
 
 SINGLE_KV_TYPES = frozenset({KeyType.STRING, KeyType.JSON})
-EMPTYABLE_TYPES = SINGLE_KV_TYPES | {KeyType.STREAM, KeyType.BLOOM, KeyType.HYPERLOGLOG, KeyType.TDIGEST, KeyType.TIMESERIES}
+EMPTYABLE_TYPES = SINGLE_KV_TYPES | {
+    KeyType.STREAM,
+    KeyType.BLOOM,
+    KeyType.HYPERLOGLOG,
+    KeyType.TDIGEST,
+    KeyType.TIMESERIES,
+}
 
 
 def type_name(type_id: int) -> str:

@@ -50,14 +50,20 @@ class RecordKind(StrEnum):
 
     @property
     def layout(self) -> Layout | None:
-        if self is RecordKind.ENTRY:
-            return None
-        return LEGACY if self.value.startswith("legacy") else PREFIXED
+        return _KIND_LAYOUT[self]
 
     @property
     def role(self) -> str:
         """entry, group, consumer or pel, whatever the layout."""
-        return self.value.rsplit("_", 1)[-1]
+        return _KIND_ROLE[self]
+
+
+_KIND_LAYOUT: dict[RecordKind, Layout | None] = {
+    k: None if k is RecordKind.ENTRY else LEGACY if k.value.startswith("legacy") else PREFIXED for k in RecordKind
+}
+_KIND_ROLE: dict[RecordKind, str] = {k: k.value.rsplit("_", 1)[-1] for k in RecordKind}
+#: (layout, role) -> kind, so key classes name their kind without building an enum from text.
+_KIND_OF: dict[tuple[str, str], RecordKind] = {(str(_KIND_LAYOUT[k]), _KIND_ROLE[k]): k for k in RecordKind}
 
 
 _PREFIX_TYPE = {"group": 1, "consumer": 2, "pel": 3}
@@ -82,7 +88,7 @@ class GroupKey:
 
     @property
     def kind(self) -> RecordKind:
-        return RecordKind(f"{self.layout}_group")
+        return _KIND_OF[(self.layout, "group")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +99,7 @@ class ConsumerKey:
 
     @property
     def kind(self) -> RecordKind:
-        return RecordKind(f"{self.layout}_consumer")
+        return _KIND_OF[(self.layout, "consumer")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +110,7 @@ class PelKey:
 
     @property
     def kind(self) -> RecordKind:
-        return RecordKind(f"{self.layout}_pel")
+        return _KIND_OF[(self.layout, "pel")]
 
 
 StreamSubkey = EntryKey | GroupKey | ConsumerKey | PelKey
@@ -345,9 +351,42 @@ def classify(sub: bytes, value: bytes) -> Classified:
             errors.append(f"as {key.kind.value}: {exc}")
     if not fits:
         return Classified(readings[0], None, error="; ".join(errors))
-    fits.sort(key=lambda kv: _PREFERENCE[kv[0].kind.role])
+    if len(fits) > 1:
+        fits.sort(key=lambda kv: _PREFERENCE[kv[0].kind.role])
     key, val = fits[0]
     return Classified(key, val, tuple(k.kind for k, _ in fits))
+
+
+ZERO8 = b"\0" * 8
+
+
+def is_plain_entry(sub: bytes, value: bytes) -> bool:
+    """True only when classify(sub, value) is an entry reading alone, with a valid value.
+
+    A 16-byte subkey whose first u64 is neither 0 nor 2^64-1 fits no group layout (a
+    legacy record needs len(group) + 8 bytes after its length, so a 16-byte one has an
+    empty name; a prefixed one starts with 0xFF*8 and is longer), so only the value needs
+    checking: varint32 lengths that tile it exactly into a non-zero even number of items.
+    Single-byte lengths are checked here; anything else answers False (the caller falls
+    back to classify), so True never disagrees with classify.  StreamAnalyzer.add_chunk
+    inlines this same test.
+    """
+    if len(sub) != ENTRY_KEY_LEN or sub.startswith(ZERO8) or sub.startswith(PREFIX_MARK):
+        return False
+    m = len(value)
+    p = 0
+    while p < m:
+        b = value[p]
+        if b > 127:
+            return False
+        p += b + 1
+        if p >= m:
+            return False
+        b = value[p]
+        if b > 127:
+            return False
+        p += b + 1
+    return m > 0 and p == m
 
 
 def encode_record(key: StreamSubkey, value: StreamValue) -> tuple[bytes, bytes]:

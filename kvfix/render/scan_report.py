@@ -7,7 +7,7 @@ from typing import Any
 from kvfix.analysis.findings import Finding
 from kvfix.analysis.model import RECORD_COUNT_KEYS, GroupInfo, ScanReport, StreamReport
 from kvfix.render.document import Document
-from kvfix.render.jsonout import text_and_hex
+from kvfix.render.jsonout import Lazy, text_and_hex
 from kvfix.textsafe import show
 
 SCHEMA = 1
@@ -40,7 +40,8 @@ def group_json(g: GroupInfo, with_pel: bool) -> dict[str, Any]:
         "consumer_number": None if v is None else v.consumer_number,
         "pel_records": len(g.pel),
         "consumers": [
-            {**text_and_hex("name", c.name), "pending": c.pending} for c in sorted(g.consumers.values(), key=lambda c: c.name)
+            {**text_and_hex("name", c.name), "pending": c.pending}
+            for c in sorted(g.consumers.values(), key=lambda c: c.name)
         ],
     }
     if with_pel:
@@ -85,7 +86,9 @@ def stream_json(s: StreamReport, with_pel: bool = False) -> dict[str, Any]:
     }
 
 
-def scan_json(report: ScanReport, with_pel: bool = False) -> dict[str, Any]:
+def scan_json(report: ScanReport, with_pel: bool = False, lazy: bool = False) -> dict[str, Any]:
+    """The schema-1 document; ``lazy`` builds each stream's object only while dump() writes it."""
+    streams = (stream_json(s, with_pel) for s in report.streams)
     return {
         "schema": SCHEMA,
         "mode": "deep" if report.deep else "fast",
@@ -96,7 +99,7 @@ def scan_json(report: ScanReport, with_pel: bool = False) -> dict[str, Any]:
             "namespaces": [show(n) for n in report.namespaces],
         },
         "summary": report.summary(),
-        "streams": [stream_json(s, with_pel) for s in report.streams],
+        "streams": Lazy(streams) if lazy else list(streams),
         "garbage": {
             "stale": {"records": report.stale.records, "bytes": report.stale.bytes},
             "orphan": {"records": report.orphans.records, "bytes": report.orphans.bytes},
@@ -148,14 +151,27 @@ def scan_document(report: ScanReport, with_pel: bool = False) -> Document:
         )
     doc.table(
         "Streams",
-        ["namespace", "key", "layout", "size", "entries", "legacy g/c/pel", "prefixed g/c/pel", "stale", "unknown", "collisions"],
+        [
+            "namespace",
+            "key",
+            "layout",
+            "size",
+            "entries",
+            "legacy g/c/pel",
+            "prefixed g/c/pel",
+            "stale",
+            "unknown",
+            "collisions",
+        ],
         rows,
     )
     grows = []
     for s in report.streams:
         for _, g in sorted(s.groups.items()):
             v = g.value
-            consumers = ", ".join(f"{show(c.name)}={c.pending}" for c in sorted(g.consumers.values(), key=lambda c: c.name))
+            consumers = ", ".join(
+                f"{show(c.name)}={c.pending}" for c in sorted(g.consumers.values(), key=lambda c: c.name)
+            )
             grows.append(
                 [
                     show(s.namespace),
@@ -172,20 +188,55 @@ def scan_document(report: ScanReport, with_pel: bool = False) -> Document:
             )
     doc.table(
         "Groups",
-        ["namespace", "stream", "group", "layout", "pending", "pel", "last_delivered_id", "entries_read", "lag", "consumers (pending)"],
+        [
+            "namespace",
+            "stream",
+            "group",
+            "layout",
+            "pending",
+            "pel",
+            "last_delivered_id",
+            "entries_read",
+            "lag",
+            "consumers (pending)",
+        ],
         grows,
     )
     crows = []
     for s in report.streams:
         for c in s.collisions:
-            crows.append([show(s.namespace), show(s.key), c.kind.value, show(c.group), str(c.alias_id), ", ".join(c.releases), "; ".join(c.scans)])
-    doc.table("Scan collisions (legacy records read as entries)", ["namespace", "stream", "kind", "group", "alias id", "releases", "scans"], crows)
+            crows.append(
+                [
+                    show(s.namespace),
+                    show(s.key),
+                    c.kind.value,
+                    show(c.group),
+                    str(c.alias_id),
+                    ", ".join(c.releases),
+                    "; ".join(c.scans),
+                ]
+            )
+    doc.table(
+        "Scan collisions (legacy records read as entries)",
+        ["namespace", "stream", "kind", "group", "alias id", "releases", "scans"],
+        crows,
+    )
     if with_pel:
         prows = []
         for s in report.streams:
             for _, g in sorted(s.groups.items()):
                 for p in g.pel:
-                    prows.append([show(s.namespace), show(s.key), show(g.name), g.layout, str(p.entry_id), show(p.value.consumer), p.value.delivery_count])
+                    prows.append(
+                        [
+                            show(s.namespace),
+                            show(s.key),
+                            show(g.name),
+                            g.layout,
+                            str(p.entry_id),
+                            show(p.value.consumer),
+                            p.value.delivery_count,
+                        ]
+                    )
         doc.table("Pending entries", ["namespace", "stream", "group", "layout", "id", "consumer", "deliveries"], prows)
     findings_table(doc, report.all_findings())
     return doc

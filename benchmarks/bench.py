@@ -1,0 +1,365 @@
+"""kvfix at production scale: raw iteration vs scan, scan --deep and migrate.
+
+    python benchmarks/bench.py            # 10 streams x 100,000 entries (1M), 12,000 legacy records
+    python benchmarks/bench.py --large    # the same, then 10 x 1,000,000 entries (10M), same records
+    python benchmarks/bench.py --keep DIR # keep the generated databases under DIR
+
+Each phase runs in its own process (peak RSS per phase is that process's ru_maxrss,
+read with os.wait4), on the same database:
+
+- raw:     the fastest plain rocksdict read of every (key, value) of the stream column
+           family (iterator key()/value()/next() loop, cf.items(), keys()+values(),
+           list(islice(items())) chunks); the fastest is the baseline
+- scan:    open + scan_database + JSON written to /dev/null (in-process time), and the
+           whole ``python -m kvfix scan --format json`` process wall time
+- deep:    the same with deep=True
+- migrate: ``python -m kvfix migrate DIR --yes --no-backup --format json`` on a copy
+
+Not a unit test: it prints a table of times, rates, ratios and PASS/FAIL per target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+#: Targets from issue 5.
+SCAN_MAX_RATIO = 0.05  # scan time / raw iteration time
+SCAN_FLAT_MAX = 1.5  # scan time at 10x entries / scan time (same group records): "flat"
+DEEP_MIN_RATIO = 0.40  # deep rate / raw rate
+MIGRATE_MIN_RATE = 100_000  # legacy records per second
+RSS_MAX_MB = 200
+RSS_GROWTH_MAX = 0.20
+
+
+# --- child phases --------------------------------------------------------------------------
+
+
+def _child_raw(db_dir: str) -> dict:
+    from itertools import islice
+
+    from kvfix.storage import open_read_only
+
+    out: dict[str, float] = {}
+    with open_read_only(db_dir) as db:
+        cf = db.cf("stream")
+        for _ in range(2):  # best of two: the second pass has a warm page cache for both
+            t = time.perf_counter()
+            it = db.iterator("stream")
+            it.seek_to_first()
+            n = 0
+            while it.valid():
+                it.key()
+                it.value()
+                it.next()
+                n += 1
+            _best(out, "iterator key()/value()/next()", time.perf_counter() - t)
+
+            t = time.perf_counter()
+            n = 0
+            for _k, _v in db.items("stream"):
+                n += 1
+            _best(out, "cf.items() loop", time.perf_counter() - t)
+
+            t = time.perf_counter()
+            items = iter(db.items("stream"))
+            while list(islice(items, 4096)):
+                pass
+            _best(out, "list(islice(cf.items(), 4096))", time.perf_counter() - t)
+
+            t = time.perf_counter()
+            for _k, _v in zip(cf.keys(), cf.values(), strict=True):
+                pass
+            _best(out, "zip(cf.keys(), cf.values())", time.perf_counter() - t)
+
+            t = time.perf_counter()
+            for _k in cf.keys():  # noqa: SIM118 - rocksdict's keys() iterator is what is timed
+                pass
+            _best(out, "cf.keys() only (not a baseline)", time.perf_counter() - t)
+    return {"variants": out, "records": n}
+
+
+def _best(out: dict[str, float], name: str, seconds: float) -> None:
+    out[name] = min(seconds, out.get(name, seconds))
+
+
+def _child_scan(db_dir: str, deep: bool) -> dict:
+    from kvfix.analysis.scan import scan_database
+    from kvfix.render.jsonout import dump
+    from kvfix.render.scan_report import scan_json
+    from kvfix.storage import open_read_only
+
+    t = time.perf_counter()
+    with open_read_only(db_dir) as db:
+        t_open = time.perf_counter()
+        report = scan_database(db, deep=deep)
+    t_scan = time.perf_counter()
+    with open(os.devnull, "w") as null:
+        dump(scan_json(report, lazy=True), null)
+    t_json = time.perf_counter()
+    s = report.summary()
+    return {
+        "seconds": t_json - t,
+        "open": t_open - t,
+        "walk": t_scan - t_open,
+        "json": t_json - t_scan,
+        "entries": s["records_entry"],
+        "collisions": s["collisions"],
+        "groups": s["groups"],
+    }
+
+
+def _vm_hwm_mb() -> float:
+    """This process's peak RSS (VmHWM), which unlike ru_maxrss does not start at the parent's."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child_generate(db_dir: str, entries: str) -> dict:
+    from kvfix.synth import BulkSpec, bulk_load
+
+    t = time.perf_counter()
+    counts = bulk_load(Path(db_dir), BulkSpec(streams=10, entries=int(entries), groups=100, consumers=1, pel=1_000))
+    return {**counts, "seconds": time.perf_counter() - t}
+
+
+def child_main(phase: str, db_dir: str, arg: str | None = None) -> None:
+    if phase == "generate":
+        result = _child_generate(db_dir, arg or "100000")
+    elif phase == "raw":
+        result = _child_raw(db_dir)
+    else:
+        result = _child_scan(db_dir, deep=phase == "deep")
+    result["vm_hwm_mb"] = _vm_hwm_mb()
+    print(json.dumps(result))
+
+
+# --- parent --------------------------------------------------------------------------------
+
+
+def run(cmd: list[str], env: dict | None = None) -> tuple[float, float, str, str]:
+    """Run a process; wall seconds, peak RSS in MB (its own ru_maxrss), stdout, stderr."""
+    t = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode not in (0, 1):  # 1 = findings present (scan, migrate)
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {stderr.strip()[-2000:]}")
+    return wall, usage.ru_maxrss / 1024, stdout, stderr
+
+
+def phase(name: str, db_dir: Path, *extra: str) -> tuple[dict, float, float]:
+    wall, _, out, err = run([sys.executable, __file__, "--child", name, str(db_dir), *extra], env=_env())
+    try:
+        result = json.loads(out)
+    except ValueError:
+        raise RuntimeError(f"phase {name} failed: {err.strip()[-2000:]}") from None
+    return result, wall, result["vm_hwm_mb"]
+
+
+def best_of(repeat: int, name: str, db_dir: Path) -> tuple[dict, float, float]:
+    """The fastest of ``repeat`` runs (the machine may be shared); RSS is the largest seen."""
+    runs = [phase(name, db_dir) for _ in range(repeat)]
+    best = min(runs, key=lambda r: r[0].get("walk", 0) or min(r[0].get("variants", {"": 0}).values()))
+    if name == "raw":
+        variants = {k: min(r[0]["variants"][k] for r in runs) for k in best[0]["variants"]}
+        best = ({**best[0], "variants": variants}, best[1], best[2])
+    return best[0], best[1], max(r[2] for r in runs)
+
+
+def _env() -> dict:
+    return {**os.environ, "KVFIX_NO_PROGRESS": "1", "PYTHONPATH": str(REPO)}
+
+
+def measure(root: Path, entries_per_stream: int, repeat: int) -> dict:
+    db_dir = root / f"streams-10x{entries_per_stream}"
+    shutil.rmtree(db_dir, ignore_errors=True)
+    counts, _, _ = phase("generate", db_dir / "db", str(entries_per_stream))
+    gen_s = counts["seconds"]
+    legacy = counts["groups"] + counts["consumers"] + counts["pel"]
+    print(
+        f"\n== {counts['entries']:,} entries, {legacy:,} legacy records "
+        f"({counts['groups']:,} groups, {counts['consumers']:,} consumers, {counts['pel']:,} PEL); "
+        f"generated in {gen_s:.1f} s, {_du(db_dir) / 1e6:.0f} MB on disk",
+        flush=True,
+    )
+    raw, _, raw_rss = best_of(repeat, "raw", db_dir)
+    baseline_name = min((k for k in raw["variants"] if "not a baseline" not in k), key=raw["variants"].get)
+    raw_s = raw["variants"][baseline_name]
+    records = raw["records"]
+    scan, scan_wall, scan_rss = best_of(repeat, "scan", db_dir)
+    deep, _, deep_rss = best_of(repeat, "deep", db_dir)
+    cli_wall, cli_rss, _, _ = run([sys.executable, "-m", "kvfix", "scan", str(db_dir), "--format", "json"], env=_env())
+
+    copy = root / f"migrate-{entries_per_stream}"
+    shutil.copytree(db_dir, copy)
+    try:
+        mig_wall, mig_rss, mig_out, _ = run(
+            [sys.executable, "-m", "kvfix", "migrate", str(copy), "--yes", "--no-backup", "--format", "json"],
+            env=_env(),
+        )
+        migrate = {"seconds": mig_wall, "rss": mig_rss, "output": mig_out}
+    except (RuntimeError, OSError) as exc:
+        migrate = {"error": str(exc)}
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+    return {
+        "entries": counts["entries"],
+        "legacy_records": legacy,
+        "records": records,
+        "generate_s": gen_s,
+        "raw": raw,
+        "raw_baseline": baseline_name,
+        "raw_s": raw_s,
+        "raw_rss": raw_rss,
+        "scan": scan,
+        "scan_rss": scan_rss,
+        "scan_wall": scan_wall,
+        "scan_cli_wall": cli_wall,
+        "scan_cli_rss": cli_rss,
+        "deep": deep,
+        "deep_rss": deep_rss,
+        "migrate": migrate,
+    }
+
+
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def report(m: dict) -> list[tuple[str, bool]]:
+    raw_s = m["raw_s"]
+    records = m["records"]
+    print(f"raw iteration over the stream column family ({records:,} records):")
+    for name, s in sorted(m["raw"]["variants"].items(), key=lambda kv: kv[1]):
+        mark = "  <- baseline" if name == m["raw_baseline"] else ""
+        print(f"  {name:<36} {s:8.3f} s  {records / s / 1e6:6.2f} M records/s{mark}")
+    scan, deep = m["scan"], m["deep"]
+    scan_s = scan["open"] + scan["walk"]
+    deep_s = deep["open"] + deep["walk"]
+    deep_rate = records / deep_s
+    raw_rate = records / raw_s
+    rows = [
+        ("raw iteration (baseline)", raw_s, f"{raw_rate / 1e6:.2f} M rec/s", m["raw_rss"]),
+        ("scan (open + scan_database)", scan_s, f"then JSON to /dev/null: {scan['json']:.3f} s", m["scan_rss"]),
+        ("scan (kvfix scan process wall)", m["scan_cli_wall"], "includes interpreter start", m["scan_cli_rss"]),
+        ("scan --deep (open + scan_database)", deep_s, f"{deep_rate / 1e6:.2f} M rec/s", m["deep_rss"]),
+    ]
+    mig = m["migrate"]
+    checks: list[tuple[str, bool]] = []
+    if "error" in mig:
+        rows.append(("migrate", float("nan"), "not available: " + mig["error"][:60], float("nan")))
+    else:
+        rate = m["legacy_records"] / mig["seconds"]
+        rows.append(("migrate (process wall)", mig["seconds"], f"{rate:,.0f} legacy rec/s", mig["rss"]))
+    print(f"{'phase':<36} {'seconds':>9}  {'detail':<40} {'peak RSS':>9}")
+    for name, s, detail, rss in rows:
+        print(f"{name:<36} {s:9.3f}  {detail:<40} {rss:7.1f} MB")
+    scan_ratio = scan_s / raw_s
+    deep_ratio = deep_rate / raw_rate
+    checks.append((f"scan <= {SCAN_MAX_RATIO:.0%} of raw iteration: {scan_ratio:.1%}", scan_ratio <= SCAN_MAX_RATIO))
+    checks.append((f"deep >= {DEEP_MIN_RATIO:.0%} of raw rate: {deep_ratio:.1%}", deep_ratio >= DEEP_MIN_RATIO))
+    if "error" in mig:
+        checks.append(("migrate: not available", False))
+    else:
+        rate = m["legacy_records"] / mig["seconds"]
+        checks.append((f"migrate >= {MIGRATE_MIN_RATE:,} legacy records/s: {rate:,.0f}", rate >= MIGRATE_MIN_RATE))
+    peak = max(m["scan_rss"], m["deep_rss"], m["scan_cli_rss"], mig.get("rss", 0))
+    checks.append((f"peak RSS <= {RSS_MAX_MB} MB (scan, deep, migrate): {peak:.0f} MB", peak <= RSS_MAX_MB))
+    return checks
+
+
+def growth(small: dict, large: dict) -> list[tuple[str, bool]]:
+    scan_growth = (large["scan"]["open"] + large["scan"]["walk"]) / (small["scan"]["open"] + small["scan"]["walk"])
+    walk_growth = large["scan"]["walk"] / small["scan"]["walk"]
+
+    def peak(m: dict) -> float:
+        return max(m["scan_rss"], m["deep_rss"], m["scan_cli_rss"], m["migrate"].get("rss", 0))
+
+    rss_growth = peak(large) / peak(small) - 1
+    return [
+        (
+            f"scan flat at 10x entries (<= {SCAN_FLAT_MAX}x): {scan_growth:.2f}x (walk alone {walk_growth:.2f}x)",
+            scan_growth <= SCAN_FLAT_MAX,
+        ),
+        (f"peak RSS growth at 10x entries < {RSS_GROWTH_MAX:.0%}: {rss_growth:+.1%}", rss_growth < RSS_GROWTH_MAX),
+    ]
+
+
+def machine() -> str:
+    import rocksdict  # the benchmark may name rocksdict's version; kvfix itself goes through storage
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    version = getattr(rocksdict, "__version__", None)
+    if version is None:
+        from importlib.metadata import version as dist_version
+
+        version = dist_version("rocksdict")
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), {mem:.1f} GiB RAM, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, rocksdict {version}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--large", action="store_true", help="also run 10x the entries (10 x 1,000,000)")
+    ap.add_argument("--keep", metavar="DIR", help="generate into DIR and keep the databases")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per phase; the fastest is reported (default 3)")
+    ap.add_argument("--child", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child_main(*args.child)
+        return
+    print(f"machine: {machine()}")
+    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="kvfix-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        sizes = [100_000, 1_000_000] if args.large else [100_000]
+        results = []
+        failed = False
+        for size in sizes:
+            m = measure(root, size, args.repeat)
+            results.append(m)
+            checks = report(m)
+            if len(results) == 2:
+                checks += growth(results[0], results[1])
+            for text, ok in checks:
+                print(f"  [{'PASS' if ok else 'FAIL'}] {text}")
+                failed |= not ok
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

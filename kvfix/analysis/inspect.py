@@ -1,0 +1,407 @@
+"""inspect: decode one user key completely (metadata and every record of its live version).
+
+Records are read from the subkey families only (``default``, ``zset_score``, ``stream``);
+the ``propagate``, ``pubsub``, ``search`` and ``index`` families are never read here.
+At most ``limit`` records per family are decoded and kept; the rest are only counted, so a
+huge key costs time, not memory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kvfix.analysis.keyspace import choose_cluster
+from kvfix.analysis.keyspace import now_ms as _now_ms
+from kvfix.codec.errors import CodecError
+from kvfix.codec.keys import MetadataKey, decode_internal_key, key_prefix, slot_of, successor
+from kvfix.codec.metadata import KeyType, Metadata, decode_metadata
+from kvfix.codec.stream import ConsumerKey, EntryKey, GroupKey, PelKey, classify
+from kvfix.codec.types import (
+    HASH_FIELD_EXPIRE_FLAG,
+    JsonTail,
+    TypeTail,
+    bitmap_bit_positions,
+    decode_bitmap_index,
+    decode_list_index,
+    decode_sortedint_id,
+    decode_type_tail,
+    decode_zset_member_value,
+    decode_zset_score_key,
+    popcount,
+)
+from kvfix.storage import Database
+
+SUBKEY_CFS = ("default", "zset_score", "stream")
+DEFAULT_LIMIT = 1000
+#: Bit positions listed per bitmap fragment.
+BITS_SHOWN = 64
+
+
+@dataclass
+class Record:
+    """One decoded record. ``data`` values may be bytes (shown escaped, with a *_hex twin)."""
+
+    cf: str
+    kind: str
+    data: dict[str, Any]
+    raw_key: bytes
+    raw_value: bytes
+
+
+@dataclass
+class CfCount:
+    live: int = 0
+    shown: int = 0
+    dead_version: int = 0
+    undecoded: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class InspectReport:
+    path: str
+    cluster: bool
+    namespace: bytes
+    key: bytes
+    slot: int | None
+    now_ms: int
+    limit: int
+    raw_metadata_key: bytes
+    raw_metadata: bytes
+    metadata: Metadata | None = None
+    metadata_error: str | None = None
+    tail: TypeTail | None = None
+    tail_error: str | None = None
+    records: list[Record] = field(default_factory=list)
+    counts: dict[str, CfCount] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    #: A compact value like the server's reply (manifest ``value``); None when not decodable.
+    value: Any = None
+    truncated: bool = False
+
+    @property
+    def state(self) -> str:
+        m = self.metadata
+        if m is None:
+            return "undecodable"
+        if m.is_dead():
+            return "dead"
+        if m.is_expired(self.now_ms):
+            return "expired"
+        return "live"
+
+    @property
+    def pttl(self) -> int | None:
+        """As PTTL answers: -1 no expiry, -2 expired or dead, else milliseconds left."""
+        m = self.metadata
+        if m is None:
+            return None
+        if self.state in ("dead", "expired"):
+            return -2
+        return -1 if m.expire_ms == 0 else m.expire_ms - self.now_ms
+
+    def count(self, cf: str) -> CfCount:
+        return self.counts.setdefault(cf, CfCount())
+
+
+def iso_ms(ms: int) -> str:
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return f"(out of range: {ms} ms)"
+
+
+def iso_us(us: int) -> str:
+    try:
+        return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return f"(out of range: {us} us)"
+
+
+def inspect_key(
+    db: Database,
+    key: bytes,
+    *,
+    namespace: bytes = b"__namespace",
+    cluster: bool | None = None,
+    limit: int = DEFAULT_LIMIT,
+    now_ms: int | None = None,
+) -> InspectReport | None:
+    """The decoded key, or None when it has no metadata record."""
+    use_cluster, _ = choose_cluster(db, cluster)
+    slot = slot_of(key) if use_cluster else None
+    mkey = MetadataKey(namespace, key, slot).encode()
+    raw = db.get("metadata", mkey)
+    if raw is None:
+        return None
+    now = _now_ms() if now_ms is None else now_ms
+    rep = InspectReport(str(db.path), use_cluster, namespace, key, slot, now, limit, mkey, raw)
+    try:
+        rep.metadata = meta = decode_metadata(raw)
+    except CodecError as exc:
+        rep.metadata_error = str(exc)
+        rep.problems.append(f"metadata does not decode: {exc}")
+        return rep
+    _decode_tail(rep, meta)
+    if meta.extra_flags and not _hash_field_expire(meta):
+        rep.notes.append(
+            f"metadata flag bits 0x{meta.extra_flags:02x} are set: an encoding newer than this kvfix; records shown raw"
+        )
+    if not meta.known_type:
+        rep.notes.append(f"type {meta.type_id} is not one this kvfix knows: metadata shown raw, records not decoded")
+    _read_records(db, rep, meta)
+    return rep
+
+
+def _hash_field_expire(meta: Metadata) -> bool:
+    return meta.type_id == KeyType.HASH and (bool(meta.extra_flags & HASH_FIELD_EXPIRE_FLAG) or bool(meta.tail))
+
+
+def _decode_tail(rep: InspectReport, meta: Metadata) -> None:
+    if meta.type_id == KeyType.STRING:
+        rep.value = meta.tail
+        return
+    try:
+        rep.tail = decode_type_tail(meta.type_id, meta.tail)
+    except CodecError as exc:
+        rep.tail_error = str(exc)
+        rep.notes.append(f"{meta.type_name} metadata tail not decoded ({exc}); shown raw")
+        return
+    if isinstance(rep.tail, JsonTail):
+        if rep.tail.format == 0:
+            try:
+                rep.value = json.loads(rep.tail.payload)
+            except ValueError as exc:
+                rep.problems.append(f"JSON payload does not parse: {exc}")
+        else:
+            rep.notes.append(f"JSON stored as {rep.tail.format_name}: payload shown raw, not decoded")
+    elif meta.type_id == KeyType.TIMESERIES:
+        rep.notes.append("timeseries chunks and the index column family (labels) are counted, not decoded")
+    elif meta.type_id in (KeyType.BLOOM, KeyType.HYPERLOGLOG, KeyType.TDIGEST):
+        rep.notes.append(f"{meta.type_name} data records are counted and shown raw, not decoded")
+
+
+def _iter_prefix(db: Database, cf: str, prefix: bytes):
+    it = db.iterator(cf)
+    if it is None:
+        return
+    stop = successor(prefix)
+    it.seek(prefix)
+    while it.valid():
+        k = it.key()
+        if stop is not None and k >= stop:
+            return
+        yield k, it.value()
+        it.next()
+
+
+def _read_records(db: Database, rep: InspectReport, meta: Metadata) -> None:
+    prefix = key_prefix(rep.namespace, rep.key, rep.slot)
+    decoder = _DECODERS.get(meta.type_id) if meta.known_type and not meta.extra_flags else None
+    if _hash_field_expire(meta):
+        decoder = None
+        rep.notes.append(
+            "hash field expiration encoding (Kvrocks 2026+): field values carry an expire prefix this kvfix "
+            "does not decode; fields counted and shown raw"
+        )
+    state: dict[str, Any] = {}
+    for cf in SUBKEY_CFS:
+        for raw_key, raw_value in _iter_prefix(db, cf, prefix):
+            c = rep.count(cf)
+            try:
+                ik = decode_internal_key(raw_key, rep.cluster)
+            except CodecError:
+                c.undecoded += 1
+                continue
+            if ik.user_key != rep.key or ik.namespace != rep.namespace:
+                continue  # a longer key sharing the prefix cannot happen (key_len is in it), but be safe
+            if meta.version is None or ik.version != meta.version:
+                c.dead_version += 1
+                continue
+            c.live += 1
+            c.bytes += len(raw_key) + len(raw_value)
+            if c.shown >= rep.limit:
+                rep.truncated = True
+                continue
+            rec = None
+            if decoder is not None:
+                try:
+                    rec = decoder(cf, ik.subkey, raw_value, state)
+                except CodecError as exc:
+                    rec = Record(cf, "undecodable", {"error": str(exc), "subkey": ik.subkey}, raw_key, raw_value)
+                    rep.problems.append(f"{cf} record {ik.subkey.hex()}: {exc}")
+            if rec is None:
+                c.undecoded += 1
+                rec = Record(cf, "raw", {"subkey": ik.subkey, "length": len(raw_value)}, raw_key, raw_value)
+            rec.raw_key, rec.raw_value = raw_key, raw_value
+            rep.records.append(rec)
+            c.shown += 1
+    for cf, c in rep.counts.items():
+        if c.dead_version:
+            rep.notes.append(f"{c.dead_version} {cf} records of dead versions of this key (waiting for compaction)")
+    if rep.truncated:
+        rep.notes.append(f"more than --limit {rep.limit} records in a column family: the rest are counted, not shown")
+    _summarise(rep, meta)
+
+
+# --- per-type record decoders -------------------------------------------------------------
+
+
+def _rec(cf: str, kind: str, **data: Any) -> Record:
+    return Record(cf, kind, data, b"", b"")
+
+
+def _hash(cf, sub, value, state):
+    if cf != "default":
+        return None
+    return _rec(cf, "field", field=sub, value=value)
+
+
+def _set(cf, sub, value, state):
+    if cf != "default":
+        return None
+    if value:
+        raise CodecError(f"set member value is {len(value)} bytes, expected empty")
+    return _rec(cf, "member", member=sub)
+
+
+def _list(cf, sub, value, state):
+    if cf != "default":
+        return None
+    return _rec(cf, "item", index=decode_list_index(sub), item=value)
+
+
+def _zset(cf, sub, value, state):
+    if cf == "default":
+        return _rec(cf, "member_score", member=sub, score=decode_zset_member_value(value))
+    if cf == "zset_score":
+        sk = decode_zset_score_key(sub)
+        if value:
+            raise CodecError(f"zset_score value is {len(value)} bytes, expected empty")
+        return _rec(cf, "score_member", score=sk.score, member=sk.member)
+    return None
+
+
+def _bitmap(cf, sub, value, state):
+    if cf != "default":
+        return None
+    offset = decode_bitmap_index(sub)
+    bits = bitmap_bit_positions(offset, value)
+    return _rec(
+        cf, "fragment", offset=offset, length=len(value), bits_set=len(bits), bits=bits[:BITS_SHOWN], fragment=value
+    )
+
+
+def _sortedint(cf, sub, value, state):
+    if cf != "default":
+        return None
+    return _rec(cf, "id", id=decode_sortedint_id(sub))
+
+
+def _stream(cf, sub, value, state):
+    if cf != "stream":
+        return None
+    c = classify(sub, value)
+    if c.key is None or c.value is None:
+        raise CodecError(c.error or "stream record fits no layout")
+    k, v = c.key, c.value
+    if isinstance(k, EntryKey):
+        return _rec(cf, "entry", id=str(k.id), fields=list(v.items))
+    if isinstance(k, GroupKey):
+        return _rec(
+            cf,
+            "group",
+            layout=k.layout,
+            group=k.group,
+            consumers=v.consumer_number,
+            pending=v.pending_number,
+            last_delivered_id=str(v.last_delivered_id),
+            entries_read=v.entries_read,
+            lag=v.lag,
+        )
+    if isinstance(k, ConsumerKey):
+        return _rec(
+            cf,
+            "consumer",
+            layout=k.layout,
+            group=k.group,
+            consumer=k.consumer,
+            pending=v.pending_number,
+            last_attempted_ms=v.last_attempted_interaction_ms,
+            last_successful_ms=v.last_successful_interaction_ms,
+        )
+    assert isinstance(k, PelKey)
+    return _rec(
+        cf,
+        "pel",
+        layout=k.layout,
+        group=k.group,
+        id=str(k.entry_id),
+        consumer=v.consumer,
+        delivery_count=v.delivery_count,
+        last_delivery_ms=v.last_delivery_time_ms,
+    )
+
+
+_DECODERS = {
+    KeyType.HASH: _hash,
+    KeyType.SET: _set,
+    KeyType.LIST: _list,
+    KeyType.ZSET: _zset,
+    KeyType.BITMAP: _bitmap,
+    KeyType.SORTEDINT: _sortedint,
+    KeyType.STREAM: _stream,
+}
+
+
+def _summarise(rep: InspectReport, meta: Metadata) -> None:
+    """A compact value like the server's reply, plus cross-checks against the metadata."""
+    recs = rep.records
+    t = meta.type_id
+    live = sum(c.live for cf, c in rep.counts.items() if cf == ("stream" if t == KeyType.STREAM else "default"))
+    if t == KeyType.HASH and not _hash_field_expire(meta):
+        rep.value = {r.data["field"]: r.data["value"] for r in recs if r.kind == "field"}
+    elif t == KeyType.SET:
+        rep.value = sorted(r.data["member"] for r in recs if r.kind == "member")
+    elif t == KeyType.LIST:
+        items = [r for r in recs if r.kind == "item"]
+        rep.value = [r.data["item"] for r in items]
+        if meta.list is not None and not rep.truncated:
+            expected = list(range(meta.list.head, meta.list.tail))
+            if [r.data["index"] for r in items] != expected:
+                rep.problems.append(f"list indexes do not run head..tail-1 ({meta.list.head}..{meta.list.tail - 1})")
+        for pos, r in enumerate(items):
+            r.data["position"] = pos
+    elif t == KeyType.ZSET:
+        by_score = [(r.data["member"], r.data["score"]) for r in recs if r.kind == "score_member"]
+        by_member = {r.data["member"]: r.data["score"] for r in recs if r.kind == "member_score"}
+        rep.value = [[m, s] for m, s in by_score]
+        if not rep.truncated:
+            a = dict(by_score)
+            if a != by_member:
+                only_a = sorted(set(a) - set(by_member))
+                only_b = sorted(set(by_member) - set(a))
+                differ = sorted(m for m in set(a) & set(by_member) if a[m] != by_member[m])
+                rep.problems.append(
+                    f"zset column families disagree: {len(only_a)} members only in zset_score, "
+                    f"{len(only_b)} only in default, {len(differ)} with different scores"
+                )
+            else:
+                rep.notes.append(f"zset cross-check: default and zset_score agree on all {len(a)} members")
+        else:
+            rep.notes.append("zset cross-check skipped: more members than --limit")
+    elif t == KeyType.BITMAP:
+        frags = [r for r in recs if r.kind == "fragment"]
+        rep.value = {"bytes": meta.size, "bits_set": sum(popcount(r.data["fragment"]) for r in frags)}
+    elif t == KeyType.SORTEDINT:
+        rep.value = [r.data["id"] for r in recs if r.kind == "id"]
+    elif t == KeyType.STREAM:
+        entries = sum(1 for r in recs if r.kind == "entry")
+        rep.value = {"xlen": meta.size, "entries_shown": entries}
+    counted = t in (KeyType.HASH, KeyType.SET, KeyType.LIST, KeyType.ZSET, KeyType.SORTEDINT)
+    if counted and not _hash_field_expire(meta) and meta.size is not None and live != meta.size:
+        rep.problems.append(f"metadata size {meta.size} but {live} live records")

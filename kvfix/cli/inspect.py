@@ -1,0 +1,64 @@
+"""kvfix inspect: one user key, fully decoded."""
+
+from __future__ import annotations
+
+import click
+
+from kvfix.analysis.inspect import DEFAULT_LIMIT, inspect_key
+from kvfix.cli.options import cluster_option, emit, fail, handle_errors, output_options
+from kvfix.codec.keys import DEFAULT_NAMESPACE
+from kvfix.errors import EXIT_FINDINGS
+from kvfix.render.inspect_report import inspect_document, inspect_json
+from kvfix.storage import open_read_only
+from kvfix.textsafe import show, unshow
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=str))
+@click.argument("key", required=False)
+@output_options
+@cluster_option
+@click.option("--key-hex", default=None, help="The user key as hex digits (any bytes), instead of KEY.")
+@click.option("--namespace", default=None, help="Namespace name (default: the default namespace, __namespace).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=DEFAULT_LIMIT,
+    show_default=True,
+    help="Records decoded and shown per column family; the rest are counted.",
+)
+@click.option("--raw", is_flag=True, help="Show every record's key and value in hex beside the decoding.")
+@handle_errors
+def inspect(
+    path: str,
+    key: str | None,
+    fmt: str | None,
+    cluster: bool | None,
+    key_hex: str | None,
+    namespace: str | None,
+    limit: int,
+    raw: bool,
+) -> int:
+    """Decode one user KEY: metadata (type, encoding, expiry, version) and every record.
+
+    KEY is text; \\xNN escapes (as kvfix prints keys) stand for arbitrary bytes, or give
+    --key-hex. A key that does not exist prints "no such key" on stderr and exits 1.
+    Opens read-only; never changes a byte or a file name of PATH.
+    """
+    if (key is None) == (key_hex is None):
+        raise click.UsageError("give exactly one of KEY or --key-hex")
+    if key_hex is not None:
+        try:
+            user_key = bytes.fromhex(key_hex)
+        except ValueError as exc:
+            raise click.BadParameter(f"not hex digits: {exc}", param_hint="--key-hex") from exc
+    else:
+        user_key = unshow(key or "")
+    ns = DEFAULT_NAMESPACE if namespace is None else unshow(namespace)
+    with open_read_only(path) as db:
+        report = inspect_key(db, user_key, namespace=ns, cluster=cluster, limit=limit)
+    if report is None:
+        fail(f"no such key: {show(ns)}/{show(user_key)}", EXIT_FINDINGS)
+        return EXIT_FINDINGS
+    emit(fmt, inspect_document(report, raw), inspect_json(report, raw))
+    return 0

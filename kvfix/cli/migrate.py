@@ -1,0 +1,112 @@
+"""kvfix migrate: rewrite stream consumer-group records into another layout, without losing a byte."""
+
+from __future__ import annotations
+
+import click
+
+from kvfix.cli.options import cluster_option, emit, fail, handle_errors, output_options, resolve_format
+from kvfix.errors import EXIT_INTERRUPTED, VerifyFailed, WriteRefused
+from kvfix.migrations import MIGRATIONS, for_target
+from kvfix.migrations.base import ON_CONFLICT_CHOICES, PlanOptions
+from kvfix.progress import progress_for
+from kvfix.render import render
+from kvfix.render.migrate_report import RunResult, list_document, list_json, plan_document, plan_json
+from kvfix.storage import open_read_only, open_read_write
+from kvfix.textsafe import show
+from kvfix.writes import backup, confirm_or_refuse, file_names, foreign_files, stdin_is_terminal, write_options
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=str))
+@click.option(
+    "--to",
+    "to",
+    type=click.Choice(["prefixed", "legacy"]),
+    default="prefixed",
+    show_default=True,
+    help="Target layout: prefixed (Kvrocks >= 2.10.1) or legacy (roll back to 2.8/2.9).",
+)
+@click.option(
+    "--on-conflict",
+    type=click.Choice(ON_CONFLICT_CHOICES),
+    default="refuse",
+    show_default=True,
+    help="A group in both layouts: refuse, or keep one side (the other side's records are deleted).",
+)
+@click.option("--list", "list_only", is_flag=True, help="List known migrations and whether each applies to PATH.")
+@write_options
+@output_options
+@cluster_option
+@handle_errors
+def migrate(
+    path: str,
+    to: str,
+    on_conflict: str,
+    list_only: bool,
+    yes: bool,
+    dry_run: bool,
+    backup_dir,
+    no_backup: bool,
+    fmt: str | None,
+    cluster: bool | None,
+) -> int:
+    """Move stream consumer-group records of PATH (a Kvrocks dir or dir/db) into one layout.
+
+    Refuses a database held by a running server. Takes a RocksDB checkpoint first, writes
+    one atomic synced batch per stream, then re-reads and verifies. --dry-run prints the
+    exact plan and changes nothing.
+    """
+    if list_only:
+        with open_read_only(path) as db:
+            rows = [(m, m.status(db, cluster), m.revert().status(db, cluster)) for m in MIGRATIONS]
+        emit(fmt, list_document(path, rows), list_json(path, rows))
+        return 0
+    migration = for_target(to)  # type: ignore[arg-type]
+    options = PlanOptions(on_conflict, cluster)  # type: ignore[arg-type]
+    with open_read_only(path) as db:
+        plan = migration.plan(db, options)
+        db_path = db.path
+    if dry_run or plan.empty:
+        emit(fmt, plan_document(migration, plan, path, dry_run), plan_json(migration, plan, path, dry_run))
+        return 0
+    if plan.blocked:
+        emit(fmt, plan_document(migration, plan, path, True), plan_json(migration, plan, path, True))
+        groups = [f"{show(s.key)}/{show(c.group)}" for s in plan.streams for c in s.conflicts if c.resolution is None]
+        raise WriteRefused(
+            f"{len(groups)} groups exist in both layouts ({', '.join(groups[:5])}); nothing written; "
+            "choose --on-conflict keep-prefixed or keep-legacy (the other side's records are deleted)"
+        )
+    if not yes and stdin_is_terminal() and resolve_format(fmt) != "json":
+        render(plan_document(migration, plan, path, True), resolve_format(fmt))
+    sm = plan.summary()
+    confirm_or_refuse(
+        f"Rewrite {sm['rewrites']} records and drop {sm['drops']} in {sm['streams_to_migrate']} streams of {db_path}?",
+        yes,
+    )
+    before = file_names(db_path)
+    with open_read_write(path) as db:
+        if migration.plan(db, options) != plan:
+            raise WriteRefused("the database changed since it was planned; nothing written; run again")
+        saved = backup(db, backup_dir, no_backup)
+        if saved is not None:
+            click.echo(f"kvfix: backup (RocksDB checkpoint) at {saved}", err=True)
+        with progress_for("migrating") as progress:
+            applied = migration.apply(
+                db, plan, on_done=lambda done, total: progress.update(streams=done, total_streams=total)
+            )
+    with open_read_only(path) as db:
+        problems = migration.verify(db, plan, None if applied.complete else applied.done)
+    foreign = foreign_files(db_path, before)
+    problems += [f"foreign file left in {db_path}: {name}" for name in foreign]
+    result = RunResult(saved, applied, tuple(problems), tuple(foreign))
+    emit(fmt, plan_document(migration, plan, path, False, result), plan_json(migration, plan, path, False, result))
+    if problems:
+        where = f"; the backup is at {saved}" if saved else ""
+        raise VerifyFailed(f"verification failed: {problems[0]} ({len(problems)} problems){where}")
+    if applied.interrupted:
+        fail(
+            f"interrupted: {applied.done} of {applied.total} streams migrated, each stream wholly in one layout; "
+            "run the same command again to finish",
+            EXIT_INTERRUPTED,
+        )
+    return 0

@@ -1,0 +1,176 @@
+"""What a migration is (Alembic-like: an id, a description, plan / apply / verify / revert).
+
+A plan is a frozen value: computed read-only, printed by ``--dry-run``, computed again
+under the write lock and compared before anything is written, then executed stream by
+stream (one atomic, synced WriteBatch each), then verified on a read-only reopen.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from kvfix.codec.stream import Layout
+from kvfix.storage import Database
+from kvfix.writes import Applied, WriteOp
+
+OnConflict = Literal["refuse", "keep-prefixed", "keep-legacy"]
+ON_CONFLICT_CHOICES = ("refuse", "keep-prefixed", "keep-legacy")
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    on_conflict: OnConflict = "refuse"
+    cluster: bool | None = None
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """Move one record: put ``value`` under new_key, delete old_key. The value is not touched."""
+
+    kind: str  # source record kind, e.g. legacy_pel
+    group: bytes
+    detail: str  # consumer name or PEL entry id, for people
+    old_key: bytes  # full stream column family keys
+    new_key: bytes
+    value: bytes = field(repr=False)
+    value_sha256: str
+    value_len: int
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Delete one record (the losing side of a resolved conflict); the backup keeps it."""
+
+    kind: str
+    group: bytes
+    detail: str
+    key: bytes
+    value_sha256: str
+    value_len: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Conflict:
+    group: bytes
+    differences: tuple[str, ...]
+    resolution: str | None  # None: refused (blocks the whole run)
+
+
+@dataclass(frozen=True)
+class MetadataChange:
+    key: bytes
+    old: bytes
+    new: bytes
+    group_number_old: int | None
+    group_number_new: int
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    namespace: bytes
+    key: bytes
+    slot: int | None
+    version: int
+    prefix: bytes  # every subkey of this stream incarnation starts with it
+    rewrites: tuple[Rewrite, ...]
+    drops: tuple[Drop, ...]
+    metadata: MetadataChange | None
+    conflicts: tuple[Conflict, ...]
+    notes: tuple[str, ...]
+    #: (subkey, sha256 of value) of every group record the stream must hold afterwards.
+    expected: tuple[tuple[bytes, str], ...]
+
+    @property
+    def blocked(self) -> bool:
+        return any(c.resolution is None for c in self.conflicts)
+
+    def ops(self) -> list[WriteOp]:
+        """The stream's single batch: drops, puts, deletes of the old keys, metadata."""
+        out = [WriteOp("stream", d.key) for d in self.drops]
+        out += [WriteOp("stream", r.new_key, r.value) for r in self.rewrites]
+        out += [WriteOp("stream", r.old_key) for r in self.rewrites]
+        if self.metadata is not None:
+            out.append(WriteOp("metadata", self.metadata.key, self.metadata.new))
+        return out
+
+
+@dataclass(frozen=True)
+class Skipped:
+    namespace: bytes | None
+    key: bytes | None
+    reason: str
+    records: int = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    migration_id: str
+    source: Layout
+    target: Layout
+    on_conflict: OnConflict
+    cluster: bool
+    streams: tuple[StreamPlan, ...]
+    skipped: tuple[Skipped, ...]
+    streams_total: int
+    streams_in_target: int  # live streams whose group records are all in the target layout already
+    streams_without_groups: int
+
+    @property
+    def blocked(self) -> bool:
+        return any(s.blocked for s in self.streams)
+
+    @property
+    def empty(self) -> bool:
+        return not self.streams
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "streams": self.streams_total,
+            "streams_to_migrate": len(self.streams),
+            "streams_in_target_layout": self.streams_in_target,
+            "streams_without_groups": self.streams_without_groups,
+            "rewrites": sum(len(s.rewrites) for s in self.streams),
+            "drops": sum(len(s.drops) for s in self.streams),
+            "metadata_updates": sum(s.metadata is not None for s in self.streams),
+            "conflicts": sum(len(s.conflicts) for s in self.streams),
+            "unresolved_conflicts": sum(c.resolution is None for s in self.streams for c in s.conflicts),
+            "skipped": len(self.skipped),
+        }
+
+
+@dataclass(frozen=True)
+class Status:
+    """Whether a migration applies to a database (for ``--list``)."""
+
+    applies: bool
+    streams: int  # live streams with records in the migration's source layout
+    detail: str
+
+
+class Migration(ABC):
+    id: str
+    description: str
+    source: Layout
+    target: Layout
+
+    @abstractmethod
+    def status(self, db: Database, cluster: bool | None = None) -> Status: ...
+
+    @abstractmethod
+    def plan(self, db: Database, options: PlanOptions) -> Plan: ...
+
+    @abstractmethod
+    def apply(self, db: Database, plan: Plan, on_done: Callable[[int, int], None] | None = None) -> Applied:
+        """Execute the plan: one atomic synced batch per stream; stops cleanly on Ctrl-C."""
+
+    @abstractmethod
+    def verify(self, db: Database, plan: Plan, streams_done: int | None = None) -> list[str]:
+        """Problems found re-reading the database (empty list = verified)."""
+
+    @abstractmethod
+    def revert(self) -> Migration:
+        """The inverse migration (target -> source)."""

@@ -1,0 +1,347 @@
+"""Moving consumer-group records between the legacy and prefix-delimited layouts.
+
+The migration-agnostic part of m001: collect every live stream's group records (one walk
+of the stream column family, skipping entries), plan per stream, apply, verify.
+
+Group number: Kvrocks 2.10.1 counts the groups it created in the stream metadata, the
+development build counted the legacy groups it created, so a stream both wrote into
+(upgraded-mixed) says 4 for 3 distinct groups.  After a migration the metadata's
+group_number is the number of group records the stream holds; it is rewritten only when
+it differs (so a consistent legacy stream round-trips byte for byte).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from kvfix.analysis.keyspace import LiveStream, choose_cluster, load_keyspace, now_ms
+from kvfix.analysis.walk import BadKey, Prefix, walk_stream_cf
+from kvfix.codec.errors import CodecError
+from kvfix.codec.metadata import decode_metadata
+from kvfix.codec.stream import (
+    ConsumerKey,
+    GroupKey,
+    GroupRecordKey,
+    GroupValue,
+    Layout,
+    PelKey,
+    classify,
+    encode_subkey,
+    with_layout,
+)
+from kvfix.migrations.base import (
+    Conflict,
+    Drop,
+    MetadataChange,
+    Plan,
+    PlanOptions,
+    Rewrite,
+    Skipped,
+    StreamPlan,
+)
+from kvfix.storage import Database
+from kvfix.textsafe import show
+from kvfix.writes import Applied, apply_units
+
+Ident = tuple[bytes, bytes]
+
+
+def sha(value: bytes) -> str:
+    return hashlib.sha256(value).hexdigest()
+
+
+@dataclass
+class GroupRecord:
+    sub: bytes
+    value: bytes
+    key: GroupRecordKey
+    decoded: object
+
+
+@dataclass
+class StreamRecords:
+    live: LiveStream
+    prefix: bytes
+    records: list[GroupRecord] = field(default_factory=list)
+    undecodable: list[tuple[bytes, str]] = field(default_factory=list)
+    ambiguous: list[bytes] = field(default_factory=list)
+
+    def by_layout(self, layout: Layout) -> dict[bytes, list[GroupRecord]]:
+        out: dict[bytes, list[GroupRecord]] = defaultdict(list)
+        for r in self.records:
+            if r.key.layout == layout:
+                out[r.key.group].append(r)
+        return out
+
+
+@dataclass
+class Collected:
+    cluster: bool
+    live: dict[Ident, LiveStream]
+    streams: dict[Ident, StreamRecords] = field(default_factory=dict)
+    stale: Counter[Ident] = field(default_factory=Counter)
+    orphan: Counter[Ident] = field(default_factory=Counter)
+    bad_keys: int = 0
+
+
+def collect(db: Database, cluster: bool | None) -> Collected:
+    """Every live stream's group records in both layouts (entries are sought over, not read)."""
+    use_cluster, _ = choose_cluster(db, cluster)
+    ks = load_keyspace(db, use_cluster)
+    out = Collected(use_cluster, ks.streams)
+    target: StreamRecords | Counter[Ident] | None = None
+    ident: Ident = (b"", b"")
+    for item in walk_stream_cf(db, use_cluster, deep=False):
+        if isinstance(item, BadKey):
+            out.bad_keys += 1
+            continue
+        if isinstance(item, Prefix):
+            ident = (item.namespace, item.user_key)
+            live = ks.streams.get(ident)
+            if live is not None and live.metadata.version == item.version and live.key.slot == item.slot:
+                target = out.streams.setdefault(ident, StreamRecords(live, item.raw))
+            else:
+                target = out.stale if live is not None else out.orphan
+            continue
+        if not isinstance(target, StreamRecords):
+            target[ident] += 1  # type: ignore[index]
+            continue
+        sub, value = item
+        c = classify(sub, value)
+        if c.key is None or c.value is None:
+            target.undecodable.append((sub, c.error or "undecodable"))
+            continue
+        if c.key.kind.layout is None:
+            continue  # an entry (ms = 2^64-1, or sought past): never moved
+        if c.ambiguous:
+            target.ambiguous.append(sub)
+        target.records.append(GroupRecord(sub, value, c.key, c.value))  # type: ignore[arg-type]
+    return out
+
+
+def _detail(key: GroupRecordKey) -> str:
+    if isinstance(key, ConsumerKey):
+        return f"consumer {show(key.consumer)}"
+    if isinstance(key, PelKey):
+        return f"pending {key.entry_id}"
+    return "group"
+
+
+def _differences(src: list[GroupRecord], tgt: list[GroupRecord], source: Layout, target: Layout) -> tuple[str, ...]:
+    """What differs between a group's records in the two layouts, for people."""
+    diffs: list[str] = []
+    sg = next((r.decoded for r in src if isinstance(r.key, GroupKey)), None)
+    tg = next((r.decoded for r in tgt if isinstance(r.key, GroupKey)), None)
+    if isinstance(sg, GroupValue) and isinstance(tg, GroupValue):
+        for name in ("last_delivered_id", "pending_number", "consumer_number", "entries_read", "lag"):
+            a, b = getattr(sg, name), getattr(tg, name)
+            if a != b:
+                diffs.append(f"{name}: {source}={a} {target}={b}")
+    elif (sg is None) != (tg is None):
+        diffs.append(f"group record: {source}={'yes' if sg else 'no'} {target}={'yes' if tg else 'no'}")
+
+    def names(rs: list[GroupRecord]) -> list[str]:
+        return sorted(show(r.key.consumer) for r in rs if isinstance(r.key, ConsumerKey))
+
+    def pel(rs: list[GroupRecord]) -> list[str]:
+        return sorted(str(r.key.entry_id) for r in rs if isinstance(r.key, PelKey))
+
+    for label, fn in (("consumers", names), ("pending entries", pel)):
+        a, b = fn(src), fn(tgt)
+        if a != b:
+            diffs.append(f"{label}: {source}=[{', '.join(a)}] {target}=[{', '.join(b)}]")
+    mapped = {encode_subkey(with_layout(r.key, target)): r.value for r in src}
+    own = {r.sub: r.value for r in tgt}
+    changed = sum(1 for k in mapped.keys() & own.keys() if mapped[k] != own[k])
+    if changed and not diffs:
+        diffs.append(f"{changed} records with the same key differ in value")
+    return tuple(diffs)
+
+
+def plan_stream(
+    sr: StreamRecords, source: Layout, target: Layout, options: PlanOptions, meta_raw: bytes
+) -> StreamPlan | None:
+    src, tgt = sr.by_layout(source), sr.by_layout(target)
+    if not src:
+        return None
+    full = sr.prefix.__add__
+    rewrites: list[Rewrite] = []
+    drops: list[Drop] = []
+    conflicts: list[Conflict] = []
+    notes: list[str] = []
+    final = {r.sub: (r.value, isinstance(r.key, GroupKey)) for r in sr.records if r.key.layout == target}
+    for group in sorted(src):
+        move = src[group]
+        if group in tgt:
+            diffs = _differences(move, tgt[group], source, target)
+            if not diffs:
+                resolution, losers, why = "identical", move, f"duplicate of the identical {target} record"
+                move = []
+            elif options.on_conflict == f"keep-{target}":
+                resolution, losers, why = (
+                    options.on_conflict,
+                    move,
+                    f"group in both layouts; --on-conflict keep-{target}",
+                )
+                move = []
+            elif options.on_conflict == f"keep-{source}":
+                resolution, losers, why = (
+                    options.on_conflict,
+                    tgt[group],
+                    f"group in both layouts; --on-conflict keep-{source}",
+                )
+            else:
+                resolution, losers, why = None, [], ""
+                move = []
+            conflicts.append(Conflict(group, diffs, resolution))
+            for r in losers:
+                drops.append(
+                    Drop(r.key.kind.value, group, _detail(r.key), full(r.sub), sha(r.value), len(r.value), why)
+                )
+                if r.key.layout == target:
+                    final.pop(r.sub, None)
+        for r in move:
+            new_sub = encode_subkey(with_layout(r.key, target))
+            rewrites.append(
+                Rewrite(
+                    r.key.kind.value,
+                    group,
+                    _detail(r.key),
+                    full(r.sub),
+                    full(new_sub),
+                    r.value,
+                    sha(r.value),
+                    len(r.value),
+                )
+            )
+            final[new_sub] = (r.value, isinstance(r.key, GroupKey))
+    if sr.ambiguous:
+        notes.append(f"{len(sr.ambiguous)} records also fit another reading (empty names?); moved as group records")
+    if sr.live.metadata.is_expired(now_ms()):
+        notes.append("stream metadata has expired; its records are migrated anyway")
+    meta = _metadata_change(sr, meta_raw, sum(1 for _, is_group in final.values() if is_group))
+    if isinstance(meta, str):
+        notes.append(meta)
+        meta = None
+    expected = tuple(sorted((k, sha(v)) for k, (v, _) in final.items()))
+    live = sr.live
+    return StreamPlan(
+        live.key.namespace,
+        live.key.user_key,
+        live.key.slot,
+        live.metadata.version or 0,
+        sr.prefix,
+        tuple(rewrites),
+        tuple(drops),
+        meta,
+        tuple(conflicts),
+        tuple(notes),
+        expected,
+    )
+
+
+def _metadata_change(sr: StreamRecords, raw: bytes, groups_after: int) -> MetadataChange | str | None:
+    meta = sr.live.metadata
+    tail = meta.stream
+    if tail is None:
+        return None
+    if tail.group_number == groups_after or (tail.group_number is None and groups_after == 0):
+        return None
+    try:
+        if decode_metadata(raw).encode() != raw:
+            return "metadata does not re-encode byte for byte; group_number left as it is"
+    except CodecError as exc:
+        return f"metadata undecodable ({exc}); group_number left as it is"
+    new = replace(meta, stream=replace(tail, group_number=groups_after)).encode()
+    return MetadataChange(sr.live.key.encode(), raw, new, tail.group_number, groups_after)
+
+
+def build_plan(db: Database, migration_id: str, source: Layout, target: Layout, options: PlanOptions) -> Plan:
+    col = collect(db, options.cluster)
+    streams: list[StreamPlan] = []
+    skipped: list[Skipped] = []
+    in_target = without = 0
+    for ident in sorted(col.live):
+        sr = col.streams.get(ident)
+        if sr is None or not sr.records:
+            without += 1
+        if sr is None:
+            continue
+        if sr.undecodable:
+            skipped.append(
+                Skipped(*ident, "records that decode as nothing known; left as they are", len(sr.undecodable))
+            )
+        if not sr.records:
+            continue
+        meta_raw = db.get("metadata", sr.live.key.encode()) or b""
+        sp = plan_stream(sr, source, target, options, meta_raw)
+        if sp is None:
+            in_target += 1
+        else:
+            streams.append(sp)
+    for ident, n in sorted(col.stale.items()):
+        skipped.append(Skipped(*ident, "records of dead versions of this key (stale, left for compaction)", n))
+    for ident, n in sorted(col.orphan.items()):
+        skipped.append(Skipped(*ident, "records of a key with no stream metadata (orphans, left alone)", n))
+    if col.bad_keys:
+        skipped.append(Skipped(None, None, "stream column family keys that are not internal keys", col.bad_keys))
+    return Plan(
+        migration_id,
+        source,
+        target,
+        options.on_conflict,
+        col.cluster,
+        tuple(streams),
+        tuple(skipped),
+        len(col.live),
+        in_target,
+        without,
+    )
+
+
+def apply_plan(db: Database, plan: Plan, on_done: Callable[[int, int], None] | None = None) -> Applied:
+    applied = apply_units(db, [s.ops() for s in plan.streams], on_done)
+    db.flush_all()
+    return applied
+
+
+def verify_plan(db: Database, plan: Plan, streams_done: int | None = None) -> list[str]:
+    col = collect(db, plan.cluster)
+    problems: list[str] = []
+    done = plan.streams[: len(plan.streams) if streams_done is None else streams_done]
+    for sp in done:
+        ident = (sp.namespace, sp.key)
+        where = f"{show(sp.namespace)}/{show(sp.key)}"
+        sr = col.streams.get(ident)
+        recs = [] if sr is None else sr.records
+        left = [r for r in recs if r.key.layout == plan.source]
+        if left:
+            problems.append(f"{where}: {len(left)} {plan.source} records left")
+        got = tuple(sorted((r.sub, sha(r.value)) for r in recs))
+        if got != sp.expected:
+            problems.append(
+                f"{where}: group records differ from the plan ({len(got)} found, {len(sp.expected)} expected)"
+            )
+        if sp.metadata is not None and db.get("metadata", sp.metadata.key) != sp.metadata.new:
+            problems.append(f"{where}: stream metadata is not what the plan wrote")
+    if streams_done is None:
+        for ident, sr in col.streams.items():
+            if any(r.key.layout == plan.source for r in sr.records) and not any(
+                (s.namespace, s.key) == ident and s.blocked for s in plan.streams
+            ):
+                problems.append(f"{show(ident[0])}/{show(ident[1])}: {plan.source} records in a live stream")
+    return problems
+
+
+def live_layouts(db: Database, cluster: bool | None = None) -> Counter[str]:
+    """How many live streams hold group records in legacy, prefixed, both (mixed) or none."""
+    col = collect(db, cluster)
+    out: Counter[str] = Counter()
+    for ident in col.live:
+        sr = col.streams.get(ident)
+        layouts = {r.key.layout for r in sr.records} if sr else set()
+        out["mixed" if len(layouts) == 2 else layouts.pop() if layouts else "none"] += 1
+    return out

@@ -1,0 +1,153 @@
+"""migrate's safety rails: live databases, foreign files, pinned write options, Ctrl-C, confirmation."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import dump_all, run_cli, run_kvfix, tree_digest, unpack
+
+from kvfix.errors import WriteRefused
+from kvfix.migrations import PlanOptions, for_target
+from kvfix.storage import open_read_only, open_read_write
+from kvfix.writes import ROCKSDB_FILE, WriteOp, apply_units, confirm_or_refuse, default_backup_path, foreign_files
+
+HOLD = """
+import sys, time
+from rocksdict import Rdict, Options
+path = sys.argv[1]
+cfs = Rdict.list_cf(path, Options(raw_mode=True))
+db = Rdict(path, options=Options(raw_mode=True), column_families={c: Options(raw_mode=True) for c in cfs})
+print("open", flush=True)
+time.sleep(60)
+"""
+
+
+def test_locked_database_is_refused_and_untouched(tmp_path):
+    d = unpack("legacy-basic", tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(d / "db")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        before = tree_digest(d / "db")
+        for args in ((), ("--dry-run",), ("--list",)):
+            proc = run_kvfix("migrate", d, "--yes", *args)
+            assert proc.returncode == 2
+            lines = proc.stderr.strip().splitlines()
+            assert len(lines) == 1 and "LOCK" in lines[0] and "stop the server" in lines[0]
+            assert str(holder.pid) in lines[0]
+        assert tree_digest(d / "db") == before
+        assert not list(tmp_path.glob("*.kvfix-backup-*"))
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_write_leaves_only_rocksdb_files(tmp_path):
+    d = unpack("legacy-cluster", tmp_path)
+    names = {p.name for p in (d / "db").iterdir()}
+    (d / "db" / "rocksdict-config.json").write_text("{}")  # as a killed earlier run leaves it
+    result = run_cli("migrate", d, "--yes")
+    assert result.exit_code == 0, result.output
+    added = {p.name for p in (d / "db").iterdir()} - names
+    assert added and all(ROCKSDB_FILE.match(n) for n in added), added
+    assert not [n for n in os.listdir(d / "db") if n.startswith("LOG") or n == "rocksdict-config.json"]
+    assert foreign_files(d / "db", names) == []
+    # the backup is beside the Kvrocks dir, never inside it
+    assert [p.name for p in tmp_path.iterdir() if ".kvfix-backup-" in p.name]
+    assert not [p for p in d.iterdir() if ".kvfix-backup-" in p.name]
+
+
+def test_written_sst_files_use_the_pinned_format(tmp_path):
+    d = unpack("legacy-basic", tmp_path)
+    names = {p.name for p in (d / "db").iterdir()}
+    assert run_cli("migrate", d, "--yes", "--no-backup").exit_code == 0
+    new_options = sorted(n for n in os.listdir(d / "db") if n.startswith("OPTIONS-") and n not in names)
+    assert new_options
+    text = (d / "db" / new_options[-1]).read_text()
+    assert "format_version=5" in text
+    assert "compression=kNoCompression" in text
+    assert "checksum=kCRC32c" in text
+
+
+def test_no_terminal_and_no_yes_refuses(tmp_path):
+    d = unpack("legacy-basic", tmp_path)
+    before = tree_digest(tmp_path)
+    result = run_cli("migrate", d)  # CliRunner's stdin is not a terminal
+    assert result.exit_code == 2 and "--yes" in result.stderr
+    assert tree_digest(tmp_path) == before
+    with pytest.raises(WriteRefused):
+        confirm_or_refuse("go?", yes=False)
+    confirm_or_refuse("go?", yes=True)
+
+
+def test_default_backup_path_is_beside_the_data_directory(tmp_path):
+    p = default_backup_path(tmp_path / "kv" / "db")
+    assert p.parent == tmp_path and p.name.startswith("kv.kvfix-backup-") and p.name.endswith("Z")
+    p.mkdir()
+    assert default_backup_path(tmp_path / "kv" / "db") != p
+
+
+def test_interrupt_finishes_the_current_batch_and_stops(tmp_path):
+    d = unpack("legacy-namespaces", tmp_path)
+    migration = for_target("prefixed")
+    with open_read_only(d) as db:
+        plan = migration.plan(db, PlanOptions())
+    assert len(plan.streams) == 2
+    with open_read_write(d) as db:
+
+        def ctrl_c_after_first(done, total):
+            if done == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+
+        applied = migration.apply(db, plan, on_done=ctrl_c_after_first)
+    assert applied.interrupted and applied.done == 1 and applied.total == 2
+    with open_read_only(d) as db:
+        assert migration.verify(db, plan, applied.done) == []
+        again = migration.plan(db, PlanOptions())
+    assert [s.key for s in again.streams] == [plan.streams[1].key]
+    assert [s.namespace for s in again.streams] == [plan.streams[1].namespace]
+
+
+def test_apply_units_writes_each_unit_atomically(tmp_path):
+    d = unpack("legacy-basic", tmp_path)
+    with open_read_write(d) as db:
+        applied = apply_units(
+            db,
+            [[WriteOp("default", b"k1", b"v1"), WriteOp("default", b"k1")], [WriteOp("default", b"k2", b"v2")]],
+        )
+    assert applied.complete
+    rows = dump_all(d)["default"]
+    assert b"k1" not in rows and rows[b"k2"] == b"v2"
+
+
+def test_interrupted_cli_run_says_how_far_it_got(tmp_path):
+    from kvfix.synth import SynthDB, SynthStream, group_value
+
+    streams = [SynthStream(b"s%05d" % i, groups=[("legacy", b"g", group_value())]) for i in range(3000)]
+    db = SynthDB(streams=streams).write(tmp_path / "db")
+    env = {**os.environ, "KVFIX_NO_PROGRESS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kvfix", "migrate", str(db), "--yes", "--backup-dir", str(tmp_path / "bk")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert "backup" in proc.stderr.readline()  # printed just before the first batch
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read()
+    proc.wait(timeout=60)
+    assert proc.returncode == 130, err
+    done = int(err.split("interrupted: ")[1].split(" of ")[0])
+    assert 0 < done < 3000 and "of 3000 streams migrated" in err and "run the same command again" in err
+    from kvfix.analysis.scan import scan_database
+
+    with open_read_only(db) as opened:
+        layouts = [s.layout for s in scan_database(opened).streams]
+    assert layouts.count("prefixed") == done and layouts.count("legacy") == 3000 - done

@@ -1,0 +1,111 @@
+"""Issue 5: the entry fast path of --deep agrees with classify() and StreamAnalyzer.add().
+
+kvfix.codec.stream.is_plain_entry (inlined in StreamAnalyzer.add_chunk) may only accept
+what classify() reads as an entry and nothing else, with a valid value; add_chunk must
+leave a report identical to add() record by record.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kvfix.analysis.model import StreamReport
+from kvfix.analysis.streams import StreamAnalyzer
+from kvfix.codec.ints import U64_MAX, u64
+from kvfix.codec.stream import (
+    PREFIX_MARK,
+    EntryKey,
+    EntryValue,
+    RecordKind,
+    classify,
+    is_plain_entry,
+)
+from kvfix.synth import SynthStream
+
+PREFIX = b"\x0b__namespace\x00\x00\x00\x01k" + u64(42)
+
+first_u64 = st.one_of(
+    st.sampled_from([0, 1, 7, 8, 9, 16, 300, (1 << 29), (1 << 29) + 1, 1_700_000_000_000, U64_MAX - 1, U64_MAX]),
+    st.integers(0, U64_MAX),
+)
+subkeys = st.one_of(
+    st.builds(lambda a, b: u64(a) + u64(b), first_u64, st.integers(0, U64_MAX)),  # 16 bytes
+    st.builds(lambda a, b: u64(a) + b, first_u64, st.binary(max_size=40)),
+    st.builds(lambda a: u64(a) + b"METADATA", st.sampled_from([0, 1, 8])),
+    st.builds(lambda k, b: PREFIX_MARK + bytes([k]) + b, st.integers(0, 4), st.binary(max_size=30)),
+    st.binary(max_size=24),
+)
+items = st.lists(st.binary(max_size=200), min_size=0, max_size=6)
+values = st.one_of(
+    st.builds(lambda xs: EntryValue(tuple(xs)).encode(), items),  # valid or odd item counts, long items
+    st.builds(lambda xs, cut: EntryValue(tuple(xs)).encode()[:cut], items, st.integers(0, 60)),  # truncated
+    st.binary(max_size=60),
+    st.binary(min_size=24, max_size=24),
+    st.binary(min_size=48, max_size=48),
+    st.builds(lambda c: u64(1) + u64(2) + u64(len(c)) + c, st.binary(max_size=10)),  # PEL value
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(subkeys, values)
+def test_is_plain_entry_implies_classify_entry(sub: bytes, value: bytes) -> None:
+    if is_plain_entry(sub, value):
+        c = classify(sub, value)
+        assert isinstance(c.key, EntryKey)
+        assert c.readings == (RecordKind.ENTRY,)
+        assert c.value is not None and c.error is None
+        assert c.key.id.ms not in (0, U64_MAX)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.integers(1, U64_MAX - 1), max_size=5), st.lists(st.binary(max_size=127), min_size=1, max_size=3))
+def test_is_plain_entry_accepts_ordinary_entries(ms_values: list[int], fields: list[bytes]) -> None:
+    value = EntryValue(tuple(fields * 2)).encode()
+    for ms in ms_values:
+        assert is_plain_entry(u64(ms) + u64(5), value)
+
+
+def _report() -> StreamReport:
+    return StreamReport(b"__namespace", b"k", None, 42, SynthStream(b"k").metadata())
+
+
+def _state(a: StreamAnalyzer) -> tuple:
+    rep = a.finish()
+    return (
+        dict(rep.records),
+        rep.ambiguous,
+        rep.undecodable,
+        rep.max_ms_entries,
+        rep.groups,
+        rep.collisions,
+        [(f.code, f.message) for f in rep.findings],
+    )
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.tuples(subkeys, values), max_size=40))
+def test_add_chunk_equals_add(records: list[tuple[bytes, bytes]]) -> None:
+    records = sorted(dict(records).items())  # key order, unique keys, like a walk
+    one, chunked = StreamAnalyzer(_report()), StreamAnalyzer(_report())
+    for sub, value in records:
+        one.add(sub, value)
+    chunk = [(PREFIX + sub, value) for sub, value in records]
+    for i in range(0, len(chunk), 7):
+        chunked.add_chunk(chunk[i : i + 7], len(PREFIX))
+    assert _state(chunked) == _state(one)
+
+
+def test_add_chunk_respects_a_subclass_add() -> None:
+    seen: list[bytes] = []
+
+    class Counting(StreamAnalyzer):
+        def add(self, sub: bytes, value: bytes) -> None:
+            seen.append(sub)
+            super().add(sub, value)
+
+    a = Counting(_report())
+    entry = u64(1_700_000_000_000) + u64(0)
+    a.add_chunk([(PREFIX + entry, EntryValue((b"f", b"v")).encode())], len(PREFIX))
+    assert seen == [entry]
+    assert a.report.records["entry"] == 1
