@@ -7,7 +7,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp -r "$here/data/legacy-basic" "$work/kvrocks"
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; echo "(exit $?)"; }
+step() { printf '\n$ %s\n' "$*"; "$@"; echo "(exit $?)"; }
 
 step kvfix scan "$work/kvrocks" --format plain
 step kvfix migrate --list "$work/kvrocks"

@@ -120,8 +120,9 @@ class Database:
         ro.fill_cache(False)
         return cf.iter(ro)
 
-    def items(self, name: str):
-        """Every (key, value) of one column family in key order, or None when it is absent.
+    def items(self, name: str, from_key: bytes | None = None):
+        """Every (key, value) of one column family in key order (from ``from_key`` on), or None
+        when the family is absent.
 
         rocksdict's items() is its fastest way to read keys and values (one call per record
         instead of key()/value()/next()); deep walks use it, seeking walks use iterator().
@@ -131,7 +132,7 @@ class Database:
             return None
         ro = ReadOptions()
         ro.fill_cache(False)
-        return cf.items(read_opt=ro)
+        return cf.items(from_key=from_key, read_opt=ro)
 
     def get(self, name: str, key: bytes) -> bytes | None:
         cf = self.cf(name)

@@ -57,7 +57,9 @@ class SynthStream:
             first_entry_id=first,
             last_entry_id=last,
             entries_added=len(ids),
-            group_number=len({(lay, g) for lay, g, _ in self.groups}) if self.group_number is None else self.group_number,
+            group_number=len({(lay, g) for lay, g, _ in self.groups})
+            if self.group_number is None
+            else self.group_number,
         )
         size = len(ids) if self.size is None else self.size
         return Metadata(KeyType.STREAM, self.is_64bit, self.expire_ms, self.version, size, stream=tail)
@@ -106,7 +108,9 @@ class SynthDB:
         return path
 
 
-def group_value(last: StreamId = StreamId(0, 0), consumers: int = 0, pending: int = 0, entries_read: int = -1) -> GroupValue:
+def group_value(
+    last: StreamId = StreamId(0, 0), consumers: int = 0, pending: int = 0, entries_read: int = -1
+) -> GroupValue:
     return GroupValue(consumers, pending, last, entries_read, 0)
 
 

@@ -109,3 +109,53 @@ def test_add_chunk_respects_a_subclass_add() -> None:
     a.add_chunk([(PREFIX + entry, EntryValue((b"f", b"v")).encode())], len(PREFIX))
     assert seen == [entry]
     assert a.report.records["entry"] == 1
+
+
+def _reference_value(kind: str, data: bytes):
+    """The Reader-based decoders the struct fast paths replaced (value, or None on error)."""
+    from kvfix.codec.errors import CodecError
+    from kvfix.codec.ints import Reader
+    from kvfix.codec.metadata import StreamId
+    from kvfix.codec.stream import ConsumerValue, GroupValue, PelValue
+
+    try:
+        r = Reader(data)
+        if kind == "group":
+            if len(data) != 48:
+                return None
+            return GroupValue(r.u64(), r.u64(), StreamId(r.u64(), r.u64()), r.i64(), r.u64())
+        if kind == "consumer":
+            return ConsumerValue(r.u64(), r.u64(), r.u64()) if len(data) == 24 else None
+        t, c = r.u64(), r.u64()
+        owner = r.take(r.u64(), "owner")
+        r.expect_end("PEL value")
+        return PelValue(t, c, owner)
+    except CodecError:
+        return None
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.sampled_from(["group", "consumer", "pel"]),
+    st.one_of(
+        st.binary(max_size=60),
+        st.binary(min_size=48, max_size=48),
+        st.binary(min_size=24, max_size=24),
+        st.builds(
+            lambda a, n, c: a + u64(n) + c,
+            st.binary(min_size=16, max_size=16),
+            st.integers(0, 12),
+            st.binary(max_size=12),
+        ),
+    ),
+)
+def test_struct_value_decoders_match_the_reader(kind: str, data: bytes) -> None:
+    from kvfix.codec.errors import CodecError
+    from kvfix.codec.stream import decode_consumer_value, decode_group_value, decode_pel_value
+
+    decode = {"group": decode_group_value, "consumer": decode_consumer_value, "pel": decode_pel_value}[kind]
+    try:
+        got = decode(data)
+    except CodecError:
+        got = None
+    assert got == _reference_value(kind, data)

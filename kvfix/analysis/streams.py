@@ -104,6 +104,28 @@ class StreamAnalyzer:
         if entries:
             self.report.records["entry"] += entries
 
+    def absorb(self, later: StreamAnalyzer) -> None:
+        """Take in what another analyzer of the same stream saw in the key range after ours.
+
+        (A parallel deep scan may split one stream's entries between two processes.)  Lists
+        keep key order because ``later``'s records all sort after ours.
+        """
+        rep, other = self.report, later.report
+        rep.records.update(other.records)
+        rep.ambiguous.extend(other.ambiguous)
+        rep.undecodable.extend(other.undecodable)
+        rep.max_ms_entries.extend(other.max_ms_entries)
+        for ident, g in other.groups.items():
+            mine = rep.groups.get(ident)
+            if mine is None:
+                rep.groups[ident] = g
+                continue
+            if g.value is not None:
+                mine.value = g.value
+            mine.consumers.update(g.consumers)
+            mine.pel.extend(g.pel)
+        self._legacy.extend(later._legacy)
+
     def finish(self) -> StreamReport:
         rep = self.report
         cursors = {show(g.name): g.value.last_delivered_id for g in rep.groups.values() if g.value is not None}

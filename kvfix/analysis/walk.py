@@ -6,14 +6,28 @@ records can only sit at subkeys whose first u64 is <= NAME_LIMIT; prefixed recor
 (and entries with ms = 2^64-1) start with 0xFF*8.  Per prefix we read those two
 regions and seek over the entries between them, so the cost grows with streams and
 group records, not entries.  ``deep=True`` reads everything.
+
+What the fast walk skips is exactly the subkeys whose first u64 (zero-padded) lies in
+(NAME_LIMIT, 2^64-1): no reading of such a subkey is a group record, so every group
+record, every entry at ms = 2^64-1 and everything at a small alias id is read either
+way.  Only --deep sees a malformed record sitting *among* the entries (an entry with a
+damaged value, a short junk key): finding those means reading every entry.
+
+Records come in chunks (lists of whole (key, value) pairs of one prefix) so the
+analyzer's per-record loop has no generator step per record; the deep walk reads with
+rocksdict's items() (its fastest key+value iteration) in ``islice`` slices and finds
+prefix ends by bisection, so it does no Python work per record at all.
 """
 
 from __future__ import annotations
 
+import gc
 from bisect import bisect_left
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
+from operator import itemgetter
 
 from kvfix.codec.errors import CodecError
 from kvfix.codec.ints import read_u64
@@ -43,6 +57,24 @@ class BadKey:
     error: str
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic GC around a walk.
+
+    A walk allocates a tuple per record (rocksdict's items()) and frees it at once by
+    reference counting; the cyclic collector would still run every 700 allocations and
+    re-scan the young objects, about 10% of a deep walk.  Walks create no reference
+    cycles, so nothing is left for the collector when it resumes.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 #: Records per chunk handed to the analyzer (bounded memory, few Python calls per record).
 CHUNK = 4096
 
@@ -60,16 +92,20 @@ def walk_stream_cf(db: Database, cluster: bool, deep: bool) -> Iterator[Prefix |
             yield item
 
 
-def walk_stream_chunks(db: Database, cluster: bool, deep: bool) -> Iterator[Prefix | BadKey | list[tuple[bytes, bytes]]]:
+def walk_stream_chunks(
+    db: Database, cluster: bool, deep: bool, start: bytes | None = None, stop: bytes | None = None
+) -> Iterator[Prefix | BadKey | list[tuple[bytes, bytes]]]:
     """Like walk_stream_cf, but a prefix's records come as lists of whole (key, value) pairs.
 
     Every key in a list starts with the last Prefix's ``raw`` (the subkey is
-    ``key[len(raw):]``); lists hold at most CHUNK records and are never empty.
+    ``key[len(raw):]``); lists hold at most CHUNK records and are never empty.  With
+    ``start``/``stop`` only keys in [start, stop) are read (parallel deep scans split the
+    column family; a range that starts inside a prefix yields that Prefix first).
     """
     if deep:
-        yield from _deep_chunks(db, cluster)
+        yield from _deep_chunks(db, cluster, start, stop)
     else:
-        yield from _fast_chunks(db, cluster)
+        yield from _fast_chunks(db, cluster, start, stop)
 
 
 def _prefix_of(key: bytes, cluster: bool) -> Prefix:
@@ -77,13 +113,20 @@ def _prefix_of(key: bytes, cluster: bool) -> Prefix:
     return Prefix(ik.namespace, ik.user_key, ik.version, ik.slot, key[: len(key) - len(ik.subkey)])
 
 
-def _fast_chunks(db: Database, cluster: bool) -> Iterator[Prefix | BadKey | list[tuple[bytes, bytes]]]:
+def _fast_chunks(
+    db: Database, cluster: bool, start: bytes | None = None, stop: bytes | None = None
+) -> Iterator[Prefix | BadKey | list[tuple[bytes, bytes]]]:
     it = db.iterator("stream")
     if it is None:
         return
-    it.seek_to_first()
+    if start is None:
+        it.seek_to_first()
+    else:
+        it.seek(start)
     while it.valid():
         key = it.key()
+        if stop is not None and key >= stop:
+            return
         try:
             prefix = _prefix_of(key, cluster)
         except CodecError as exc:
@@ -97,7 +140,7 @@ def _fast_chunks(db: Database, cluster: bool) -> Iterator[Prefix | BadKey | list
         chunk: list[tuple[bytes, bytes]] = []
         while it.valid():
             key = it.key()
-            if not key.startswith(raw):
+            if not key.startswith(raw) or (stop is not None and key >= stop):
                 break
             if not skipped and read_u64(key, n) > NAME_LIMIT:
                 skipped = True  # jump over the entries to the 0xFF*8 region of this prefix
@@ -112,24 +155,32 @@ def _fast_chunks(db: Database, cluster: bool) -> Iterator[Prefix | BadKey | list
             yield chunk
 
 
-def _deep_chunks(db: Database, cluster: bool) -> Iterator[Prefix | BadKey | list[tuple[bytes, bytes]]]:
+def _deep_chunks(
+    db: Database, cluster: bool, start: bytes | None = None, stop: bytes | None = None
+) -> Iterator[Prefix | BadKey | list[tuple[bytes, bytes]]]:
     """One sequential pass with rocksdict's items(), in slices of CHUNK records.
 
     Keys under one prefix are contiguous (bytewise order), so when a slice's first and
     last keys start with the prefix, all of it does; otherwise bisect finds where the
     prefix ends.  No Python work per record here.
     """
-    items = db.items("stream")
+    items = db.items("stream", start)
     if items is None:
         return
     items = iter(items)
     raw: bytes | None = None
     buf: list[tuple[bytes, bytes]] = []
     pos = 0
+    last = False
     while True:
         if pos >= len(buf):
+            if last:
+                return
             buf = list(islice(items, CHUNK))
             pos = 0
+            if stop is not None and buf and buf[-1][0] >= stop:
+                buf = buf[: bisect_left(buf, stop, key=itemgetter(0))]
+                last = True
             if not buf:
                 return
         if raw is not None:

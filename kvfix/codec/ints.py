@@ -110,7 +110,7 @@ class Reader:
 
 def read_u64(data: bytes, offset: int = 0) -> int:
     """The u64 at offset, zero-padded on the right when data is short (alias ids)."""
-    if 0 <= offset and offset + 8 <= len(data):
+    if offset >= 0 and offset + 8 <= len(data):
         return _U64.unpack_from(data, offset)[0]
     chunk = data[offset : offset + 8]
     return _U64.unpack(chunk.ljust(8, b"\0"))[0]

@@ -18,6 +18,7 @@ whole key and the value, and says when the record stays ambiguous.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -246,7 +247,11 @@ class ConsumerValue:
     last_successful_interaction_ms: int
 
     def encode(self) -> bytes:
-        return u64(self.pending_number) + u64(self.last_attempted_interaction_ms) + u64(self.last_successful_interaction_ms)
+        return (
+            u64(self.pending_number)
+            + u64(self.last_attempted_interaction_ms)
+            + u64(self.last_successful_interaction_ms)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,22 +277,29 @@ def decode_entry_value(data: bytes) -> EntryValue:
     return EntryValue(tuple(items))
 
 
+_GROUP_VALUE = struct.Struct(">QQQQqQ")
+_CONSUMER_VALUE = struct.Struct(">QQQ")
+
+
 def decode_group_value(data: bytes) -> GroupValue:
     if len(data) != GROUP_VALUE_LEN:
         raise CodecError(f"group value is {len(data)} bytes, expected {GROUP_VALUE_LEN}")
-    r = Reader(data)
-    return GroupValue(r.u64(), r.u64(), StreamId(r.u64(), r.u64()), r.i64(), r.u64())
+    consumers, pending, ms, seq, entries_read, lag = _GROUP_VALUE.unpack(data)
+    return GroupValue(consumers, pending, StreamId(ms, seq), entries_read, lag)
 
 
 def decode_consumer_value(data: bytes) -> ConsumerValue:
     if len(data) != CONSUMER_VALUE_LEN:
         raise CodecError(f"consumer value is {len(data)} bytes, expected {CONSUMER_VALUE_LEN}")
-    r = Reader(data)
-    return ConsumerValue(r.u64(), r.u64(), r.u64())
+    return ConsumerValue(*_CONSUMER_VALUE.unpack(data))
 
 
 def decode_pel_value(data: bytes) -> PelValue:
-    r = Reader(data)
+    if len(data) >= PEL_VALUE_FIXED_LEN:
+        time_ms, count, owner_len = _CONSUMER_VALUE.unpack_from(data)
+        if PEL_VALUE_FIXED_LEN + owner_len == len(data):
+            return PelValue(time_ms, count, data[PEL_VALUE_FIXED_LEN:])
+    r = Reader(data)  # the slow way, for its error message
     time_ms, count = r.u64("delivery time"), r.u64("delivery count")
     owner = r.take(r.u64("owner length"), "owner name")
     r.expect_end("PEL value")

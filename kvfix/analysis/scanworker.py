@@ -1,0 +1,47 @@
+"""The second process of a parallel deep scan: ``python -m kvfix.analysis.scanworker JOB OUT``.
+
+JOB is a pickle written by kvfix.analysis.scan._walk_in_two (database path, cluster
+mode, the live streams, the first key of this process's range); OUT receives the
+pickled WalkResult of the walk from that key to the end of the stream column family.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+
+from kvfix.analysis.keyspace import Keyspace
+from kvfix.analysis.scan import walk_range
+from kvfix.analysis.walk import paused_gc
+from kvfix.storage import open_read_only
+
+
+def main(argv: list[str]) -> int:
+    job_path, out_path = argv
+    with open(job_path, "rb") as f:
+        job = pickle.load(f)  # written by our parent process
+    ks = Keyspace(job["cluster"], streams=job["streams"])
+    with open_read_only(job["path"]) as db, paused_gc():
+        result = walk_range(db, ks, job["cluster"], job["deep"], job["now"], start=job["start"])
+    result.worker_peak_kib = _vm_hwm_kib()
+    tmp = out_path + ".tmp"
+    with open(tmp, "wb") as f:
+        pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, out_path)
+    return 0
+
+
+def _vm_hwm_kib() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
