@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kvfix.codec.keys import InternalKey, MetadataKey, slot_of
-from kvfix.codec.metadata import KeyType, Metadata, StreamId, StreamTail
+from kvfix.codec.metadata import ZERO_ID, KeyType, Metadata, StreamId, StreamTail
 from kvfix.codec.stream import (
     ConsumerKey,
     ConsumerValue,
@@ -108,9 +108,7 @@ class SynthDB:
         return path
 
 
-def group_value(
-    last: StreamId = StreamId(0, 0), consumers: int = 0, pending: int = 0, entries_read: int = -1
-) -> GroupValue:
+def group_value(last: StreamId = ZERO_ID, consumers: int = 0, pending: int = 0, entries_read: int = -1) -> GroupValue:
     return GroupValue(consumers, pending, last, entries_read, 0)
 
 

@@ -55,3 +55,8 @@ def safe_text(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" for c in text)
+
+
+def label(data: bytes) -> str:
+    """:func:`show` for tables and messages, where an empty name must stay visible."""
+    return show(data) if data else '""'

@@ -241,3 +241,16 @@ def test_fast_equals_deep_on_fixtures(fixture_dir):
             s["records"].pop("entry")
         docs.append(doc)
     assert docs[0] == docs[1]
+
+
+def test_upgraded_mixed_late_group_reads_into_legacy_records(tmp_path):
+    """2.10.1 answered 'failed to decode stream entry value' to XREADGROUP of the new group
+    `late` (manifest commands_on_2.10.1): its cursor 0-0 lies below every legacy alias id."""
+    assert "error" in manifest("upgraded-mixed")["commands_on_2.10.1"]["xreadgroup late"]
+    _, report = scan_json_cli(unpack("upgraded-mixed", tmp_path))
+    orders = next(s for s in report["streams"] if s["key"] == "orders")
+    assert orders["collisions"]
+    for collision in orders["collisions"]:
+        assert "XREADGROUP late >" in collision["scans"]
+        # billing exists in both layouts: each copy is named with its layout
+        assert not any(s == "XREADGROUP billing >" for s in collision["scans"])

@@ -16,7 +16,10 @@ SCAN_CODES: dict[str, tuple[Severity, str]] = {
     "LAYOUT_CONFLICT": ("error", "a group name exists in both layouts"),
     "AMBIGUOUS_RECORD": ("warning", "a stream record fits two readings even with its value"),
     "UNDECODABLE_RECORD": ("error", "a record whose key or value decodes as no known record"),
-    "MAX_MS_ENTRY": ("warning", "entry at ms = 2^64-1: hidden from XRANGE on 2.10+, shares the prefixed records' range"),
+    "MAX_MS_ENTRY": (
+        "warning",
+        "entry at ms = 2^64-1: hidden from XRANGE on 2.10+, shares the prefixed records' range",
+    ),
     "ORPHAN_RECORD": ("warning", "stream records of a key that has no stream metadata"),
     "STALE_RECORDS": ("info", "records of a dead key version, waiting for compaction"),
     "EXPIRED_STREAM": ("info", "the stream's metadata has expired; the server treats it as gone"),
@@ -37,7 +40,9 @@ class Finding:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def finding(code: str, message: str, namespace: bytes | None = None, key: bytes | None = None, **details: Any) -> Finding:
+def finding(
+    code: str, message: str, namespace: bytes | None = None, key: bytes | None = None, **details: Any
+) -> Finding:
     severity = SCAN_CODES[code][0] if code in SCAN_CODES else details.pop("severity", "error")
     return Finding(severity, code, message, namespace, key, details)
 

@@ -9,7 +9,7 @@ from kvfix.analysis.findings import Finding
 from kvfix.codec.metadata import Metadata, StreamId
 from kvfix.codec.stream import ConsumerValue, GroupValue, Layout, PelValue, RecordKind
 
-RECORD_COUNT_KEYS = tuple(k.value for k in RecordKind) + ("stale", "unknown")
+RECORD_COUNT_KEYS = (*(k.value for k in RecordKind), "stale", "unknown")
 
 
 @dataclass

@@ -212,19 +212,13 @@ def _state(meta: Metadata, now: int) -> str:
 
 
 def _walk(db: Database, cf: str, start: bytes | None, stop: bytes | None) -> Iterator[tuple[bytes, str, bytes]]:
-    it = db.iterator(cf)
-    if it is None:
+    items = db.items(cf, start)
+    if items is None:
         return
-    if start is None:
-        it.seek_to_first()
-    else:
-        it.seek(start)
-    while it.valid():
-        key = it.key()
+    for key, value in items:
         if stop is not None and key >= stop:
             return
-        yield key, cf, it.value()
-        it.next()
+        yield key, cf, value
 
 
 def collect_stats(

@@ -22,7 +22,7 @@ from kvfix.codec.stream import (
     alias_id,
     classify,
 )
-from kvfix.textsafe import show
+from kvfix.textsafe import label, show
 
 #: Examples quoted in one finding message before "and N more".
 EXAMPLES = 3
@@ -128,7 +128,14 @@ class StreamAnalyzer:
 
     def finish(self) -> StreamReport:
         rep = self.report
-        cursors = {show(g.name): g.value.last_delivered_id for g in rep.groups.values() if g.value is not None}
+        layouts_of: dict[bytes, int] = {}
+        for g in rep.groups.values():
+            layouts_of[g.name] = layouts_of.get(g.name, 0) + 1
+        cursors = {
+            (label(g.name) if layouts_of[g.name] == 1 else f"{label(g.name)} [{g.layout}]"): g.value.last_delivered_id
+            for g in rep.groups.values()
+            if g.value is not None
+        }
         scans = ScansHitting(cursors)
         for kind, group, sub in self._legacy:
             alias = alias_id(sub)
@@ -140,10 +147,12 @@ class StreamAnalyzer:
         rep = self.report
         ns, key = rep.namespace, rep.key
         add = rep.findings.append
-        legacy_groups = sorted({show(n) for (lay, n) in rep.groups if lay == LEGACY})
+        legacy_groups = sorted({label(n) for (lay, n) in rep.groups if lay == LEGACY})
         prefixed_names = {n for (lay, n) in rep.groups if lay == PREFIXED}
         if rep.expired:
-            add(finding("EXPIRED_STREAM", "stream metadata has expired; the server no longer sees this stream", ns, key))
+            add(
+                finding("EXPIRED_STREAM", "stream metadata has expired; the server no longer sees this stream", ns, key)
+            )
         if rep.collisions:
             n_legacy = len(rep.collisions)
             add(
@@ -175,7 +184,7 @@ class StreamAnalyzer:
                 add(
                     finding(
                         "LAYOUT_CONFLICT",
-                        f"group {show(name)} exists in both layouts: {_differences(legacy_group, other)}",
+                        f"group {label(name)} exists in both layouts: {_differences(legacy_group, other)}",
                         ns,
                         key,
                         group=show(name),
@@ -211,7 +220,8 @@ class StreamAnalyzer:
             add(
                 finding(
                     "MAX_MS_ENTRY",
-                    f"{len(rep.max_ms_entries)} entries at ms = 2^64-1 ({ids}): XLEN counts them, XRANGE on 2.10+ hides them",
+                    f"{len(rep.max_ms_entries)} entries at ms = 2^64-1 ({ids}): "
+                    "XLEN counts them, XRANGE on 2.10+ hides them",
                     ns,
                     key,
                     entries=len(rep.max_ms_entries),
@@ -221,14 +231,23 @@ class StreamAnalyzer:
             add(
                 finding(
                     "ROLLBACK_HAZARD",
-                    "prefixed group records: a 2.8/2.9 server aborts (std::out_of_range) on XRANGE/XREAD of this stream; "
+                    "prefixed group records: a 2.8/2.9 server aborts (std::out_of_range) "
+                    "on XRANGE/XREAD of this stream; "
                     "run kvfix migrate --to legacy before rolling back",
                     ns,
                     key,
                 )
             )
         if rep.records["stale"]:
-            add(finding("STALE_RECORDS", f"{rep.records['stale']} records of dead versions of this key", ns, key, records=rep.records["stale"]))
+            add(
+                finding(
+                    "STALE_RECORDS",
+                    f"{rep.records['stale']} records of dead versions of this key",
+                    ns,
+                    key,
+                    records=rep.records["stale"],
+                )
+            )
 
 
 def _names(names: list[str]) -> str:
@@ -248,7 +267,9 @@ def _differences(a, b) -> str:
                 diffs.append(f"{field_name} legacy={x} prefixed={y}")
     ca, cb = set(a.consumers), set(b.consumers)
     if ca != cb:
-        diffs.append(f"consumers legacy={_names(sorted(show(c) for c in ca))} prefixed={_names(sorted(show(c) for c in cb))}")
+        diffs.append(
+            f"consumers legacy={_names(sorted(label(c) for c in ca))} prefixed={_names(sorted(label(c) for c in cb))}"
+        )
     if len(a.pel) != len(b.pel):
         diffs.append(f"pending entries legacy={len(a.pel)} prefixed={len(b.pel)}")
     return "; ".join(diffs) or "records identical"

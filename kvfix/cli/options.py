@@ -17,7 +17,7 @@ from kvfix.render import Document, render
 from kvfix.render.jsonout import dump
 from kvfix.textsafe import safe_text
 
-FORMATS = ["rich", "plain", "markdown", "json"] + sorted(set(tabulate_formats) - {"plain"})
+FORMATS = ["rich", "plain", "markdown", "json", *sorted(set(tabulate_formats) - {"plain"})]
 
 
 def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -91,10 +91,13 @@ def handle_errors(func: Callable[..., int | None]) -> Callable[..., None]:
             os._exit(EXIT_OK)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
-        except Exception as exc:  # noqa: BLE001 - the promise is "never a traceback"
+        except Exception as exc:
             if os.environ.get("KVFIX_DEBUG"):
                 raise
-            fail(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())} (KVFIX_DEBUG=1 shows the traceback)")
+            fail(
+                f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
+                "(KVFIX_DEBUG=1 shows the traceback)"
+            )
         sys.exit(code or EXIT_OK)
 
     return wrapper

@@ -64,4 +64,5 @@ __all__ = [
     "slot_of",
     "successor",
     "type_name",
+    "with_layout",
 ]

@@ -8,7 +8,7 @@ from kvfix.analysis.findings import Finding
 from kvfix.analysis.model import RECORD_COUNT_KEYS, GroupInfo, ScanReport, StreamReport
 from kvfix.render.document import Document
 from kvfix.render.jsonout import Lazy, text_and_hex
-from kvfix.textsafe import show
+from kvfix.textsafe import label, show
 
 SCHEMA = 1
 
@@ -170,13 +170,13 @@ def scan_document(report: ScanReport, with_pel: bool = False) -> Document:
         for _, g in sorted(s.groups.items()):
             v = g.value
             consumers = ", ".join(
-                f"{show(c.name)}={c.pending}" for c in sorted(g.consumers.values(), key=lambda c: c.name)
+                f"{label(c.name)}={c.pending}" for c in sorted(g.consumers.values(), key=lambda c: c.name)
             )
             grows.append(
                 [
                     show(s.namespace),
                     show(s.key),
-                    show(g.name),
+                    label(g.name),
                     g.layout,
                     None if v is None else v.pending_number,
                     len(g.pel),
@@ -210,7 +210,7 @@ def scan_document(report: ScanReport, with_pel: bool = False) -> Document:
                     show(s.namespace),
                     show(s.key),
                     c.kind.value,
-                    show(c.group),
+                    label(c.group),
                     str(c.alias_id),
                     ", ".join(c.releases),
                     "; ".join(c.scans),
@@ -230,7 +230,7 @@ def scan_document(report: ScanReport, with_pel: bool = False) -> Document:
                         [
                             show(s.namespace),
                             show(s.key),
-                            show(g.name),
+                            label(g.name),
                             g.layout,
                             str(p.entry_id),
                             show(p.value.consumer),
