@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kvfix.analysis.findings import Finding
-from kvfix.analysis.model import RECORD_COUNT_KEYS, GroupInfo, ScanReport, StreamReport
+from kvfix.analysis.model import RECORD_COUNT_KEYS, Collision, GroupInfo, ScanReport, StreamReport
 from kvfix.render.document import Document
 from kvfix.render.jsonout import Lazy, text_and_hex
 from kvfix.textsafe import label, show
@@ -202,24 +202,10 @@ def scan_document(report: ScanReport, with_pel: bool = False) -> Document:
         ],
         grows,
     )
-    crows = []
-    for s in report.streams:
-        for c in s.collisions:
-            crows.append(
-                [
-                    show(s.namespace),
-                    show(s.key),
-                    c.kind.value,
-                    label(c.group),
-                    str(c.alias_id),
-                    ", ".join(c.releases),
-                    "; ".join(c.scans),
-                ]
-            )
     doc.table(
-        "Scan collisions (legacy records read as entries)",
-        ["namespace", "stream", "kind", "group", "alias id", "releases", "scans"],
-        crows,
+        "Scan collisions: legacy records read as entries (one row per group and kind; JSON lists every record)",
+        ["namespace", "stream", "group", "kind", "records", "alias ids", "releases", "scans"],
+        collision_rows(report),
     )
     if with_pel:
         prows = []
@@ -240,3 +226,33 @@ def scan_document(report: ScanReport, with_pel: bool = False) -> Document:
         doc.table("Pending entries", ["namespace", "stream", "group", "layout", "id", "consumer", "deliveries"], prows)
     findings_table(doc, report.all_findings())
     return doc
+
+
+_OVER = "XRANGE/XREVRANGE over "
+
+
+def collision_rows(report: ScanReport) -> list[list[object]]:
+    """Collisions summed up per (stream, group, kind, releases): a PEL of 10,000 is one row."""
+    rows: list[list[object]] = []
+    for s in report.streams:
+        buckets: dict[tuple[bytes, str, tuple[str, ...]], list[Collision]] = {}
+        for c in s.collisions:
+            buckets.setdefault((c.group, c.kind.value, c.releases), []).append(c)
+        for (group, kind, releases), items in sorted(buckets.items()):
+            lo = min(c.alias_id for c in items)
+            hi = max(c.alias_id for c in items)
+            span = str(lo) if lo == hi else f"{lo}..{hi}"
+            scans = dict.fromkeys(x for c in items for x in c.scans if not x.startswith(_OVER))
+            rows.append(
+                [
+                    show(s.namespace),
+                    show(s.key),
+                    label(group),
+                    kind,
+                    len(items),
+                    span,
+                    ", ".join(releases),
+                    "; ".join([*scans, _OVER + span]),
+                ]
+            )
+    return rows
