@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
@@ -117,13 +117,17 @@ def backup(db: Database, backup_dir: Path | None, no_backup: bool) -> Path | Non
 # --- batches -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class WriteOp:
+class WriteOp(NamedTuple):
     """One put (value given) or delete (value None) in one column family."""
 
     cf: str
     key: bytes
     value: bytes | None = None
+
+
+#: What write_unit takes: a WriteOp, or a plain (cf, key, value) tuple where a plan
+#: builds thousands (a plain tuple builds several times faster than a named one).
+Op = WriteOp | tuple[str, bytes, bytes | None]
 
 
 @dataclass(frozen=True)
@@ -156,24 +160,25 @@ def deferred_interrupt() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def write_unit(db: Database, ops: Sequence[WriteOp]) -> None:
+def write_unit(db: Database, ops: Sequence[Op]) -> None:
     """One atomic, synced WriteBatch; ops are applied in order (a later put wins over a delete)."""
     batch = db.batch()
+    put, delete = batch.put, batch.delete
     handles: dict[str, Any] = {}
-    for op in ops:
-        handle = handles.get(op.cf)
+    for cf, key, value in ops:
+        handle = handles.get(cf)
         if handle is None:
-            handle = handles[op.cf] = db.handle(op.cf)
-        if op.value is None:
-            batch.delete(op.key, handle)
+            handle = handles[cf] = db.handle(cf)
+        if value is None:
+            delete(key, handle)
         else:
-            batch.put(op.key, op.value, handle)
+            put(key, value, handle)
     db.write(batch, sync=True)
 
 
 def apply_units(
     db: Database,
-    units: Sequence[Sequence[WriteOp]],
+    units: Sequence[Sequence[Op]],
     on_done: Callable[[int, int], None] | None = None,
 ) -> Applied:
     """Write each unit as one synced batch, in order; stop cleanly after a Ctrl-C."""

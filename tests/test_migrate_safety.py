@@ -11,8 +11,12 @@ import time
 import pytest
 from conftest import dump_all, run_cli, run_kvfix, tree_digest, unpack
 
+from kvfix.codec.metadata import StreamId
+from kvfix.codec.stream import GroupKey, GroupValue, encode_subkey
 from kvfix.errors import WriteRefused
 from kvfix.migrations import PlanOptions, for_target
+from kvfix.migrations.layout import collect
+from kvfix.migrations.run import execute
 from kvfix.storage import open_read_only, open_read_write
 from kvfix.writes import ROCKSDB_FILE, WriteOp, apply_units, confirm_or_refuse, default_backup_path, foreign_files
 
@@ -151,3 +155,93 @@ def test_interrupted_cli_run_says_how_far_it_got(tmp_path):
     with open_read_only(db) as opened:
         layouts = [s.layout for s in scan_database(opened).streams]
     assert layouts.count("prefixed") == done and layouts.count("legacy") == 3000 - done
+
+
+def _migrated(tmp_path):
+    """legacy-basic migrated to prefixed: (directory, migration, plan)."""
+    d = unpack("legacy-basic", tmp_path)
+    migration = for_target("prefixed")
+    with open_read_only(d) as db:
+        plan = migration.plan(db, PlanOptions())
+    with open_read_write(d) as db:
+        assert migration.apply(db, plan).complete
+    with open_read_only(d) as db:
+        assert migration.verify(db, plan) == []
+    return d, migration, plan
+
+
+def _tamper(d, put: dict[bytes, bytes] = {}, delete: tuple[bytes, ...] = ()) -> None:  # noqa: B006
+    with open_read_write(d) as db:
+        apply_units(db, [[*(WriteOp("stream", k, v) for k, v in put.items()), *(WriteOp("stream", k) for k in delete)]])
+
+
+@pytest.mark.parametrize("damage", ["value", "missing", "legacy_back", "foreign_group", "other_stream"])
+def test_verify_reports_every_kind_of_difference(tmp_path, damage):
+    d, migration, plan = _migrated(tmp_path)
+    sp = plan.streams[0]
+    rw = sp.rewrites[0]
+    if damage == "value":
+        _tamper(d, put={rw.new_key: rw.value + b"x"})
+        expect = "1 with another value"
+    elif damage == "missing":
+        _tamper(d, delete=(rw.new_key,))
+        expect = "1 missing"
+    elif damage == "legacy_back":
+        _tamper(d, put={rw.old_key: rw.value})
+        expect = "1 legacy records left"
+    elif damage == "foreign_group":
+        foreign = sp.prefix + encode_subkey(GroupKey("prefixed", b"never-planned"))
+        _tamper(d, put={foreign: GroupValue(0, 0, StreamId(0, 0), 0, 0).encode()})
+        expect = "1 not planned"
+    else:  # a legacy record appears in a stream the plan did not touch
+        other = plan.streams[1] if len(plan.streams) > 1 else None
+        assert other is None or other.prefix != sp.prefix
+        with open_read_only(d) as db:
+            untouched = [
+                s for s in collect(db, None).streams.values() if s.prefix not in {p.prefix for p in plan.streams}
+            ]
+        assert untouched, "legacy-basic has streams without group records"
+        legacy = untouched[0].prefix + encode_subkey(GroupKey("legacy", b"stray"))
+        _tamper(d, put={legacy: GroupValue(0, 0, StreamId(0, 0), 0, 0).encode()})
+        expect = "legacy records in a live stream"
+    with open_read_only(d) as db:
+        problems = migration.verify(db, plan)
+    assert problems and any(expect in p for p in problems), problems
+
+
+def test_state_token_is_the_same_read_only_and_read_write(fixture_dir):
+    """execute() trusts a plan when the token is unchanged, so it must not move by itself."""
+    with open_read_only(fixture_dir) as db:
+        first = db.state()
+    with open_read_write(fixture_dir) as db:
+        assert db.state() == first
+    with open_read_only(fixture_dir) as db:
+        assert db.state() == first
+    _tamper(fixture_dir, put={b"\x00unrelated": b"v"})
+    with open_read_only(fixture_dir) as db:
+        assert db.state() != first
+
+
+def test_execute_replans_after_an_unrelated_write_and_goes_ahead(tmp_path):
+    d = unpack("legacy-basic", tmp_path)
+    migration = for_target("prefixed")
+    with open_read_only(d) as db:
+        plan = migration.plan(db, PlanOptions())
+    with open_read_write(d) as db:  # a write that leaves the plan as it is
+        apply_units(db, [[WriteOp("default", b"unrelated", b"v")]])
+    result = execute(d, migration, plan, PlanOptions(), no_backup=True)
+    assert result.verified and result.applied.complete
+
+
+def test_execute_refuses_a_plan_the_database_no_longer_matches(tmp_path):
+    d = unpack("legacy-basic", tmp_path)
+    migration = for_target("prefixed")
+    with open_read_only(d) as db:
+        plan = migration.plan(db, PlanOptions())
+    sp = plan.streams[0]
+    late = sp.prefix + encode_subkey(GroupKey("legacy", b"created-after-the-plan"))
+    _tamper(d, put={late: GroupValue(0, 0, StreamId(0, 0), 0, 0).encode()})
+    before = dump_all(d)
+    with pytest.raises(WriteRefused, match="changed since it was planned"):
+        execute(d, migration, plan, PlanOptions(), no_backup=True)
+    assert dump_all(d) == before

@@ -13,13 +13,21 @@ from hypothesis import strategies as st
 from kvfix.analysis.model import StreamReport
 from kvfix.analysis.streams import StreamAnalyzer
 from kvfix.codec.ints import U64_MAX, u64
+from kvfix.codec.metadata import StreamId
 from kvfix.codec.stream import (
     PREFIX_MARK,
+    ConsumerKey,
     EntryKey,
     EntryValue,
+    GroupKey,
+    PelKey,
     RecordKind,
     classify,
+    classify_slowly,
+    encode_subkey,
     is_plain_entry,
+    relocated_subkey,
+    with_layout,
 )
 from kvfix.synth import SynthStream
 
@@ -159,3 +167,47 @@ def test_struct_value_decoders_match_the_reader(kind: str, data: bytes) -> None:
     except CodecError:
         got = None
     assert got == _reference_value(kind, data)
+
+
+# --- the legacy fast path of classify() and relocated_subkey() -----------------------------
+
+names = st.one_of(st.sampled_from([b"", b"g", b"METADATA", b"\x00" * 8, b"\xff" * 8]), st.binary(max_size=20))
+ids = st.builds(StreamId, first_u64, st.integers(0, U64_MAX))
+group_keys = st.one_of(
+    st.builds(GroupKey, st.sampled_from(["legacy", "prefixed"]), names),
+    st.builds(ConsumerKey, st.sampled_from(["legacy", "prefixed"]), names, names),
+    st.builds(PelKey, st.sampled_from(["legacy", "prefixed"]), names, ids),
+)
+legacy_shaped = st.one_of(
+    st.builds(encode_subkey, group_keys),
+    st.builds(lambda k, cut: encode_subkey(k)[:cut], group_keys, st.integers(0, 40)),  # truncated
+    st.builds(lambda k, extra: encode_subkey(k) + extra, group_keys, st.binary(min_size=1, max_size=9)),
+    subkeys,
+)
+group_values = st.one_of(
+    values,
+    st.builds(lambda c, d: u64(1) + u64(2) + u64(max(0, len(c) + d)) + c, st.binary(max_size=10), st.integers(-2, 2)),
+)
+
+
+@settings(max_examples=4000, deadline=None)
+@given(legacy_shaped, group_values)
+def test_classify_fast_path_agrees_with_the_slow_path(sub: bytes, value: bytes) -> None:
+    assert classify(sub, value) == classify_slowly(sub, value)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(group_keys)
+def test_relocated_subkey_is_encoding_in_the_other_layout(key) -> None:
+    other = with_layout(key, "legacy" if key.layout == "prefixed" else "prefixed")
+    assert relocated_subkey(encode_subkey(key), key.kind) == encode_subkey(other)
+    assert relocated_subkey(encode_subkey(other), other.kind) == encode_subkey(key)
+
+
+def test_relocated_subkey_refuses_entries() -> None:
+    import pytest
+
+    from kvfix.codec.errors import CodecError
+
+    with pytest.raises(CodecError):
+        relocated_subkey(u64(5) + u64(1), RecordKind.ENTRY)

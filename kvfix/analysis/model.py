@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from kvfix.analysis.findings import Finding
 from kvfix.codec.metadata import Metadata, StreamId
@@ -41,8 +42,9 @@ class GroupInfo:
         return None if self.value is None else self.value.pending_number
 
 
-@dataclass(frozen=True)
-class Collision:
+class Collision(NamedTuple):
+    """A legacy record that entry scans meet (one per record; a tuple, as scans make thousands)."""
+
     kind: RecordKind
     group: bytes
     alias_id: StreamId

@@ -24,11 +24,11 @@ RELEASE_LABELS = {
 }
 
 
-def legacy_misread_by(subkey: bytes) -> list[str]:
+def legacy_misread_by(subkey: bytes) -> tuple[str, ...]:
     """Releases whose entry scans take this legacy record for an entry."""
     if len(subkey) == ENTRY_KEY_LEN:
-        return [R_27, R_29, R_210]
-    return [R_27, R_210]
+        return (R_27, R_29, R_210)
+    return (R_27, R_210)
 
 
 def scans_hitting(alias: StreamId, group_cursors: dict[str, StreamId]) -> list[str]:

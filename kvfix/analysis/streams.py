@@ -6,6 +6,7 @@ from kvfix.analysis.findings import finding
 from kvfix.analysis.model import Collision, ConsumerInfo, PelInfo, StreamReport
 from kvfix.analysis.releases import R_29, RELEASE_LABELS, ScansHitting, legacy_misread_by
 from kvfix.codec.ints import U64_MAX
+from kvfix.codec.metadata import ZERO_ID, StreamId
 from kvfix.codec.stream import (
     LEGACY,
     PREFIX_MARK,
@@ -14,7 +15,6 @@ from kvfix.codec.stream import (
     ConsumerKey,
     ConsumerValue,
     EntryKey,
-    GroupKey,
     GroupValue,
     PelKey,
     PelValue,
@@ -23,6 +23,8 @@ from kvfix.codec.stream import (
     classify,
 )
 from kvfix.textsafe import label, show
+
+_KIND_VALUE = {k: k.value for k in RecordKind}
 
 #: Examples quoted in one finding message before "and N more".
 EXAMPLES = 3
@@ -38,28 +40,32 @@ class StreamAnalyzer:
     def add(self, sub: bytes, value: bytes) -> None:
         rep = self.report
         c = classify(sub, value)
-        if c.key is None or c.value is None:
+        key, val = c.key, c.value
+        if key is None or val is None:
             rep.records["unknown"] += 1
             rep.undecodable.append((sub, c.error or "undecodable"))
             return
-        kind = c.key.kind
-        rep.records[kind.value] += 1
-        if c.ambiguous:
+        kind = key.kind
+        rep.records[_KIND_VALUE[kind]] += 1
+        if len(c.readings) > 1:
             rep.ambiguous.append((sub, tuple(k.value for k in c.readings)))
-        key, val = c.key, c.value
-        if isinstance(key, EntryKey):
+        cls = type(key)
+        if cls is EntryKey:
             if key.id.ms == U64_MAX:
                 rep.max_ms_entries.append(key.id)
             return
-        if kind.layout == LEGACY:
+        layout = key.layout
+        if layout == LEGACY:
             self._legacy.append((kind, key.group, sub))
-        group = rep.group(key.layout, key.group)
-        if isinstance(key, GroupKey) and isinstance(val, GroupValue):
+        group = rep.groups.get((layout, key.group)) or rep.group(layout, key.group)
+        if cls is PelKey:
+            if type(val) is PelValue:
+                group.pel.append(PelInfo(key.entry_id, val))
+        elif cls is ConsumerKey:
+            if type(val) is ConsumerValue:
+                group.consumers[key.consumer] = ConsumerInfo(key.consumer, val)
+        elif type(val) is GroupValue:
             group.value = val
-        elif isinstance(key, ConsumerKey) and isinstance(val, ConsumerValue):
-            group.consumers[key.consumer] = ConsumerInfo(key.consumer, val)
-        elif isinstance(key, PelKey) and isinstance(val, PelValue):
-            group.pel.append(PelInfo(key.entry_id, val))
 
     def add_chunk(self, chunk: list[tuple[bytes, bytes]], n: int) -> None:
         """add() for whole keys in key order (subkey = key[n:]), with a fast path for plain entries.
@@ -137,13 +143,22 @@ class StreamAnalyzer:
             if g.value is not None
         }
         scans = ScansHitting(cursors)
+        append = rep.collisions.append
+        head = b""
+        aliases: list[StreamId] = []
+        alias, hit = ZERO_ID, ()
         for kind, group, sub in self._legacy:
-            alias = alias_id(sub)
-            rep.collisions.append(Collision(kind, group, alias, sub, scans(alias), tuple(legacy_misread_by(sub))))
-        self._findings()
+            if sub[:16] != head:  # the records of one group share their alias id
+                head = sub[:16]
+                alias = alias_id(sub)
+                hit = scans(alias)
+                aliases.append(alias)
+            append(Collision(kind, group, alias, sub, hit, legacy_misread_by(sub)))
+        self._findings(min(aliases, default=ZERO_ID), max(aliases, default=ZERO_ID))
         return rep
 
-    def _findings(self) -> None:
+    def _findings(self, lo: StreamId, hi: StreamId) -> None:
+        """The stream's findings; lo and hi are the smallest and largest legacy alias ids."""
         rep = self.report
         ns, key = rep.namespace, rep.key
         add = rep.findings.append
@@ -165,8 +180,6 @@ class StreamAnalyzer:
                     records=n_legacy,
                 ),
             )
-            lo = min(c.alias_id for c in rep.collisions)
-            hi = max(c.alias_id for c in rep.collisions)
             empty = [c for c in rep.collisions if R_29 in c.releases]
             msg = (
                 f"{n_legacy} legacy records sit at alias ids {lo}..{hi}, inside XRANGE - + and XREAD 0: "

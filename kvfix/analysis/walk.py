@@ -30,8 +30,7 @@ from itertools import islice
 from operator import itemgetter
 
 from kvfix.codec.errors import CodecError
-from kvfix.codec.ints import read_u64
-from kvfix.codec.keys import decode_internal_key
+from kvfix.codec.keys import decode_internal_key, successor
 from kvfix.codec.stream import PREFIX_MARK
 from kvfix.storage import Database
 
@@ -135,24 +134,70 @@ def _fast_chunks(
             continue
         yield prefix
         raw = prefix.raw
-        n = len(raw)
-        skipped = False
-        chunk: list[tuple[bytes, bytes]] = []
-        while it.valid():
-            key = it.key()
-            if not key.startswith(raw) or (stop is not None and key >= stop):
-                break
-            if not skipped and read_u64(key, n) > NAME_LIMIT:
-                skipped = True  # jump over the entries to the 0xFF*8 region of this prefix
-                it.seek(raw + PREFIX_MARK)
-                continue
-            chunk.append((key, it.value()))
-            if len(chunk) >= CHUNK:
-                yield chunk
-                chunk = []
+        end = successor(raw)
+        if stop is not None and (end is None or stop < end):
+            end = stop
+        # Legacy records: subkeys whose first u64 is <= NAME_LIMIT sort below this key.
+        yield from _region(db, it, _bound(raw + _AFTER_NAME_LIMIT, end))
+        it.seek(raw + PREFIX_MARK)
+        yield from _region(db, it, end)
+        if end is None or end == stop:
+            return
+        it.seek(end)
+
+
+#: The subkey just above any legacy record: u64(NAME_LIMIT + 1).
+_AFTER_NAME_LIMIT = (NAME_LIMIT + 1).to_bytes(8, "big")
+#: Records read through the seeking iterator before a region switches to items() slices.
+_FEW = 32
+
+
+def _bound(a: bytes, b: bytes | None) -> bytes | None:
+    return a if b is None or a < b else b
+
+
+def _region(db: Database, it, end: bytes | None) -> Iterator[list[tuple[bytes, bytes]]]:
+    """Chunks of the records from the iterator's position up to ``end`` (exclusive).
+
+    The first few come through the iterator (most regions are empty or short, and a
+    fresh items() iterator costs about 10 µs); a longer region continues with rocksdict's
+    items() in growing slices cut by bisection, with no Python work per record.  A slice
+    reads at most its own length past the region's end.
+    """
+    chunk: list[tuple[bytes, bytes]] = []
+    while it.valid():
+        key = it.key()
+        if end is not None and key >= end:
+            break
+        chunk.append((key, it.value()))
+        if len(chunk) == _FEW:
             it.next()
-        if chunk:
-            yield chunk
+            if it.valid() and (end is None or it.key() < end):
+                yield chunk
+                yield from _sliced(db, it.key(), end)
+                return
+            break
+        it.next()
+    if chunk:
+        yield chunk
+
+
+def _sliced(db: Database, first: bytes, end: bytes | None) -> Iterator[list[tuple[bytes, bytes]]]:
+    items = iter(db.items("stream", first) or ())
+    size = 2 * _FEW
+    while True:
+        buf = list(islice(items, size))
+        if end is not None and buf and buf[-1][0] >= end:
+            buf = buf[: bisect_left(buf, end, key=itemgetter(0))]
+            if buf:
+                yield buf
+            return
+        if not buf:
+            return
+        yield buf
+        if len(buf) < size:
+            return
+        size = min(2 * size, CHUNK)
 
 
 def _deep_chunks(

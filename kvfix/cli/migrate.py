@@ -8,12 +8,13 @@ from kvfix.cli.options import cluster_option, emit, fail, handle_errors, output_
 from kvfix.errors import EXIT_INTERRUPTED, VerifyFailed, WriteRefused
 from kvfix.migrations import MIGRATIONS, for_target
 from kvfix.migrations.base import ON_CONFLICT_CHOICES, PlanOptions
+from kvfix.migrations.run import execute
 from kvfix.progress import progress_for
 from kvfix.render import render
-from kvfix.render.migrate_report import RunResult, list_document, list_json, plan_document, plan_json
-from kvfix.storage import open_read_only, open_read_write
+from kvfix.render.migrate_report import list_document, list_json, plan_document, plan_json
+from kvfix.storage import open_read_only
 from kvfix.textsafe import show
-from kvfix.writes import backup, confirm_or_refuse, file_names, foreign_files, stdin_is_terminal, write_options
+from kvfix.writes import confirm_or_refuse, stdin_is_terminal, write_options
 
 
 @click.command()
@@ -83,22 +84,18 @@ def migrate(
         f"Rewrite {sm['rewrites']} records and drop {sm['drops']} in {sm['streams_to_migrate']} streams of {db_path}?",
         yes,
     )
-    before = file_names(db_path)
-    with open_read_write(path) as db:
-        if migration.plan(db, options) != plan:
-            raise WriteRefused("the database changed since it was planned; nothing written; run again")
-        saved = backup(db, backup_dir, no_backup)
-        if saved is not None:
-            click.echo(f"kvfix: backup (RocksDB checkpoint) at {saved}", err=True)
-        with progress_for("migrating") as progress:
-            applied = migration.apply(
-                db, plan, on_done=lambda done, total: progress.update(streams=done, total_streams=total)
-            )
-    with open_read_only(path) as db:
-        problems = migration.verify(db, plan, None if applied.complete else applied.done)
-    foreign = foreign_files(db_path, before)
-    problems += [f"foreign file left in {db_path}: {name}" for name in foreign]
-    result = RunResult(saved, applied, tuple(problems), tuple(foreign))
+    with progress_for("migrating") as progress:
+        result = execute(
+            path,
+            migration,
+            plan,
+            options,
+            backup_dir=backup_dir,
+            no_backup=no_backup,
+            on_backup=lambda saved: click.echo(f"kvfix: backup (RocksDB checkpoint) at {saved}", err=True),
+            progress=progress,
+        )
+    saved, applied, problems = result.backup, result.applied, result.problems
     emit(fmt, plan_document(migration, plan, path, False, result), plan_json(migration, plan, path, False, result))
     if problems:
         where = f"; the backup is at {saved}" if saved else ""

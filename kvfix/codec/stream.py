@@ -150,6 +150,27 @@ def with_layout(key: GroupRecordKey, layout: Layout) -> GroupRecordKey:
     return PelKey(layout, key.group, key.entry_id)
 
 
+_TYPE_BYTE = {"group": b"\x01", "consumer": b"\x02", "pel": b"\x03"}
+
+
+def relocated_subkey(sub: bytes, kind: RecordKind) -> bytes:
+    """encode_subkey(with_layout(key, other layout)) for the subkey ``sub`` of a ``kind`` record.
+
+    Both layouts share the sized group name and what follows it; only the head
+    (0xFF*8 + type byte) and the "METADATA" tail of legacy groups and consumers differ,
+    so moving a record is slicing and concatenation, without decoding it.
+    """
+    role = _KIND_ROLE[kind]
+    layout = _KIND_LAYOUT[kind]
+    if layout == LEGACY:
+        body = sub if role == "pel" else sub[:-8]
+        return PREFIX_MARK + _TYPE_BYTE[role] + body
+    if layout == PREFIXED:
+        body = sub[9:]
+        return body if role == "pel" else body + LEGACY_SUFFIX
+    raise CodecError(f"{kind.value} records have no other layout")
+
+
 def _legacy_readings(sub: bytes) -> list[StreamSubkey]:
     n = len(sub)
     if n < 16:
@@ -279,6 +300,7 @@ def decode_entry_value(data: bytes) -> EntryValue:
 
 _GROUP_VALUE = struct.Struct(">QQQQqQ")
 _CONSUMER_VALUE = struct.Struct(">QQQ")
+_ID = struct.Struct(">QQ")
 
 
 def decode_group_value(data: bytes) -> GroupValue:
@@ -350,7 +372,69 @@ class Classified:
 _PREFERENCE = {k: i for i, k in enumerate(("group", "consumer", "pel", "entry"))}
 
 
+_U64_AT = struct.Struct(">Q").unpack_from
+
+
+def legacy_fast(sub: bytes, value: bytes) -> tuple[StreamSubkey, StreamValue] | None:
+    """(key, value) as classify() reads a common legacy record, or None to take the long way.
+
+    Answers only when the subkey has exactly one structural reading and its value
+    decodes: a legacy subkey of 24+ bytes (never an entry, which is 16) whose tail is
+    "METADATA" alone (group), a sized consumer name + "METADATA" with a non-empty name
+    (an empty one is also a PEL shape), or 16 bytes whose first 8 are not zero (a zero
+    ms could be an empty consumer name).  A legacy length can't be 2^64-1, so no
+    prefixed reading fits.  Everything else, and every value that does not decode, goes
+    through classify's full path, which is what tests compare this with.  When it answers,
+    classify's readings are exactly this record's kind.
+    """
+    n = len(sub)
+    if n < 24:
+        return None
+    glen = _U64_AT(sub)[0]
+    rest = n - 8 - glen
+    if rest < 8:
+        return None
+    tail = 8 + glen
+    m = len(value)
+    if rest == 16:
+        if sub.startswith(ZERO8, tail):
+            return None
+        if m < PEL_VALUE_FIXED_LEN:
+            return None
+        time_ms, count, owner_len = _CONSUMER_VALUE.unpack_from(value)
+        if PEL_VALUE_FIXED_LEN + owner_len != m:
+            return None
+        ms, seq = _ID.unpack_from(sub, tail)
+        return PelKey(LEGACY, sub[8:tail], StreamId(ms, seq)), PelValue(time_ms, count, value[PEL_VALUE_FIXED_LEN:])
+    if not sub.endswith(LEGACY_SUFFIX):
+        return None
+    if rest == 8:
+        if m != GROUP_VALUE_LEN:
+            return None
+        consumers, pending, ms, seq, entries_read, lag = _GROUP_VALUE.unpack(value)
+        return GroupKey(LEGACY, sub[8:tail]), GroupValue(consumers, pending, StreamId(ms, seq), entries_read, lag)
+    if rest > 16 and _U64_AT(sub, tail)[0] == rest - 16 and m == CONSUMER_VALUE_LEN:
+        return ConsumerKey(LEGACY, sub[8:tail], sub[tail + 8 : n - 8]), ConsumerValue(*_CONSUMER_VALUE.unpack(value))
+    return None
+
+
+_ONLY = {
+    GroupKey: (RecordKind.LEGACY_GROUP,),
+    ConsumerKey: (RecordKind.LEGACY_CONSUMER,),
+    PelKey: (RecordKind.LEGACY_PEL,),
+}
+
+
 def classify(sub: bytes, value: bytes) -> Classified:
+    fast = legacy_fast(sub, value)
+    if fast is not None:
+        key, val = fast
+        return Classified(key, val, _ONLY[type(key)])
+    return classify_slowly(sub, value)
+
+
+def classify_slowly(sub: bytes, value: bytes) -> Classified:
+    """classify() by trying every reading of the subkey (the reference the fast path must match)."""
     readings = subkey_readings(sub)
     if not readings:
         return Classified(None, None, error="subkey fits no stream record layout")

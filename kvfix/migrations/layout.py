@@ -12,24 +12,28 @@ it differs (so a consistent legacy stream round-trips byte for byte).
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from hashlib import sha256
 
 from kvfix.analysis.keyspace import LiveStream, choose_cluster, load_keyspace, now_ms
-from kvfix.analysis.walk import BadKey, Prefix, walk_stream_cf
+from kvfix.analysis.walk import BadKey, Prefix, paused_gc, walk_stream_chunks
 from kvfix.codec.errors import CodecError
 from kvfix.codec.metadata import decode_metadata
 from kvfix.codec.stream import (
     ConsumerKey,
+    EntryKey,
     GroupKey,
     GroupRecordKey,
     GroupValue,
     Layout,
     PelKey,
+    RecordKind,
     classify,
     encode_subkey,
+    legacy_fast,
+    relocated_subkey,
     with_layout,
 )
 from kvfix.migrations.base import (
@@ -47,18 +51,21 @@ from kvfix.textsafe import show
 from kvfix.writes import Applied, apply_units
 
 Ident = tuple[bytes, bytes]
+_KIND_VALUE = {k: k.value for k in RecordKind}
 
 
 def sha(value: bytes) -> str:
-    return hashlib.sha256(value).hexdigest()
+    return sha256(value).hexdigest()
 
 
-@dataclass
+@dataclass(slots=True)
 class GroupRecord:
     sub: bytes
     value: bytes
     key: GroupRecordKey
     decoded: object
+    #: sha256 of value, taken once: plans, expected states and verification all use it.
+    value_sha256: str
 
 
 @dataclass
@@ -89,44 +96,69 @@ class Collected:
 
 def collect(db: Database, cluster: bool | None) -> Collected:
     """Every live stream's group records in both layouts (entries are sought over, not read)."""
-    use_cluster, _ = choose_cluster(db, cluster)
-    ks = load_keyspace(db, use_cluster)
-    out = Collected(use_cluster, ks.streams)
-    target: StreamRecords | Counter[Ident] | None = None
-    ident: Ident = (b"", b"")
-    for item in walk_stream_cf(db, use_cluster, deep=False):
-        if isinstance(item, BadKey):
-            out.bad_keys += 1
-            continue
-        if isinstance(item, Prefix):
-            ident = (item.namespace, item.user_key)
-            live = ks.streams.get(ident)
-            if live is not None and live.metadata.version == item.version and live.key.slot == item.slot:
-                target = out.streams.setdefault(ident, StreamRecords(live, item.raw))
-            else:
-                target = out.stale if live is not None else out.orphan
-            continue
-        if not isinstance(target, StreamRecords):
-            target[ident] += 1  # type: ignore[index]
-            continue
-        sub, value = item
-        c = classify(sub, value)
-        if c.key is None or c.value is None:
-            target.undecodable.append((sub, c.error or "undecodable"))
-            continue
-        if c.key.kind.layout is None:
-            continue  # an entry (ms = 2^64-1, or sought past): never moved
-        if c.ambiguous:
-            target.ambiguous.append(sub)
-        target.records.append(GroupRecord(sub, value, c.key, c.value))  # type: ignore[arg-type]
+    out = Collected(False, {})
+    for sr, chunk, n in _live_chunks(db, cluster, out):
+        _collect_chunk(sr, chunk, n)
     return out
 
 
+def _live_chunks(
+    db: Database, cluster: bool | None, out: Collected
+) -> Iterator[tuple[StreamRecords, list[tuple[bytes, bytes]], int]]:
+    """(stream, chunk of whole keys and values, prefix length) for each live stream's chunk.
+
+    Fills ``out`` with the keyspace and counts the records of stale versions, orphans and
+    keys that are not internal keys, which it does not yield.
+    """
+    use_cluster, _ = choose_cluster(db, cluster)
+    ks = load_keyspace(db, use_cluster)
+    out.cluster, out.live = use_cluster, ks.streams
+    target: StreamRecords | Counter[Ident] | None = None
+    ident: Ident = (b"", b"")
+    n = 0
+    with paused_gc():
+        for item in walk_stream_chunks(db, use_cluster, deep=False):
+            if isinstance(item, BadKey):
+                out.bad_keys += 1
+            elif isinstance(item, Prefix):
+                ident = (item.namespace, item.user_key)
+                n = len(item.raw)
+                live = ks.streams.get(ident)
+                if live is not None and live.metadata.version == item.version and live.key.slot == item.slot:
+                    target = out.streams.setdefault(ident, StreamRecords(live, item.raw))
+                else:
+                    target = out.stale if live is not None else out.orphan
+            elif isinstance(target, StreamRecords):
+                yield target, item, n
+            else:
+                target[ident] += len(item)  # type: ignore[index]
+
+
+def _collect_chunk(target: StreamRecords, chunk: list[tuple[bytes, bytes]], n: int) -> None:
+    records = target.records.append
+    for whole, value in chunk:
+        sub = whole[n:]
+        fast = legacy_fast(sub, value)
+        if fast is not None:
+            records(GroupRecord(sub, value, fast[0], fast[1], sha256(value).hexdigest()))  # type: ignore[arg-type]
+            continue
+        c = classify(sub, value)
+        key = c.key
+        if key is None or c.value is None:
+            target.undecodable.append((sub, c.error or "undecodable"))
+            continue
+        if type(key) is EntryKey:
+            continue  # an entry (ms = 2^64-1, or below a small alias): never moved
+        if len(c.readings) > 1:
+            target.ambiguous.append(sub)
+        records(GroupRecord(sub, value, key, c.value, sha256(value).hexdigest()))  # type: ignore[arg-type]
+
+
 def _detail(key: GroupRecordKey) -> str:
-    if isinstance(key, ConsumerKey):
+    if type(key) is PelKey:
+        return f"pending {key.entry_id.ms}-{key.entry_id.seq}"
+    if type(key) is ConsumerKey:
         return f"consumer {show(key.consumer)}"
-    if isinstance(key, PelKey):
-        return f"pending {key.entry_id}"
     return "group"
 
 
@@ -172,7 +204,7 @@ def plan_stream(
     drops: list[Drop] = []
     conflicts: list[Conflict] = []
     notes: list[str] = []
-    final = {r.sub: (r.value, isinstance(r.key, GroupKey)) for r in sr.records if r.key.layout == target}
+    final = {r.sub: (r.value_sha256, type(r.key) is GroupKey) for r in sr.records if r.key.layout == target}
     for group in sorted(src):
         move = src[group]
         if group in tgt:
@@ -199,25 +231,25 @@ def plan_stream(
             conflicts.append(Conflict(group, diffs, resolution))
             for r in losers:
                 drops.append(
-                    Drop(r.key.kind.value, group, _detail(r.key), full(r.sub), sha(r.value), len(r.value), why)
+                    Drop(r.key.kind.value, group, _detail(r.key), full(r.sub), r.value_sha256, len(r.value), why)
                 )
                 if r.key.layout == target:
                     final.pop(r.sub, None)
         for r in move:
-            new_sub = encode_subkey(with_layout(r.key, target))
+            new_sub = relocated_subkey(r.sub, r.key.kind)
             rewrites.append(
                 Rewrite(
-                    r.key.kind.value,
+                    _KIND_VALUE[r.key.kind],
                     group,
                     _detail(r.key),
                     full(r.sub),
                     full(new_sub),
                     r.value,
-                    sha(r.value),
+                    r.value_sha256,
                     len(r.value),
                 )
             )
-            final[new_sub] = (r.value, isinstance(r.key, GroupKey))
+            final[new_sub] = (r.value_sha256, type(r.key) is GroupKey)
     if sr.ambiguous:
         notes.append(f"{len(sr.ambiguous)} records also fit another reading (empty names?); moved as group records")
     if sr.live.metadata.is_expired(now_ms()):
@@ -226,7 +258,7 @@ def plan_stream(
     if isinstance(meta, str):
         notes.append(meta)
         meta = None
-    expected = tuple(sorted((k, sha(v)) for k, (v, _) in final.items()))
+    expected = tuple(sorted((k, digest) for k, (digest, _) in final.items()))
     live = sr.live
     return StreamPlan(
         live.key.namespace,
@@ -260,6 +292,11 @@ def _metadata_change(sr: StreamRecords, raw: bytes, groups_after: int) -> Metada
 
 
 def build_plan(db: Database, migration_id: str, source: Layout, target: Layout, options: PlanOptions) -> Plan:
+    with paused_gc():  # plans allocate a few objects per record and create no cycles
+        return _build_plan(db, migration_id, source, target, options)
+
+
+def _build_plan(db: Database, migration_id: str, source: Layout, target: Layout, options: PlanOptions) -> Plan:
     col = collect(db, options.cluster)
     streams: list[StreamPlan] = []
     skipped: list[Skipped] = []
@@ -299,6 +336,7 @@ def build_plan(db: Database, migration_id: str, source: Layout, target: Layout, 
         len(col.live),
         in_target,
         without,
+        db.state(),
     )
 
 
@@ -309,31 +347,62 @@ def apply_plan(db: Database, plan: Plan, on_done: Callable[[int, int], None] | N
 
 
 def verify_plan(db: Database, plan: Plan, streams_done: int | None = None) -> list[str]:
-    col = collect(db, plan.cluster)
+    """Re-read the group-record regions: each migrated stream holds exactly its planned state.
+
+    Records are compared by subkey and value digest; only a record the plan does not
+    expect is classified (an entry at a small id is fine, a group record is not), so a
+    verification costs a read and a digest per record.  With ``streams_done`` None every
+    live stream is also checked for records left in the source layout.
+    """
+    col = Collected(False, {})
+    found: dict[Ident, dict[bytes, bytes]] = defaultdict(dict)
+    for sr, chunk, n in _live_chunks(db, plan.cluster, col):
+        held = found[(sr.live.key.namespace, sr.live.key.user_key)]
+        for whole, value in chunk:
+            held[whole[n:]] = value
     problems: list[str] = []
     done = plan.streams[: len(plan.streams) if streams_done is None else streams_done]
+    planned = {(sp.namespace, sp.key): sp for sp in done}
     for sp in done:
         ident = (sp.namespace, sp.key)
         where = f"{show(sp.namespace)}/{show(sp.key)}"
-        sr = col.streams.get(ident)
-        recs = [] if sr is None else sr.records
-        left = [r for r in recs if r.key.layout == plan.source]
+        held = found.get(ident, {})
+        expected = dict(sp.expected)
+        extra = [sub for sub in held if sub not in expected]
+        group_extra = [sub for sub in extra if _group_layout(sub, held[sub]) is not None]
+        left = sum(_group_layout(sub, held[sub]) == plan.source for sub in group_extra)
         if left:
-            problems.append(f"{where}: {len(left)} {plan.source} records left")
-        got = tuple(sorted((r.sub, sha(r.value)) for r in recs))
-        if got != sp.expected:
+            problems.append(f"{where}: {left} {plan.source} records left")
+        missing = changed = 0
+        for sub, digest in expected.items():
+            value = held.get(sub)
+            if value is None:
+                missing += 1
+            elif sha256(value).hexdigest() != digest:
+                changed += 1
+        if missing or changed or len(group_extra) > left:
             problems.append(
-                f"{where}: group records differ from the plan ({len(got)} found, {len(sp.expected)} expected)"
+                f"{where}: group records differ from the plan ({missing} missing, {changed} with another value, "
+                f"{len(group_extra)} not planned)"
             )
         if sp.metadata is not None and db.get("metadata", sp.metadata.key) != sp.metadata.new:
             problems.append(f"{where}: stream metadata is not what the plan wrote")
     if streams_done is None:
-        for ident, sr in col.streams.items():
-            if any(r.key.layout == plan.source for r in sr.records) and not any(
-                (s.namespace, s.key) == ident and s.blocked for s in plan.streams
-            ):
+        blocked = {(s.namespace, s.key) for s in plan.streams if s.blocked}
+        for ident, held in found.items():
+            if ident in planned or ident in blocked:
+                continue
+            if any(_group_layout(sub, value) == plan.source for sub, value in held.items()):
                 problems.append(f"{show(ident[0])}/{show(ident[1])}: {plan.source} records in a live stream")
     return problems
+
+
+def _group_layout(sub: bytes, value: bytes) -> Layout | None:
+    """The layout of a group record, None for an entry or a record that decodes as nothing."""
+    c = classify(sub, value)
+    if c.key is None or c.value is None:
+        return None
+    return c.key.kind.layout
 
 
 def live_layouts(db: Database, cluster: bool | None = None) -> Counter[str]:

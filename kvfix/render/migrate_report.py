@@ -6,31 +6,15 @@ real run executes (the real run prints the same plan plus its result).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from kvfix.migrations.base import Migration, Plan, Status, StreamPlan
+from kvfix.migrations.run import RunResult
 from kvfix.render.document import Document
 from kvfix.render.jsonout import text_and_hex
 from kvfix.textsafe import show
-from kvfix.writes import Applied
 
 SCHEMA = 1
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What a real run did (None for --dry-run)."""
-
-    backup: Path | None
-    applied: Applied
-    problems: tuple[str, ...]
-    foreign_files: tuple[str, ...] = ()
-
-    @property
-    def verified(self) -> bool:
-        return not self.problems
 
 
 def _opt_hex(prefix: str, data: bytes | None) -> dict[str, Any]:
