@@ -375,62 +375,95 @@ _PREFERENCE = {k: i for i, k in enumerate(("group", "consumer", "pel", "entry"))
 _U64_AT = struct.Struct(">Q").unpack_from
 
 
-def legacy_fast(sub: bytes, value: bytes) -> tuple[StreamSubkey, StreamValue] | None:
-    """(key, value) as classify() reads a common legacy record, or None to take the long way.
+def group_record_shape(sub: bytes, value: bytes) -> tuple[RecordKind, int] | None:
+    """(kind, end of the group name) of a well-formed group record with one reading, else None.
 
-    Answers only when the subkey has exactly one structural reading and its value
-    decodes: a legacy subkey of 24+ bytes (never an entry, which is 16) whose tail is
-    "METADATA" alone (group), a sized consumer name + "METADATA" with a non-empty name
-    (an empty one is also a PEL shape), or 16 bytes whose first 8 are not zero (a zero
-    ms could be an empty consumer name).  A legacy length can't be 2^64-1, so no
-    prefixed reading fits.  Everything else, and every value that does not decode, goes
-    through classify's full path, which is what tests compare this with.  When it answers,
-    classify's readings are exactly this record's kind.
+    The group name is ``sub[8:end]`` (legacy) or ``sub[17:end]`` (prefixed).  Answers only
+    when the subkey has exactly one structural reading and the value decodes:
+
+    - legacy, 24+ bytes (never an entry, which is 16; a legacy length can't be 2^64-1,
+      so no prefixed reading fits): "METADATA" alone after the name (group); a sized,
+      non-empty consumer name + "METADATA" (an empty one is also a PEL shape); or 16
+      bytes whose first 8 are not zero (a zero ms could be an empty consumer name);
+    - prefixed, type 1/2/3: the type byte decides, and no legacy or entry reading fits
+      (a legacy length of 2^64-1 overruns any key).
+
+    Everything else goes through classify's full path, which tests compare this with.
+    The check costs no object, so a migration can sort records without decoding them.
     """
     n = len(sub)
+    if n < 17:
+        return None
+    m = len(value)
+    if sub.startswith(PREFIX_MARK):
+        glen = _U64_AT(sub, 9)[0]
+        rest = n - 17 - glen
+        if rest < 0:
+            return None
+        end = 17 + glen
+        kind = sub[8]
+        if kind == 1:
+            return (RecordKind.PREFIXED_GROUP, end) if rest == 0 and m == GROUP_VALUE_LEN else None
+        if kind == 2:
+            if rest >= 8 and _U64_AT(sub, end)[0] == rest - 8 and m == CONSUMER_VALUE_LEN:
+                return RecordKind.PREFIXED_CONSUMER, end
+            return None
+        if kind == 3 and rest == 16 and _pel_value_fits(value, m):
+            return RecordKind.PREFIXED_PEL, end
+        return None
     if n < 24:
         return None
     glen = _U64_AT(sub)[0]
     rest = n - 8 - glen
     if rest < 8:
         return None
-    tail = 8 + glen
-    m = len(value)
+    end = 8 + glen
     if rest == 16:
-        if sub.startswith(ZERO8, tail):
+        if sub.startswith(ZERO8, end) or not _pel_value_fits(value, m):
             return None
-        if m < PEL_VALUE_FIXED_LEN:
-            return None
-        time_ms, count, owner_len = _CONSUMER_VALUE.unpack_from(value)
-        if PEL_VALUE_FIXED_LEN + owner_len != m:
-            return None
-        ms, seq = _ID.unpack_from(sub, tail)
-        return PelKey(LEGACY, sub[8:tail], StreamId(ms, seq)), PelValue(time_ms, count, value[PEL_VALUE_FIXED_LEN:])
+        return RecordKind.LEGACY_PEL, end
     if not sub.endswith(LEGACY_SUFFIX):
         return None
     if rest == 8:
-        if m != GROUP_VALUE_LEN:
-            return None
-        consumers, pending, ms, seq, entries_read, lag = _GROUP_VALUE.unpack(value)
-        return GroupKey(LEGACY, sub[8:tail]), GroupValue(consumers, pending, StreamId(ms, seq), entries_read, lag)
-    if rest > 16 and _U64_AT(sub, tail)[0] == rest - 16 and m == CONSUMER_VALUE_LEN:
-        return ConsumerKey(LEGACY, sub[8:tail], sub[tail + 8 : n - 8]), ConsumerValue(*_CONSUMER_VALUE.unpack(value))
+        return (RecordKind.LEGACY_GROUP, end) if m == GROUP_VALUE_LEN else None
+    if rest > 16 and _U64_AT(sub, end)[0] == rest - 16 and m == CONSUMER_VALUE_LEN:
+        return RecordKind.LEGACY_CONSUMER, end
     return None
 
 
-_ONLY = {
-    GroupKey: (RecordKind.LEGACY_GROUP,),
-    ConsumerKey: (RecordKind.LEGACY_CONSUMER,),
-    PelKey: (RecordKind.LEGACY_PEL,),
-}
+def _pel_value_fits(value: bytes, m: int) -> bool:
+    return m >= PEL_VALUE_FIXED_LEN and PEL_VALUE_FIXED_LEN + _U64_AT(value, 16)[0] == m
+
+
+def fast_group_record(sub: bytes, value: bytes) -> tuple[GroupRecordKey, StreamValue] | None:
+    """(key, value) as classify() reads a record group_record_shape() answers for, else None."""
+    shape = group_record_shape(sub, value)
+    if shape is None:
+        return None
+    kind, end = shape
+    role = _KIND_ROLE[kind]
+    layout = _KIND_LAYOUT[kind]
+    group = sub[8 if layout == LEGACY else 17 : end]
+    if role == "pel":
+        ms, seq = _ID.unpack_from(sub, end)
+        time_ms, count, _ = _CONSUMER_VALUE.unpack_from(value)
+        return PelKey(layout, group, StreamId(ms, seq)), PelValue(time_ms, count, value[PEL_VALUE_FIXED_LEN:])  # type: ignore[arg-type]
+    if role == "group":
+        consumers, pending, ms, seq, entries_read, lag = _GROUP_VALUE.unpack(value)
+        return GroupKey(layout, group), GroupValue(consumers, pending, StreamId(ms, seq), entries_read, lag)  # type: ignore[arg-type]
+    consumer = sub[end + 8 : len(sub) - 8] if layout == LEGACY else sub[end + 8 :]
+    return ConsumerKey(layout, group, consumer), ConsumerValue(*_CONSUMER_VALUE.unpack(value))  # type: ignore[arg-type]
 
 
 def classify(sub: bytes, value: bytes) -> Classified:
-    fast = legacy_fast(sub, value)
+    fast = fast_group_record(sub, value)
     if fast is not None:
         key, val = fast
-        return Classified(key, val, _ONLY[type(key)])
+        return Classified(key, val, _ONLY[key.kind])
     return classify_slowly(sub, value)
+
+
+_ONLY = {k: (k,) for k in RecordKind}
 
 
 def classify_slowly(sub: bytes, value: bytes) -> Classified:

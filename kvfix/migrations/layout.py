@@ -12,6 +12,7 @@ it differs (so a consistent legacy stream round-trips byte for byte).
 
 from __future__ import annotations
 
+import struct
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,7 @@ from kvfix.analysis.walk import BadKey, Prefix, paused_gc, walk_stream_chunks
 from kvfix.codec.errors import CodecError
 from kvfix.codec.metadata import decode_metadata
 from kvfix.codec.stream import (
+    LEGACY,
     ConsumerKey,
     EntryKey,
     GroupKey,
@@ -32,7 +34,7 @@ from kvfix.codec.stream import (
     RecordKind,
     classify,
     encode_subkey,
-    legacy_fast,
+    group_record_shape,
     relocated_subkey,
     with_layout,
 )
@@ -52,6 +54,10 @@ from kvfix.writes import Applied, apply_units
 
 Ident = tuple[bytes, bytes]
 _KIND_VALUE = {k: k.value for k in RecordKind}
+_KIND_LAYOUT = {k: k.layout for k in RecordKind}
+_KIND_ROLE = {k: k.role for k in RecordKind}
+_GROUP_KINDS = frozenset((RecordKind.LEGACY_GROUP, RecordKind.PREFIXED_GROUP))
+_ID = struct.Struct(">QQ")
 
 
 def sha(value: bytes) -> str:
@@ -60,12 +66,37 @@ def sha(value: bytes) -> str:
 
 @dataclass(slots=True)
 class GroupRecord:
+    """One group record as a migration needs it: bytes, kind, group name, value digest.
+
+    The decoded key and value are built only when asked for (conflicts, details), so
+    collecting a record costs a shape check and a digest.
+    """
+
     sub: bytes
     value: bytes
-    key: GroupRecordKey
-    decoded: object
+    kind: RecordKind
+    group: bytes
     #: sha256 of value, taken once: plans, expected states and verification all use it.
     value_sha256: str
+    _decoded: tuple[GroupRecordKey, object] | None = None
+
+    @property
+    def layout(self) -> Layout:
+        return _KIND_LAYOUT[self.kind]
+
+    @property
+    def key(self) -> GroupRecordKey:
+        return self._decode()[0]
+
+    @property
+    def decoded(self) -> object:
+        return self._decode()[1]
+
+    def _decode(self) -> tuple[GroupRecordKey, object]:
+        if self._decoded is None:
+            c = classify(self.sub, self.value)
+            self._decoded = (c.key, c.value)  # type: ignore[assignment]
+        return self._decoded  # type: ignore[return-value]
 
 
 @dataclass
@@ -79,8 +110,8 @@ class StreamRecords:
     def by_layout(self, layout: Layout) -> dict[bytes, list[GroupRecord]]:
         out: dict[bytes, list[GroupRecord]] = defaultdict(list)
         for r in self.records:
-            if r.key.layout == layout:
-                out[r.key.group].append(r)
+            if _KIND_LAYOUT[r.kind] == layout:
+                out[r.group].append(r)
         return out
 
 
@@ -138,9 +169,11 @@ def _collect_chunk(target: StreamRecords, chunk: list[tuple[bytes, bytes]], n: i
     records = target.records.append
     for whole, value in chunk:
         sub = whole[n:]
-        fast = legacy_fast(sub, value)
-        if fast is not None:
-            records(GroupRecord(sub, value, fast[0], fast[1], sha256(value).hexdigest()))  # type: ignore[arg-type]
+        shape = group_record_shape(sub, value)
+        if shape is not None:
+            kind, end = shape
+            group = sub[8:end] if _KIND_LAYOUT[kind] == LEGACY else sub[17:end]
+            records(GroupRecord(sub, value, kind, group, sha256(value).hexdigest()))
             continue
         c = classify(sub, value)
         key = c.key
@@ -151,14 +184,17 @@ def _collect_chunk(target: StreamRecords, chunk: list[tuple[bytes, bytes]], n: i
             continue  # an entry (ms = 2^64-1, or below a small alias): never moved
         if len(c.readings) > 1:
             target.ambiguous.append(sub)
-        records(GroupRecord(sub, value, key, c.value, sha256(value).hexdigest()))  # type: ignore[arg-type]
+        kind = key.kind
+        records(GroupRecord(sub, value, kind, key.group, sha256(value).hexdigest(), (key, c.value)))  # type: ignore[union-attr]
 
 
-def _detail(key: GroupRecordKey) -> str:
-    if type(key) is PelKey:
-        return f"pending {key.entry_id.ms}-{key.entry_id.seq}"
-    if type(key) is ConsumerKey:
-        return f"consumer {show(key.consumer)}"
+def _detail(r: GroupRecord) -> str:
+    role = _KIND_ROLE[r.kind]
+    if role == "pel":
+        ms, seq = _ID.unpack_from(r.sub, len(r.sub) - 16)  # both layouts end with the entry id
+        return f"pending {ms}-{seq}"
+    if role == "consumer":
+        return f"consumer {show(r.key.consumer)}"  # type: ignore[union-attr]
     return "group"
 
 
@@ -199,12 +235,13 @@ def plan_stream(
     src, tgt = sr.by_layout(source), sr.by_layout(target)
     if not src:
         return None
-    full = sr.prefix.__add__
+    prefix = sr.prefix
+    full = prefix.__add__
     rewrites: list[Rewrite] = []
     drops: list[Drop] = []
     conflicts: list[Conflict] = []
     notes: list[str] = []
-    final = {r.sub: (r.value_sha256, type(r.key) is GroupKey) for r in sr.records if r.key.layout == target}
+    final = {r.sub: (r.value_sha256, r.kind in _GROUP_KINDS) for r in sr.records if _KIND_LAYOUT[r.kind] == target}
     for group in sorted(src):
         move = src[group]
         if group in tgt:
@@ -231,25 +268,17 @@ def plan_stream(
             conflicts.append(Conflict(group, diffs, resolution))
             for r in losers:
                 drops.append(
-                    Drop(r.key.kind.value, group, _detail(r.key), full(r.sub), r.value_sha256, len(r.value), why)
+                    Drop(_KIND_VALUE[r.kind], group, _detail(r), full(r.sub), r.value_sha256, len(r.value), why)
                 )
-                if r.key.layout == target:
+                if _KIND_LAYOUT[r.kind] == target:
                     final.pop(r.sub, None)
+        add = rewrites.append
         for r in move:
-            new_sub = relocated_subkey(r.sub, r.key.kind)
-            rewrites.append(
-                Rewrite(
-                    _KIND_VALUE[r.key.kind],
-                    group,
-                    _detail(r.key),
-                    full(r.sub),
-                    full(new_sub),
-                    r.value,
-                    r.value_sha256,
-                    len(r.value),
-                )
-            )
-            final[new_sub] = (r.value_sha256, type(r.key) is GroupKey)
+            sub, kind, value, digest = r.sub, r.kind, r.value, r.value_sha256
+            new_sub = relocated_subkey(sub, kind)
+            detail = _detail(r)
+            add(Rewrite(_KIND_VALUE[kind], group, detail, prefix + sub, prefix + new_sub, value, digest, len(value)))
+            final[new_sub] = (digest, kind in _GROUP_KINDS)
     if sr.ambiguous:
         notes.append(f"{len(sr.ambiguous)} records also fit another reading (empty names?); moved as group records")
     if sr.live.metadata.is_expired(now_ms()):
@@ -355,44 +384,45 @@ def verify_plan(db: Database, plan: Plan, streams_done: int | None = None) -> li
     live stream is also checked for records left in the source layout.
     """
     col = Collected(False, {})
-    found: dict[Ident, dict[bytes, bytes]] = defaultdict(dict)
+    found: dict[Ident, tuple[int, dict[bytes, bytes]]] = {}  # whole keys, and the prefix length
     for sr, chunk, n in _live_chunks(db, plan.cluster, col):
-        held = found[(sr.live.key.namespace, sr.live.key.user_key)]
-        for whole, value in chunk:
-            held[whole[n:]] = value
+        ident = (sr.live.key.namespace, sr.live.key.user_key)
+        if ident not in found:
+            found[ident] = (n, {})
+        found[ident][1].update(chunk)
     problems: list[str] = []
     done = plan.streams[: len(plan.streams) if streams_done is None else streams_done]
-    planned = {(sp.namespace, sp.key): sp for sp in done}
+    planned = {(sp.namespace, sp.key) for sp in done}
     for sp in done:
-        ident = (sp.namespace, sp.key)
         where = f"{show(sp.namespace)}/{show(sp.key)}"
-        held = found.get(ident, {})
-        expected = dict(sp.expected)
-        extra = [sub for sub in held if sub not in expected]
-        group_extra = [sub for sub in extra if _group_layout(sub, held[sub]) is not None]
-        left = sum(_group_layout(sub, held[sub]) == plan.source for sub in group_extra)
+        n, held = found.get((sp.namespace, sp.key), (len(sp.prefix), {}))
+        prefix = sp.prefix
+        expected = {prefix + sub: digest for sub, digest in sp.expected}
+        layouts = [_group_layout(whole[n:], held[whole]) for whole in held.keys() - expected.keys()]
+        left = layouts.count(plan.source)
+        unplanned = len(layouts) - layouts.count(None)
         if left:
             problems.append(f"{where}: {left} {plan.source} records left")
         missing = changed = 0
-        for sub, digest in expected.items():
-            value = held.get(sub)
+        for whole, digest in expected.items():
+            value = held.get(whole)
             if value is None:
                 missing += 1
             elif sha256(value).hexdigest() != digest:
                 changed += 1
-        if missing or changed or len(group_extra) > left:
+        if missing or changed or unplanned > left:
             problems.append(
                 f"{where}: group records differ from the plan ({missing} missing, {changed} with another value, "
-                f"{len(group_extra)} not planned)"
+                f"{unplanned} not planned)"
             )
         if sp.metadata is not None and db.get("metadata", sp.metadata.key) != sp.metadata.new:
             problems.append(f"{where}: stream metadata is not what the plan wrote")
     if streams_done is None:
         blocked = {(s.namespace, s.key) for s in plan.streams if s.blocked}
-        for ident, held in found.items():
+        for ident, (n, held) in found.items():
             if ident in planned or ident in blocked:
                 continue
-            if any(_group_layout(sub, value) == plan.source for sub, value in held.items()):
+            if any(_group_layout(whole[n:], value) == plan.source for whole, value in held.items()):
                 problems.append(f"{show(ident[0])}/{show(ident[1])}: {plan.source} records in a live stream")
     return problems
 
@@ -411,6 +441,6 @@ def live_layouts(db: Database, cluster: bool | None = None) -> Counter[str]:
     out: Counter[str] = Counter()
     for ident in col.live:
         sr = col.streams.get(ident)
-        layouts = {r.key.layout for r in sr.records} if sr else set()
+        layouts = {r.layout for r in sr.records} if sr else set()
         out["mixed" if len(layouts) == 2 else layouts.pop() if layouts else "none"] += 1
     return out

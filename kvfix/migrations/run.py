@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kvfix.analysis.walk import paused_gc
 from kvfix.errors import WriteRefused
 from kvfix.migrations.base import Migration, Plan, PlanOptions
 from kvfix.progress import Progress
@@ -49,7 +50,20 @@ def execute(
     equal), so what was shown is what is written.  Then a checkpoint, one synced batch
     per stream, and a verification on a read-only reopen.
     """
-    progress = progress or Progress()
+    with paused_gc():  # a plan holds a few tuples per record; collecting them finds no cycles
+        return _execute(path, migration, plan, options, backup_dir, no_backup, on_backup, progress or Progress())
+
+
+def _execute(
+    path: str | Path,
+    migration: Migration,
+    plan: Plan,
+    options: PlanOptions,
+    backup_dir: Path | None,
+    no_backup: bool,
+    on_backup: Callable[[Path], None] | None,
+    progress: Progress,
+) -> RunResult:
     db_path = resolve_db_path(path)
     before = file_names(db_path)  # before rocksdict's open, which may add a file of its own
     with open_read_write(path) as db:
