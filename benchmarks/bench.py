@@ -164,7 +164,7 @@ def _child_migrate(db_dir: str, work: str) -> dict:
     result = execute(copy, migration, plan, options, backup_dir=Path(work) / "backup")
     t_exec = time.perf_counter()
     with open(os.devnull, "w") as null:
-        dump(plan_json(migration, plan, str(copy), False, result), null)
+        dump(plan_json(migration, plan, str(copy), False, result, lazy=True), null)
     t_json = time.perf_counter()
     shutil.rmtree(work, ignore_errors=True)
     if not result.verified or not result.applied.complete:

@@ -68,10 +68,10 @@ def migrate(
         plan = migration.plan(db, options)
         db_path = db.path
     if dry_run or plan.empty:
-        emit(fmt, plan_document(migration, plan, path, dry_run), plan_json(migration, plan, path, dry_run))
+        emit(fmt, plan_document(migration, plan, path, dry_run), plan_json(migration, plan, path, dry_run, lazy=True))
         return 0
     if plan.blocked:
-        emit(fmt, plan_document(migration, plan, path, True), plan_json(migration, plan, path, True))
+        emit(fmt, plan_document(migration, plan, path, True), plan_json(migration, plan, path, True, lazy=True))
         groups = [f"{show(s.key)}/{show(c.group)}" for s in plan.streams for c in s.conflicts if c.resolution is None]
         raise WriteRefused(
             f"{len(groups)} groups exist in both layouts ({', '.join(groups[:5])}); nothing written; "
@@ -96,7 +96,11 @@ def migrate(
             progress=progress,
         )
     saved, applied, problems = result.backup, result.applied, result.problems
-    emit(fmt, plan_document(migration, plan, path, False, result), plan_json(migration, plan, path, False, result))
+    emit(
+        fmt,
+        plan_document(migration, plan, path, False, result),
+        plan_json(migration, plan, path, False, result, lazy=True),
+    )
     if problems:
         where = f"; the backup is at {saved}" if saved else ""
         raise VerifyFailed(f"verification failed: {problems[0]} ({len(problems)} problems){where}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from hashlib import sha256
 from typing import Literal, NamedTuple
 
 from kvfix.codec.stream import Layout
@@ -29,7 +30,9 @@ class PlanOptions:
 class Rewrite(NamedTuple):
     """Move one record: put ``value`` under new_key, delete old_key. The value is not touched.
 
-    (A named tuple, not a dataclass: a plan holds one per record, and tuples build 4x faster.)
+    (A named tuple, not a dataclass: a plan holds one per record, and tuples build 4x
+    faster.  The digest is for people and is taken when shown; verification compares
+    the bytes themselves.)
     """
 
     kind: str  # source record kind, e.g. legacy_pel
@@ -38,8 +41,14 @@ class Rewrite(NamedTuple):
     old_key: bytes  # full stream column family keys
     new_key: bytes
     value: bytes
-    value_sha256: str
-    value_len: int
+
+    @property
+    def value_sha256(self) -> str:
+        return sha256(self.value).hexdigest()
+
+    @property
+    def value_len(self) -> int:
+        return len(self.value)
 
 
 @dataclass(frozen=True)
@@ -83,8 +92,9 @@ class StreamPlan:
     metadata: MetadataChange | None
     conflicts: tuple[Conflict, ...]
     notes: tuple[str, ...]
-    #: (subkey, sha256 of value) of every group record the stream must hold afterwards.
-    expected: tuple[tuple[bytes, str], ...]
+    #: (subkey, value) of every group record the stream must hold afterwards (the values
+    #: are the plan's and the database's own bytes objects, not copies).
+    expected: tuple[tuple[bytes, bytes], ...]
 
     @property
     def blocked(self) -> bool:

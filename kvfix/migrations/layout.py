@@ -76,13 +76,15 @@ class GroupRecord:
     value: bytes
     kind: RecordKind
     group: bytes
-    #: sha256 of value, taken once: plans, expected states and verification all use it.
-    value_sha256: str
     _decoded: tuple[GroupRecordKey, object] | None = None
 
     @property
     def layout(self) -> Layout:
         return _KIND_LAYOUT[self.kind]
+
+    @property
+    def value_sha256(self) -> str:
+        return sha(self.value)
 
     @property
     def key(self) -> GroupRecordKey:
@@ -173,7 +175,7 @@ def _collect_chunk(target: StreamRecords, chunk: list[tuple[bytes, bytes]], n: i
         if shape is not None:
             kind, end = shape
             group = sub[8:end] if _KIND_LAYOUT[kind] == LEGACY else sub[17:end]
-            records(GroupRecord(sub, value, kind, group, sha256(value).hexdigest()))
+            records(GroupRecord(sub, value, kind, group))
             continue
         c = classify(sub, value)
         key = c.key
@@ -185,7 +187,7 @@ def _collect_chunk(target: StreamRecords, chunk: list[tuple[bytes, bytes]], n: i
         if len(c.readings) > 1:
             target.ambiguous.append(sub)
         kind = key.kind
-        records(GroupRecord(sub, value, kind, key.group, sha256(value).hexdigest(), (key, c.value)))  # type: ignore[union-attr]
+        records(GroupRecord(sub, value, kind, key.group, (key, c.value)))  # type: ignore[union-attr]
 
 
 def _detail(r: GroupRecord) -> str:
@@ -241,7 +243,7 @@ def plan_stream(
     drops: list[Drop] = []
     conflicts: list[Conflict] = []
     notes: list[str] = []
-    final = {r.sub: (r.value_sha256, r.kind in _GROUP_KINDS) for r in sr.records if _KIND_LAYOUT[r.kind] == target}
+    final = {r.sub: (r.value, r.kind in _GROUP_KINDS) for r in sr.records if _KIND_LAYOUT[r.kind] == target}
     for group in sorted(src):
         move = src[group]
         if group in tgt:
@@ -274,11 +276,11 @@ def plan_stream(
                     final.pop(r.sub, None)
         add = rewrites.append
         for r in move:
-            sub, kind, value, digest = r.sub, r.kind, r.value, r.value_sha256
+            sub, kind, value = r.sub, r.kind, r.value
             new_sub = relocated_subkey(sub, kind)
             detail = _detail(r)
-            add(Rewrite(_KIND_VALUE[kind], group, detail, prefix + sub, prefix + new_sub, value, digest, len(value)))
-            final[new_sub] = (digest, kind in _GROUP_KINDS)
+            add(Rewrite(_KIND_VALUE[kind], group, detail, prefix + sub, prefix + new_sub, value))
+            final[new_sub] = (value, kind in _GROUP_KINDS)
     if sr.ambiguous:
         notes.append(f"{len(sr.ambiguous)} records also fit another reading (empty names?); moved as group records")
     if sr.live.metadata.is_expired(now_ms()):
@@ -287,7 +289,7 @@ def plan_stream(
     if isinstance(meta, str):
         notes.append(meta)
         meta = None
-    expected = tuple(sorted((k, digest) for k, (digest, _) in final.items()))
+    expected = tuple(sorted((k, v) for k, (v, _) in final.items()))
     live = sr.live
     return StreamPlan(
         live.key.namespace,
@@ -378,9 +380,9 @@ def apply_plan(db: Database, plan: Plan, on_done: Callable[[int, int], None] | N
 def verify_plan(db: Database, plan: Plan, streams_done: int | None = None) -> list[str]:
     """Re-read the group-record regions: each migrated stream holds exactly its planned state.
 
-    Records are compared by subkey and value digest; only a record the plan does not
+    Records are compared by subkey and value bytes; only a record the plan does not
     expect is classified (an entry at a small id is fine, a group record is not), so a
-    verification costs a read and a digest per record.  With ``streams_done`` None every
+    verification costs a read and a comparison per record.  With ``streams_done`` None every
     live stream is also checked for records left in the source layout.
     """
     col = Collected(False, {})
@@ -397,18 +399,18 @@ def verify_plan(db: Database, plan: Plan, streams_done: int | None = None) -> li
         where = f"{show(sp.namespace)}/{show(sp.key)}"
         n, held = found.get((sp.namespace, sp.key), (len(sp.prefix), {}))
         prefix = sp.prefix
-        expected = {prefix + sub: digest for sub, digest in sp.expected}
+        expected = {prefix + sub: value for sub, value in sp.expected}
         layouts = [_group_layout(whole[n:], held[whole]) for whole in held.keys() - expected.keys()]
         left = layouts.count(plan.source)
         unplanned = len(layouts) - layouts.count(None)
         if left:
             problems.append(f"{where}: {left} {plan.source} records left")
         missing = changed = 0
-        for whole, digest in expected.items():
+        for whole, want in expected.items():
             value = held.get(whole)
             if value is None:
                 missing += 1
-            elif sha256(value).hexdigest() != digest:
+            elif value != want:
                 changed += 1
         if missing or changed or unplanned > left:
             problems.append(

@@ -6,12 +6,13 @@ real run executes (the real run prints the same plan plus its result).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kvfix.migrations.base import Migration, Plan, Status, StreamPlan
 from kvfix.migrations.run import RunResult
 from kvfix.render.document import Document
-from kvfix.render.jsonout import text_and_hex
+from kvfix.render.jsonout import Lazy, text_and_hex
 from kvfix.textsafe import show
 
 SCHEMA = 1
@@ -21,8 +22,10 @@ def _opt_hex(prefix: str, data: bytes | None) -> dict[str, Any]:
     return {prefix: None, f"{prefix}_hex": None} if data is None else text_and_hex(prefix, data)
 
 
-def stream_plan_json(s: StreamPlan) -> dict[str, Any]:
+def stream_plan_json(s: StreamPlan, lazy: bool = False) -> dict[str, Any]:
+    """One stream's plan; ``lazy`` yields its rewrites and drops only while dump() writes them."""
     m = s.metadata
+    seq: Callable[[Iterable[Any]], Any] = Lazy if lazy else list
     return {
         **text_and_hex("namespace", s.namespace),
         **text_and_hex("key", s.key),
@@ -30,7 +33,7 @@ def stream_plan_json(s: StreamPlan) -> dict[str, Any]:
         "version": s.version,
         "prefix_hex": s.prefix.hex(),
         "counts": {"rewrites": len(s.rewrites), "drops": len(s.drops), "records_after": len(s.expected)},
-        "rewrites": [
+        "rewrites": seq(
             {
                 "kind": r.kind,
                 **text_and_hex("group", r.group),
@@ -41,8 +44,8 @@ def stream_plan_json(s: StreamPlan) -> dict[str, Any]:
                 "value_len": r.value_len,
             }
             for r in s.rewrites
-        ],
-        "drops": [
+        ),
+        "drops": seq(
             {
                 "kind": d.kind,
                 **text_and_hex("group", d.group),
@@ -53,7 +56,7 @@ def stream_plan_json(s: StreamPlan) -> dict[str, Any]:
                 "reason": d.reason,
             }
             for d in s.drops
-        ],
+        ),
         "metadata": None
         if m is None
         else {
@@ -71,7 +74,11 @@ def stream_plan_json(s: StreamPlan) -> dict[str, Any]:
     }
 
 
-def plan_json(m: Migration, plan: Plan, path: str, dry_run: bool, result: RunResult | None = None) -> dict[str, Any]:
+def plan_json(
+    m: Migration, plan: Plan, path: str, dry_run: bool, result: RunResult | None = None, lazy: bool = False
+) -> dict[str, Any]:
+    """The schema-1 document; ``lazy`` builds each stream's records only while dump() writes them."""
+    streams = (stream_plan_json(s, lazy) for s in plan.streams)
     out: dict[str, Any] = {
         "schema": SCHEMA,
         "path": path,
@@ -81,7 +88,7 @@ def plan_json(m: Migration, plan: Plan, path: str, dry_run: bool, result: RunRes
         "cluster_slots": plan.cluster,
         "blocked": plan.blocked,
         "summary": plan.summary(),
-        "streams": [stream_plan_json(s) for s in plan.streams],
+        "streams": Lazy(streams) if lazy else list(streams),
         "skipped": [
             {**_opt_hex("namespace", k.namespace), **_opt_hex("key", k.key), "reason": k.reason, "records": k.records}
             for k in plan.skipped

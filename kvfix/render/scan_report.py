@@ -27,7 +27,7 @@ def finding_json(f: Finding) -> dict[str, Any]:
     return out
 
 
-def group_json(g: GroupInfo, with_pel: bool) -> dict[str, Any]:
+def group_json(g: GroupInfo, with_pel: bool, lazy: bool = False) -> dict[str, Any]:
     v = g.value
     out: dict[str, Any] = {
         **text_and_hex("name", g.name),
@@ -45,7 +45,7 @@ def group_json(g: GroupInfo, with_pel: bool) -> dict[str, Any]:
         ],
     }
     if with_pel:
-        out["pel"] = [
+        pel = (
             {
                 "id": str(p.entry_id),
                 **text_and_hex("consumer", p.value.consumer),
@@ -53,13 +53,26 @@ def group_json(g: GroupInfo, with_pel: bool) -> dict[str, Any]:
                 "last_delivery_ms": p.value.last_delivery_time_ms,
             }
             for p in g.pel
-        ]
+        )
+        out["pel"] = Lazy(pel) if lazy else list(pel)
     return out
 
 
-def stream_json(s: StreamReport, with_pel: bool = False) -> dict[str, Any]:
+def stream_json(s: StreamReport, with_pel: bool = False, lazy: bool = False) -> dict[str, Any]:
+    """One stream; ``lazy`` yields its collisions (and PEL) only while dump() writes them."""
     m = s.metadata
     tail = m.stream
+    collisions = (
+        {
+            "kind": c.kind.value,
+            **text_and_hex("group", c.group),
+            "alias_id": str(c.alias_id),
+            "subkey_hex": c.subkey.hex(),
+            "scans": list(c.scans),
+            "releases": list(c.releases),
+        }
+        for c in s.collisions
+    )
     return {
         **text_and_hex("namespace", s.namespace),
         **text_and_hex("key", s.key),
@@ -71,24 +84,14 @@ def stream_json(s: StreamReport, with_pel: bool = False) -> dict[str, Any]:
         "expired": s.expired,
         "layout": s.layout,
         "records": {k: s.records[k] for k in RECORD_COUNT_KEYS},
-        "groups": [group_json(g, with_pel) for _, g in sorted(s.groups.items())],
-        "collisions": [
-            {
-                "kind": c.kind.value,
-                **text_and_hex("group", c.group),
-                "alias_id": str(c.alias_id),
-                "subkey_hex": c.subkey.hex(),
-                "scans": list(c.scans),
-                "releases": list(c.releases),
-            }
-            for c in s.collisions
-        ],
+        "groups": [group_json(g, with_pel, lazy) for _, g in sorted(s.groups.items())],
+        "collisions": Lazy(collisions) if lazy else list(collisions),
     }
 
 
 def scan_json(report: ScanReport, with_pel: bool = False, lazy: bool = False) -> dict[str, Any]:
     """The schema-1 document; ``lazy`` builds each stream's object only while dump() writes it."""
-    streams = (stream_json(s, with_pel) for s in report.streams)
+    streams = (stream_json(s, with_pel, lazy) for s in report.streams)
     return {
         "schema": SCHEMA,
         "mode": "deep" if report.deep else "fast",
