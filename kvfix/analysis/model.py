@@ -13,7 +13,7 @@ from kvfix.codec.stream import ConsumerValue, GroupValue, Layout, PelValue, Reco
 RECORD_COUNT_KEYS = (*(k.value for k in RecordKind), "stale", "unknown")
 
 
-@dataclass
+@dataclass(slots=True)
 class ConsumerInfo:
     name: bytes
     value: ConsumerValue
@@ -23,7 +23,7 @@ class ConsumerInfo:
         return self.value.pending_number
 
 
-@dataclass
+@dataclass(slots=True)
 class PelInfo:
     entry_id: StreamId
     value: PelValue

@@ -15,12 +15,14 @@ from kvfix.codec.stream import (
     ConsumerKey,
     ConsumerValue,
     EntryKey,
+    GroupRecordKey,
     GroupValue,
     PelKey,
     PelValue,
     RecordKind,
     alias_id,
     classify,
+    fast_group_record,
 )
 from kvfix.textsafe import label, show
 
@@ -45,42 +47,51 @@ class StreamAnalyzer:
             rep.records["unknown"] += 1
             rep.undecodable.append((sub, c.error or "undecodable"))
             return
-        kind = key.kind
-        rep.records[_KIND_VALUE[kind]] += 1
         if len(c.readings) > 1:
             rep.ambiguous.append((sub, tuple(k.value for k in c.readings)))
-        cls = type(key)
-        if cls is EntryKey:
+        if type(key) is EntryKey:
+            rep.records["entry"] += 1
             if key.id.ms == U64_MAX:
                 rep.max_ms_entries.append(key.id)
             return
+        self._group_record(sub, key, val)  # type: ignore[arg-type]
+
+    def _group_record(self, sub: bytes, key: GroupRecordKey, val: object) -> None:
+        """Count and file a group record (any layout) that classify() read as ``key``/``val``."""
+        rep = self.report
+        kind = key.kind
+        rep.records[_KIND_VALUE[kind]] += 1
         layout = key.layout
-        if layout == LEGACY:
-            self._legacy.append((kind, key.group, sub))
         group = rep.groups.get((layout, key.group)) or rep.group(layout, key.group)
+        if layout == LEGACY:
+            self._legacy.append((kind, group.name, sub))  # the group's own name object, shared
+        cls = type(key)
         if cls is PelKey:
             if type(val) is PelValue:
-                group.pel.append(PelInfo(key.entry_id, val))
+                group.pel.append(PelInfo(key.entry_id, val))  # type: ignore[union-attr]
         elif cls is ConsumerKey:
             if type(val) is ConsumerValue:
-                group.consumers[key.consumer] = ConsumerInfo(key.consumer, val)
+                group.consumers[key.consumer] = ConsumerInfo(key.consumer, val)  # type: ignore[union-attr]
         elif type(val) is GroupValue:
             group.value = val
 
     def add_chunk(self, chunk: list[tuple[bytes, bytes]], n: int) -> None:
-        """add() for whole keys in key order (subkey = key[n:]), with a fast path for plain entries.
+        """add() for whole keys in key order (subkey = key[n:]), with fast paths.
 
-        The fast path is kvfix.codec.stream.is_plain_entry inlined (no call, no subkey
+        Plain entries: kvfix.codec.stream.is_plain_entry inlined (no call, no subkey
         slice, no tuple): it accepts only records that classify() reads as an entry and
         nothing else, with a valid value (single-byte varint lengths tiling the value into
-        a non-zero even number of items), and counts them as add() would.  Every other
-        record goes through add().  A subclass that overrides add() gets every record there.
+        a non-zero even number of items), and counts them as add() would.  Well-formed
+        group records: fast_group_record(), which answers only where classify() has one
+        reading.  Every other record goes through add().  A subclass that overrides add()
+        gets every record there.
         """
         add = self.add
         if type(self).add is not StreamAnalyzer.add:
             for key, value in chunk:
                 add(key[n:], value)
             return
+        group_record = self._group_record
         n16 = n + 16
         n7 = n + 7
         zero8, mark = ZERO8, PREFIX_MARK
@@ -106,7 +117,12 @@ class StreamAnalyzer:
                         if m and p == m:  # the lengths tile the value exactly
                             entries += 1
                             continue
-            add(key[n:], value)
+            sub = key[n:]
+            fast = fast_group_record(sub, value)  # classify() for well-formed group records
+            if fast is None:
+                add(sub, value)
+            else:
+                group_record(sub, *fast)
         if entries:
             self.report.records["entry"] += entries
 
