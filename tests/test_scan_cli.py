@@ -57,3 +57,12 @@ def test_real_process_json_and_exit_code(tmp_path, name, code):
     assert proc.stderr == ""
     assert "\x1b" not in proc.stdout  # not a terminal: plain output, no colour
     assert proc.stdout.startswith("kvfix scan ")
+
+
+def test_unescaped_html_is_not_an_output_format(tmp_path):
+    """tabulate's unsafehtml would put names from the data into HTML unescaped."""
+    d = unpack("legacy-basic", tmp_path)
+    res = run_cli("scan", str(d), "--format", "unsafehtml")
+    assert res.exit_code == 2 and "unsafehtml" in res.output
+    res = run_cli("scan", str(d), "--format", "html")
+    assert res.exit_code in (0, 1) and "<table>" in res.stdout

@@ -11,12 +11,10 @@ import click
 from kvfix.analysis.check import REPAIRABLE, CheckReport, check_database
 from kvfix.analysis.repair_plan import StreamRepair, plan_stream_repair
 from kvfix.cli.options import (
-    cluster_option,
     emit,
-    fail_on_option,
+    finding_report_options,
     findings_exit,
     handle_errors,
-    output_options,
     resolve_format,
 )
 from kvfix.errors import VerifyFailed, WriteRefused
@@ -29,9 +27,7 @@ from kvfix.writes import WriteOp, apply_units, backup, confirm_or_refuse, file_n
 
 @click.command()
 @click.argument("path", type=click.Path(path_type=str))
-@output_options
-@fail_on_option
-@cluster_option
+@finding_report_options
 @click.option(
     "--summary-file",
     type=click.Path(dir_okay=False, path_type=Path),

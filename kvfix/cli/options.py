@@ -17,7 +17,8 @@ from kvfix.render import Document, render
 from kvfix.render.jsonout import dump
 from kvfix.textsafe import safe_text
 
-FORMATS = ["rich", "plain", "markdown", "json", *sorted(set(tabulate_formats) - {"plain"})]
+#: tabulate's unsafehtml writes cells without HTML escaping: names from the data are arbitrary bytes.
+FORMATS = ["rich", "plain", "markdown", "json", *sorted(set(tabulate_formats) - {"plain", "unsafehtml"})]
 
 
 def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -53,6 +54,11 @@ def resolve_format(fmt: str | None) -> str:
     if fmt:
         return fmt
     return "rich" if sys.stdout.isatty() else "plain"
+
+
+def finding_report_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--format, --fail-on and --cluster/--no-cluster: what a command that reports findings takes."""
+    return output_options(fail_on_option(cluster_option(func)))
 
 
 def emit(fmt: str | None, doc: Document, json_obj: Any) -> None:

@@ -6,11 +6,9 @@ import click
 
 from kvfix.analysis.scan import scan_database
 from kvfix.cli.options import (
-    cluster_option,
-    fail_on_option,
+    finding_report_options,
     findings_exit,
     handle_errors,
-    output_options,
     resolve_format,
 )
 from kvfix.progress import progress_for
@@ -23,9 +21,7 @@ from kvfix.storage import open_read_only
 @click.command()
 # readable=False: click's own check would print a multi-line usage error; storage reports it in one line.
 @click.argument("path", type=click.Path(path_type=str, readable=False))
-@output_options
-@fail_on_option
-@cluster_option
+@finding_report_options
 @click.option(
     "--deep", is_flag=True, help="Read and decode every entry too (default: only where group records can sit)."
 )
