@@ -156,6 +156,7 @@ def _child_migrate(db_dir: str, work: str) -> dict:
     copy = Path(work) / "db"
     shutil.rmtree(copy.parent, ignore_errors=True)
     shutil.copytree(db_dir, copy)
+    os.sync()  # the copy's writeback would otherwise compete with migrate's synced writes
     migration, options = for_target("prefixed"), PlanOptions()
     t = time.perf_counter()
     with open_read_only(copy) as db:
@@ -280,6 +281,7 @@ def measure(root: Path, entries_per_stream: int, repeat: int, records_x: int = 1
         raise RuntimeError(f"migrate rewrote {migrate['rewrites']} records, expected {legacy}")
     copy = root / f"migrate-cli-{db_dir.name}"
     shutil.copytree(db_dir, copy)
+    os.sync()
     try:
         mig_wall, mig_rss, _, _ = run(
             [
