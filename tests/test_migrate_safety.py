@@ -77,6 +77,26 @@ def test_written_sst_files_use_the_pinned_format(tmp_path):
     assert "checksum=kCRC32c" in text
 
 
+def test_migrate_runs_no_compaction_and_keeps_the_servers_sst_files(tmp_path):
+    """No compaction while kvfix writes: it would rewrite the server's files with kvfix's options.
+
+    The OPTIONS file of kvfix's session records the setting (what can fail here: a
+    compaction of this small database is usually cancelled by the close before it
+    replaces a file); every SST file the server wrote is still there, unchanged in size.
+    """
+    d = unpack("legacy-basic", tmp_path)
+    with open_read_write(d) as db:  # five level-0 files in one family: RocksDB's default trigger is 4
+        for i in range(5):
+            apply_units(db, [[WriteOp("default", b"filler-%d-%d" % (i, j), b"x" * 100) for j in range(50)]])
+            db.flush_all()
+    before = {p.name: p.stat().st_size for p in (d / "db").glob("*.sst")}
+    assert run_cli("migrate", d, "--yes", "--no-backup").exit_code == 0
+    after = {p.name: p.stat().st_size for p in (d / "db").glob("*.sst")}
+    assert before.items() <= after.items()
+    options = max((p for p in (d / "db").glob("OPTIONS-*")), key=lambda p: int(p.name.split("-")[1]))
+    assert "disable_auto_compactions=true" in options.read_text()
+
+
 def test_no_terminal_and_no_yes_refuses(tmp_path):
     d = unpack("legacy-basic", tmp_path)
     before = tree_digest(tmp_path)
