@@ -107,6 +107,8 @@ def _raw() -> Options:
     opts = Options(raw_mode=True)
     opts.set_max_file_opening_threads(FILE_OPENING_THREADS)
     opts.set_max_open_files(MAX_OPEN_FILES)
+    # Table properties read at open only feed compaction decisions; kvfix never compacts.
+    opts.set_skip_stats_update_on_db_open(True)
     return opts
 
 
