@@ -25,6 +25,7 @@ from kvfix.codec.stream import (
     classify,
     classify_slowly,
     encode_subkey,
+    group_record_shape,
     is_plain_entry,
     relocated_subkey,
     with_layout,
@@ -190,9 +191,26 @@ group_values = st.one_of(
 )
 
 
+def _valid_value(key) -> st.SearchStrategy[bytes]:
+    if isinstance(key, GroupKey):
+        return st.binary(min_size=48, max_size=48)
+    if isinstance(key, ConsumerKey):
+        return st.binary(min_size=24, max_size=24)
+    return st.builds(lambda c: u64(1) + u64(2) + u64(len(c)) + c, st.binary(max_size=10))
+
+
+#: A record of every kind with a value that fits it (the fast paths' positive cases), or an
+#: independent subkey and value (mostly negative cases).
+records = st.one_of(
+    group_keys.flatmap(lambda k: st.tuples(st.just(encode_subkey(k)), _valid_value(k))),
+    st.tuples(legacy_shaped, group_values),
+)
+
+
 @settings(max_examples=4000, deadline=None)
-@given(legacy_shaped, group_values)
-def test_classify_fast_path_agrees_with_the_slow_path(sub: bytes, value: bytes) -> None:
+@given(records)
+def test_classify_fast_path_agrees_with_the_slow_path(record: tuple[bytes, bytes]) -> None:
+    sub, value = record
     assert classify(sub, value) == classify_slowly(sub, value)
 
 
@@ -211,3 +229,17 @@ def test_relocated_subkey_refuses_entries() -> None:
 
     with pytest.raises(CodecError):
         relocated_subkey(u64(5) + u64(1), RecordKind.ENTRY)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(records)
+def test_group_record_shape_is_what_classify_reads(record: tuple[bytes, bytes]) -> None:
+    """migrate files records by group_record_shape() alone: kind and group name must be classify()'s."""
+    sub, value = record
+    shape = group_record_shape(sub, value)
+    c = classify_slowly(sub, value)
+    if shape is None:
+        return
+    kind, end = shape
+    assert c.readings == (kind,) and c.key is not None and c.value is not None
+    assert c.key.group == (sub[8:end] if kind.layout == "legacy" else sub[17:end])  # type: ignore[union-attr]
