@@ -27,7 +27,7 @@ import datetime as _dt
 import re
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,7 +178,7 @@ def write_unit(db: Database, ops: Sequence[Op]) -> None:
 
 def apply_units(
     db: Database,
-    units: Sequence[Sequence[Op]],
+    units: Collection[Sequence[Op]],
     on_done: Callable[[int, int], None] | None = None,
 ) -> Applied:
     """Write each unit as one synced batch, in order; stop cleanly after a Ctrl-C."""

@@ -170,6 +170,7 @@ class StreamAnalyzer:
                 hit = scans(alias)
                 aliases.append(alias)
             append(Collision(kind, group, alias, sub, hit, legacy_misread_by(sub)))
+        self._legacy = []  # the collisions hold what is needed from here on
         self._findings(min(aliases, default=ZERO_ID), max(aliases, default=ZERO_ID))
         return rep
 

@@ -50,7 +50,7 @@ from kvfix.migrations.base import (
 )
 from kvfix.storage import Database
 from kvfix.textsafe import show
-from kvfix.writes import Applied, apply_units
+from kvfix.writes import Applied, Op, apply_units
 
 Ident = tuple[bytes, bytes]
 _KIND_VALUE = {k: k.value for k in RecordKind}
@@ -108,6 +108,7 @@ class StreamRecords:
     records: list[GroupRecord] = field(default_factory=list)
     undecodable: list[tuple[bytes, str]] = field(default_factory=list)
     ambiguous: list[bytes] = field(default_factory=list)
+    names: dict[bytes, bytes] = field(default_factory=dict)
 
     def by_layout(self, layout: Layout) -> dict[bytes, list[GroupRecord]]:
         out: dict[bytes, list[GroupRecord]] = defaultdict(list)
@@ -130,9 +131,26 @@ class Collected:
 def collect(db: Database, cluster: bool | None) -> Collected:
     """Every live stream's group records in both layouts (entries are sought over, not read)."""
     out = Collected(False, {})
-    for sr, chunk, n in _live_chunks(db, cluster, out):
-        _collect_chunk(sr, chunk, n)
+    for sr in stream_records(db, cluster, out):
+        out.streams[(sr.live.key.namespace, sr.live.key.user_key)] = sr
     return out
+
+
+def stream_records(db: Database, cluster: bool | None, out: Collected) -> Iterator[StreamRecords]:
+    """Each live stream's group records, one stream at a time, in key order.
+
+    Only the stream being read is held; ``out`` gets the keyspace and the counts of
+    stale, orphan and bad keys (not its ``streams``: that is for the caller to keep).
+    """
+    current: StreamRecords | None = None
+    for sr, chunk, n in _live_chunks(db, cluster, out):
+        if sr is not current:
+            if current is not None:
+                yield current
+            current = sr
+        _collect_chunk(sr, chunk, n)
+    if current is not None:
+        yield current
 
 
 def _live_chunks(
@@ -140,8 +158,10 @@ def _live_chunks(
 ) -> Iterator[tuple[StreamRecords, list[tuple[bytes, bytes]], int]]:
     """(stream, chunk of whole keys and values, prefix length) for each live stream's chunk.
 
-    Fills ``out`` with the keyspace and counts the records of stale versions, orphans and
-    keys that are not internal keys, which it does not yield.
+    Every live stream whose key has records comes first with an empty chunk, then its
+    records' chunks (a stream's chunks are consecutive).  Fills ``out`` with the keyspace
+    and counts the records of stale versions, orphans and keys that are not internal
+    keys, which it does not yield.
     """
     use_cluster, _ = choose_cluster(db, cluster)
     ks = load_keyspace(db, use_cluster)
@@ -158,7 +178,8 @@ def _live_chunks(
                 n = len(item.raw)
                 live = ks.streams.get(ident)
                 if live is not None and live.metadata.version == item.version and live.key.slot == item.slot:
-                    target = out.streams.setdefault(ident, StreamRecords(live, item.raw))
+                    target = StreamRecords(live, item.raw)
+                    yield target, [], n
                 else:
                     target = out.stale if live is not None else out.orphan
             elif isinstance(target, StreamRecords):
@@ -169,13 +190,14 @@ def _live_chunks(
 
 def _collect_chunk(target: StreamRecords, chunk: list[tuple[bytes, bytes]], n: int) -> None:
     records = target.records.append
+    name = target.names.setdefault  # one bytes object per group name, not one per record
     for whole, value in chunk:
         sub = whole[n:]
         shape = group_record_shape(sub, value)
         if shape is not None:
             kind, end = shape
             group = sub[8:end] if _KIND_LAYOUT[kind] == LEGACY else sub[17:end]
-            records(GroupRecord(sub, value, kind, group))
+            records(GroupRecord(sub, value, kind, name(group, group)))
             continue
         c = classify(sub, value)
         key = c.key
@@ -328,28 +350,30 @@ def build_plan(db: Database, migration_id: str, source: Layout, target: Layout, 
 
 
 def _build_plan(db: Database, migration_id: str, source: Layout, target: Layout, options: PlanOptions) -> Plan:
-    col = collect(db, options.cluster)
-    streams: list[StreamPlan] = []
-    skipped: list[Skipped] = []
-    in_target = without = 0
-    for ident in sorted(col.live):
-        sr = col.streams.get(ident)
-        if sr is None or not sr.records:
-            without += 1
-        if sr is None:
-            continue
+    """Plan each stream as soon as its records are read, so only one stream's records are held."""
+    col = Collected(False, {})
+    planned: dict[Ident, StreamPlan] = {}
+    undecodable: dict[Ident, int] = {}
+    with_records = in_target = 0
+    for sr in stream_records(db, options.cluster, col):
+        ident = (sr.live.key.namespace, sr.live.key.user_key)
         if sr.undecodable:
-            skipped.append(
-                Skipped(*ident, "records that decode as nothing known; left as they are", len(sr.undecodable))
-            )
+            undecodable[ident] = len(sr.undecodable)
         if not sr.records:
             continue
+        with_records += 1
         meta_raw = db.get("metadata", sr.live.key.encode()) or b""
         sp = plan_stream(sr, source, target, options, meta_raw)
         if sp is None:
             in_target += 1
         else:
-            streams.append(sp)
+            planned[ident] = sp
+    without = len(col.live) - with_records
+    streams = [planned[ident] for ident in sorted(planned)]
+    skipped = [
+        Skipped(*ident, "records that decode as nothing known; left as they are", n)
+        for ident, n in sorted(undecodable.items())
+    ]
     for ident, n in sorted(col.stale.items()):
         skipped.append(Skipped(*ident, "records of dead versions of this key (stale, left for compaction)", n))
     for ident, n in sorted(col.orphan.items()):
@@ -371,8 +395,21 @@ def _build_plan(db: Database, migration_id: str, source: Layout, target: Layout,
     )
 
 
+class _StreamOps:
+    """Each stream's batch, built only when it is written (a plan's ops are never all held)."""
+
+    def __init__(self, streams: tuple[StreamPlan, ...]) -> None:
+        self._streams = streams
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def __iter__(self) -> Iterator[list[Op]]:
+        return (s.ops() for s in self._streams)
+
+
 def apply_plan(db: Database, plan: Plan, on_done: Callable[[int, int], None] | None = None) -> Applied:
-    applied = apply_units(db, [s.ops() for s in plan.streams], on_done)
+    applied = apply_units(db, _StreamOps(plan.streams), on_done)
     db.flush_all()
     return applied
 
@@ -382,51 +419,70 @@ def verify_plan(db: Database, plan: Plan, streams_done: int | None = None) -> li
 
     Records are compared by subkey and value bytes; only a record the plan does not
     expect is classified (an entry at a small id is fine, a group record is not), so a
-    verification costs a read and a comparison per record.  With ``streams_done`` None every
-    live stream is also checked for records left in the source layout.
+    verification costs a read and a comparison per record, and holds one stream's group
+    records at a time.  With ``streams_done`` None every live stream is also checked for
+    records left in the source layout.
     """
-    col = Collected(False, {})
-    found: dict[Ident, tuple[int, dict[bytes, bytes]]] = {}  # whole keys, and the prefix length
-    for sr, chunk, n in _live_chunks(db, plan.cluster, col):
-        ident = (sr.live.key.namespace, sr.live.key.user_key)
-        if ident not in found:
-            found[ident] = (n, {})
-        found[ident][1].update(chunk)
-    problems: list[str] = []
     done = plan.streams[: len(plan.streams) if streams_done is None else streams_done]
-    planned = {(sp.namespace, sp.key) for sp in done}
-    for sp in done:
-        where = f"{show(sp.namespace)}/{show(sp.key)}"
-        n, held = found.get((sp.namespace, sp.key), (len(sp.prefix), {}))
-        prefix = sp.prefix
-        expected = {prefix + sub: value for sub, value in sp.expected}
-        layouts = [_group_layout(whole[n:], held[whole]) for whole in held.keys() - expected.keys()]
-        left = layouts.count(plan.source)
-        unplanned = len(layouts) - layouts.count(None)
-        if left:
-            problems.append(f"{where}: {left} {plan.source} records left")
-        missing = changed = 0
-        for whole, want in expected.items():
-            value = held.get(whole)
-            if value is None:
-                missing += 1
-            elif value != want:
-                changed += 1
-        if missing or changed or unplanned > left:
-            problems.append(
-                f"{where}: group records differ from the plan ({missing} missing, {changed} with another value, "
-                f"{unplanned} not planned)"
-            )
-        if sp.metadata is not None and db.get("metadata", sp.metadata.key) != sp.metadata.new:
-            problems.append(f"{where}: stream metadata is not what the plan wrote")
-    if streams_done is None:
-        blocked = {(s.namespace, s.key) for s in plan.streams if s.blocked}
-        for ident, (n, held) in found.items():
-            if ident in planned or ident in blocked:
-                continue
-            if any(_group_layout(whole[n:], value) == plan.source for whole, value in held.items()):
-                problems.append(f"{show(ident[0])}/{show(ident[1])}: {plan.source} records in a live stream")
+    planned = {(sp.namespace, sp.key): sp for sp in done}
+    blocked = {(s.namespace, s.key) for s in plan.streams if s.blocked}
+    problems: list[str] = []
+    checked: set[Ident] = set()
+
+    def check(ident: Ident, n: int, held: dict[bytes, bytes]) -> None:
+        sp = planned.get(ident)
+        if sp is not None:
+            checked.add(ident)
+            problems.extend(_stream_problems(db, plan, sp, n, held))
+            return
+        if streams_done is not None or ident in blocked:
+            return
+        if any(_group_layout(whole[n:], value) == plan.source for whole, value in held.items()):
+            problems.append(f"{show(ident[0])}/{show(ident[1])}: {plan.source} records in a live stream")
+
+    current: Ident | None = None
+    held: dict[bytes, bytes] = {}  # whole key -> value, of the current stream
+    n = 0
+    for sr, chunk, prefix_len in _live_chunks(db, plan.cluster, Collected(False, {})):
+        ident = (sr.live.key.namespace, sr.live.key.user_key)
+        if ident != current:  # a stream's records come together, in key order
+            if current is not None:
+                check(current, n, held)
+            current, n, held = ident, prefix_len, {}
+        held.update(chunk)
+    if current is not None:
+        check(current, n, held)
+    for ident, sp in planned.items():
+        if ident not in checked:  # no group record left at all
+            problems.extend(_stream_problems(db, plan, sp, len(sp.prefix), {}))
     return problems
+
+
+def _stream_problems(db: Database, plan: Plan, sp: StreamPlan, n: int, held: dict[bytes, bytes]) -> list[str]:
+    where = f"{show(sp.namespace)}/{show(sp.key)}"
+    out: list[str] = []
+    prefix = sp.prefix
+    expected = {prefix + sub: value for sub, value in sp.expected}
+    layouts = [_group_layout(whole[n:], held[whole]) for whole in held.keys() - expected.keys()]
+    left = layouts.count(plan.source)
+    unplanned = len(layouts) - layouts.count(None)
+    if left:
+        out.append(f"{where}: {left} {plan.source} records left")
+    missing = changed = 0
+    for whole, want in expected.items():
+        value = held.get(whole)
+        if value is None:
+            missing += 1
+        elif value != want:
+            changed += 1
+    if missing or changed or unplanned > left:
+        out.append(
+            f"{where}: group records differ from the plan ({missing} missing, {changed} with another value, "
+            f"{unplanned} not planned)"
+        )
+    if sp.metadata is not None and db.get("metadata", sp.metadata.key) != sp.metadata.new:
+        out.append(f"{where}: stream metadata is not what the plan wrote")
+    return out
 
 
 def _group_layout(sub: bytes, value: bytes) -> Layout | None:
