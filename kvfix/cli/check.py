@@ -140,5 +140,5 @@ def _finish(
         render(doc, "markdown", buf)
         with open(summary_file, "a", encoding="utf-8") as fh:
             fh.write(buf.getvalue())
-    emit(fmt, doc, obj)
+    emit(fmt, lambda: doc, lambda: obj)
     return findings_exit(report.all_findings(), fail_on)

@@ -60,5 +60,5 @@ def inspect(
     if report is None:
         fail(f"no such key: {show(ns)}/{show(user_key)}", EXIT_FINDINGS)
         return EXIT_FINDINGS
-    emit(fmt, inspect_document(report, raw), inspect_json(report, raw))
+    emit(fmt, lambda: inspect_document(report, raw), lambda: inspect_json(report, raw))
     return 0

@@ -60,7 +60,7 @@ def migrate(
     if list_only:
         with open_read_only(path) as db:
             rows = [(m, m.status(db, cluster), m.revert().status(db, cluster)) for m in MIGRATIONS]
-        emit(fmt, list_document(path, rows), list_json(path, rows))
+        emit(fmt, lambda: list_document(path, rows), lambda: list_json(path, rows))
         return 0
     migration = for_target(to)  # type: ignore[arg-type]
     options = PlanOptions(on_conflict, cluster)  # type: ignore[arg-type]
@@ -68,10 +68,18 @@ def migrate(
         plan = migration.plan(db, options)
         db_path = db.path
     if dry_run or plan.empty:
-        emit(fmt, plan_document(migration, plan, path, dry_run), plan_json(migration, plan, path, dry_run, lazy=True))
+        emit(
+            fmt,
+            lambda: plan_document(migration, plan, path, dry_run),
+            lambda: plan_json(migration, plan, path, dry_run, lazy=True),
+        )
         return 0
     if plan.blocked:
-        emit(fmt, plan_document(migration, plan, path, True), plan_json(migration, plan, path, True, lazy=True))
+        emit(
+            fmt,
+            lambda: plan_document(migration, plan, path, True),
+            lambda: plan_json(migration, plan, path, True, lazy=True),
+        )
         groups = [f"{show(s.key)}/{show(c.group)}" for s in plan.streams for c in s.conflicts if c.resolution is None]
         raise WriteRefused(
             f"{len(groups)} groups exist in both layouts ({', '.join(groups[:5])}); nothing written; "
@@ -98,8 +106,8 @@ def migrate(
     saved, applied, problems = result.backup, result.applied, result.problems
     emit(
         fmt,
-        plan_document(migration, plan, path, False, result),
-        plan_json(migration, plan, path, False, result, lazy=True),
+        lambda: plan_document(migration, plan, path, False, result),
+        lambda: plan_json(migration, plan, path, False, result, lazy=True),
     )
     if problems:
         where = f"; the backup is at {saved}" if saved else ""

@@ -61,12 +61,13 @@ def finding_report_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return output_options(fail_on_option(cluster_option(func)))
 
 
-def emit(fmt: str | None, doc: Document, json_obj: Any) -> None:
+def emit(fmt: str | None, doc: Callable[[], Document], json_obj: Callable[[], Any]) -> None:
+    """Print the report in ``fmt``; only the form asked for is built (a plan's can be large)."""
     fmt = resolve_format(fmt)
     if fmt == "json":
-        dump(json_obj)
+        dump(json_obj())
     else:
-        render(doc, fmt)
+        render(doc(), fmt)
 
 
 def findings_exit(findings: list[Finding], fail_on: str) -> int:

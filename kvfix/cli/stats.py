@@ -61,5 +61,5 @@ def stats(
     )
     with open_read_only(path) as db, progress_for("stats") as progress:
         report = collect_stats(db, cluster=cluster, filters=filters, top_n=top_n, progress=progress)
-    emit(fmt, stats_document(report), stats_json(report))
+    emit(fmt, lambda: stats_document(report), lambda: stats_json(report))
     return 0
