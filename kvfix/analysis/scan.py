@@ -103,6 +103,7 @@ class WalkResult:
         for ident, a in later.analyzers.items():
             mine = self.analyzers.get(ident)
             if mine is None:
+                a.replay()
                 self.analyzers[ident] = a
             else:
                 mine.absorb(a)

@@ -3,6 +3,9 @@
 JOB is a pickle written by kvfix.analysis.scan._walk_in_two (database path, cluster
 mode, the live streams, the first key of this process's range); OUT receives the
 pickled WalkResult of the walk from that key to the end of the stream column family.
+Its analyzers count plain entries and keep every other record as raw bytes for the
+parent to decode (StreamAnalyzer.deferred): with many group records, pickling decoded
+records cost more than walking them.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import pickle
 import sys
 
 from kvfix.analysis.keyspace import Keyspace
+from kvfix.analysis.model import StreamReport
 from kvfix.analysis.scan import walk_range
+from kvfix.analysis.streams import StreamAnalyzer
 from kvfix.analysis.walk import paused_gc
 from kvfix.storage import open_read_only
 
@@ -23,13 +28,18 @@ def main(argv: list[str]) -> int:
         job = pickle.load(f)  # written by our parent process
     ks = Keyspace(job["cluster"], streams=job["streams"])
     with open_read_only(job["path"]) as db, paused_gc():
-        result = walk_range(db, ks, job["cluster"], job["deep"], job["now"], start=job["start"])
+        result = walk_range(db, ks, job["cluster"], job["deep"], job["now"], _deferring, start=job["start"])
     result.worker_peak_kib = _vm_hwm_kib()
     tmp = out_path + ".tmp"
     with open(tmp, "wb") as f:
         pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, out_path)
     return 0
+
+
+def _deferring(report: StreamReport) -> StreamAnalyzer:
+    """Entries counted here; every other record goes back raw for the parent to decode."""
+    return StreamAnalyzer(report, defer=True)
 
 
 def _vm_hwm_kib() -> int:

@@ -35,9 +35,14 @@ EXAMPLES = 3
 class StreamAnalyzer:
     """Feed it a live stream's (subkey, value) pairs in key order, then call finish()."""
 
-    def __init__(self, report: StreamReport) -> None:
+    def __init__(self, report: StreamReport, defer: bool = False) -> None:
         self.report = report
         self._legacy: list[tuple[RecordKind, bytes, bytes]] = []  # kind, group, subkey
+        #: With ``defer`` (the second process of a parallel deep scan), add_chunk counts plain
+        #: entries and keeps every other record as raw (subkey, value) pairs for the process
+        #: that merges the result to decode (replay, absorb): raw bytes travel back through
+        #: pickle far faster than decoded records do.
+        self.deferred: list[tuple[bytes, bytes]] | None = [] if defer else None
 
     def add(self, sub: bytes, value: bytes) -> None:
         rep = self.report
@@ -92,6 +97,7 @@ class StreamAnalyzer:
                 add(key[n:], value)
             return
         group_record = self._group_record
+        deferred = self.deferred
         n16 = n + 16
         n7 = n + 7
         zero8, mark = ZERO8, PREFIX_MARK
@@ -118,6 +124,9 @@ class StreamAnalyzer:
                             entries += 1
                             continue
             sub = key[n:]
+            if deferred is not None:
+                deferred.append((sub, value))
+                continue
             fast = fast_group_record(sub, value)  # classify() for well-formed group records
             if fast is None:
                 add(sub, value)
@@ -125,6 +134,22 @@ class StreamAnalyzer:
                 group_record(sub, *fast)
         if entries:
             self.report.records["entry"] += entries
+
+    def _add_subkeys(self, records: list[tuple[bytes, bytes]]) -> None:
+        """add() for (subkey, value) pairs in key order, with the group-record fast path."""
+        add, group_record = self.add, self._group_record
+        for sub, value in records:
+            fast = fast_group_record(sub, value)
+            if fast is None:
+                add(sub, value)
+            else:
+                group_record(sub, *fast)
+
+    def replay(self) -> None:
+        """Decode the records a deferring analyzer kept raw (see ``deferred``)."""
+        records, self.deferred = self.deferred, None
+        if records:
+            self._add_subkeys(records)
 
     def absorb(self, later: StreamAnalyzer) -> None:
         """Take in what another analyzer of the same stream saw in the key range after ours.
@@ -147,6 +172,8 @@ class StreamAnalyzer:
             mine.consumers.update(g.consumers)
             mine.pel.extend(g.pel)
         self._legacy.extend(later._legacy)
+        if later.deferred:
+            self._add_subkeys(later.deferred)  # after our own records: key order is kept
 
     def finish(self) -> StreamReport:
         rep = self.report
