@@ -190,9 +190,10 @@ def _migrated(tmp_path):
     return d, migration, plan
 
 
-def _tamper(d, put: dict[bytes, bytes] = {}, delete: tuple[bytes, ...] = ()) -> None:  # noqa: B006
+def _tamper(d, put: dict[bytes, bytes] | None = None, delete: tuple[bytes, ...] = ()) -> None:
+    puts = [WriteOp("stream", k, v) for k, v in (put or {}).items()]
     with open_read_write(d) as db:
-        apply_units(db, [[*(WriteOp("stream", k, v) for k, v in put.items()), *(WriteOp("stream", k) for k in delete)]])
+        apply_units(db, [[*puts, *(WriteOp("stream", k) for k in delete)]])
 
 
 @pytest.mark.parametrize("damage", ["value", "missing", "legacy_back", "foreign_group", "other_stream"])
