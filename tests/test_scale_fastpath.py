@@ -243,3 +243,82 @@ def test_group_record_shape_is_what_classify_reads(record: tuple[bytes, bytes]) 
     kind, end = shape
     assert c.readings == (kind,) and c.key is not None and c.value is not None
     assert c.key.group == (sub[8:end] if kind.layout == "legacy" else sub[17:end])  # type: ignore[union-attr]
+
+
+# --- PEL runs: add_chunk files a group's PEL records raw, by key prefix and length -------
+
+run_names = st.sampled_from(
+    [b"", b"g", b"g\x00", b"gg", b"group-1", b"group-12", b"\x00" * 8, b"\xff" * 9, b"METADATA"]
+)
+run_ids = st.builds(
+    StreamId,
+    st.sampled_from([0, 1, 5, 1_700_000_000_000, U64_MAX - 1, U64_MAX]),
+    st.sampled_from([0, 1, 2, U64_MAX]),
+)
+run_pel_values = st.one_of(
+    st.builds(lambda c: u64(1) + u64(2) + u64(len(c)) + c, st.sampled_from([b"", b"c", b"consumer"])),
+    st.builds(lambda c, d: u64(1) + u64(2) + u64(max(0, len(c) + d)) + c, st.binary(max_size=6), st.integers(-2, 2)),
+    st.binary(max_size=30),
+)
+run_records = st.one_of(
+    st.builds(  # mostly PEL records of a few groups, valid or not
+        lambda lay, g, i, v: (encode_subkey(PelKey(lay, g, i)), v),
+        st.sampled_from(["legacy", "prefixed"]),
+        run_names,
+        run_ids,
+        run_pel_values,
+    ),
+    st.builds(
+        lambda lay, g, c, v: (encode_subkey(ConsumerKey(lay, g, c)), v),
+        st.sampled_from(["legacy", "prefixed"]),
+        run_names,
+        st.sampled_from([b"", b"c", b"\x00"]),
+        st.sampled_from([b"\x00" * 24, b"\x01" * 24, b"\x00" * 23]),
+    ),
+    st.builds(
+        lambda lay, g, v: (encode_subkey(GroupKey(lay, g)), v),
+        st.sampled_from(["legacy", "prefixed"]),
+        run_names,
+        st.sampled_from([b"\x00" * 48, b"\x00" * 16 + u64(7) + b"\x00" * 24, b"\x00" * 47]),
+    ),
+    st.builds(lambda ms, v: (u64(ms) + u64(0), v), st.sampled_from([1, 5, 1_700_000_000_000]), values),  # entries
+    st.tuples(subkeys, values),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(run_records, max_size=60), st.integers(1, 9))
+def test_pel_runs_equal_add(records: list[tuple[bytes, bytes]], size: int) -> None:
+    """Dense runs of one group's PEL records, broken runs, neighbours with a shared name prefix,
+    runs across chunk boundaries: add_chunk's report is add()'s."""
+    records = sorted(dict(records).items())
+    one, chunked = StreamAnalyzer(_report()), StreamAnalyzer(_report())
+    for sub, value in records:
+        one.add(sub, value)
+    chunk = [(PREFIX + sub, value) for sub, value in records]
+    for i in range(0, len(chunk), size):
+        chunked.add_chunk(chunk[i : i + size], len(PREFIX))
+    assert _state(chunked) == _state(one)
+    assert chunked.report.collision_count == len(chunked.report.collisions)
+
+
+def test_a_pel_run_is_filed_raw_until_read() -> None:
+    """The point of runs: 1,000 PEL records of one group cost no decoded object until asked for."""
+    from kvfix.analysis.model import PelInfo
+    from kvfix.codec.stream import PelValue
+
+    a = StreamAnalyzer(_report())
+    chunk = [
+        (
+            PREFIX + encode_subkey(PelKey("legacy", b"billing", StreamId(1_700_000_000_000 + i, 0))),
+            PelValue(5, 1, b"c").encode(),
+        )
+        for i in range(1000)
+    ]
+    a.add_chunk(chunk, len(PREFIX))
+    rep = a.finish()
+    g = rep.groups[("legacy", b"billing")]
+    assert len(g.raw_pel) == 1000 and rep.records["legacy_pel"] == 1000
+    assert rep.collision_count == 1000 and rep._collisions is None  # not built yet
+    assert g.pel[0] == PelInfo(StreamId(1_700_000_000_000, 0), PelValue(5, 1, b"c"))
+    assert [c.subkey for c in rep.collisions] == [key[len(PREFIX) :] for key, _ in chunk]

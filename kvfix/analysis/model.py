@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from kvfix.analysis.findings import Finding
 from kvfix.codec.metadata import Metadata, StreamId
-from kvfix.codec.stream import ConsumerValue, GroupValue, Layout, PelValue, RecordKind
+from kvfix.codec.stream import (
+    ConsumerValue,
+    GroupValue,
+    Layout,
+    PelValue,
+    RecordKind,
+    decode_consumer_value,
+    decode_group_value,
+    decode_pel_value,
+    read_id,
+)
 
 RECORD_COUNT_KEYS = (*(k.value for k in RecordKind), "stale", "unknown")
 
@@ -29,17 +39,121 @@ class PelInfo:
     value: PelValue
 
 
-@dataclass
 class GroupInfo:
-    name: bytes
-    layout: Layout
-    value: GroupValue | None  # None: consumers or PEL records with no group record
-    consumers: dict[bytes, ConsumerInfo] = field(default_factory=dict)
-    pel: list[PelInfo] = field(default_factory=list)
+    """One consumer group of a stream in one layout, with its consumers and PEL records.
+
+    A scan files well-formed group records raw (the value bytes, (name, value) pairs,
+    whole (key, value) pairs from the walk) and decodes them only when ``value``,
+    ``consumers`` or ``pel`` is read: most scans read few of them, and a raw record is a
+    fraction of the memory and time of its decoded objects.  Reading decodes everything
+    filed so far, in filing order; writing through the returned dict and list works.
+    """
+
+    __slots__ = (
+        "_consumers",
+        "_pel",
+        "_pel_done",
+        "_raw_consumers",
+        "_raw_pel",
+        "_raw_value",
+        "_value",
+        "layout",
+        "name",
+        "pel_at",
+    )
+
+    def __init__(
+        self,
+        name: bytes,
+        layout: Layout,
+        value: GroupValue | None = None,
+        consumers: dict[bytes, ConsumerInfo] | None = None,
+        pel: list[PelInfo] | None = None,
+    ) -> None:
+        self.name = name
+        self.layout = layout
+        self._value = value  # None: consumers or PEL records with no group record
+        self._raw_value: bytes | None = None
+        self._consumers = {} if consumers is None else consumers
+        self._raw_consumers: list[tuple[bytes, bytes]] = []
+        self._pel = [] if pel is None else pel
+        #: Whole (key, value) pairs of PEL records, the entry id at ``pel_at`` in the key.
+        self._raw_pel: list[tuple[bytes, bytes]] = []
+        self._pel_done = 0
+        self.pel_at = 0
+
+    @property
+    def value(self) -> GroupValue | None:
+        raw = self._raw_value
+        if raw is not None:
+            self._value, self._raw_value = decode_group_value(raw), None
+        return self._value
+
+    @value.setter
+    def value(self, value: GroupValue | None) -> None:
+        self._value, self._raw_value = value, None
+
+    def file_value(self, raw: bytes) -> None:
+        """The group record's value, known to decode (group_record_shape checked its length)."""
+        self._raw_value = raw
+
+    @property
+    def consumers(self) -> dict[bytes, ConsumerInfo]:
+        raw = self._raw_consumers
+        if raw:
+            out = self._consumers
+            for name, value in raw:
+                out[name] = ConsumerInfo(name, decode_consumer_value(value))
+            raw.clear()
+        return self._consumers
+
+    def file_consumer(self, name: bytes, raw: bytes) -> None:
+        self._raw_consumers.append((name, raw))
+
+    @property
+    def raw_pel(self) -> list[tuple[bytes, bytes]]:
+        """The list PEL records are filed into, raw: whole (key, value), entry id at pel_at."""
+        return self._raw_pel
+
+    @property
+    def pel(self) -> list[PelInfo]:
+        raw, done = self._raw_pel, self._pel_done
+        if len(raw) > done:
+            at = self.pel_at
+            self._pel.extend(PelInfo(read_id(key, at), decode_pel_value(value)) for key, value in raw[done:])
+            self._pel_done = len(raw)
+        return self._pel
 
     @property
     def pending(self) -> int | None:
-        return None if self.value is None else self.value.pending_number
+        v = self.value
+        return None if v is None else v.pending_number
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GroupInfo):
+            return NotImplemented
+        return (self.name, self.layout, self.value, self.consumers, self.pel) == (
+            other.name,
+            other.layout,
+            other.value,
+            other.consumers,
+            other.pel,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by content
+
+    def __repr__(self) -> str:
+        return (
+            f"GroupInfo(name={self.name!r}, layout={self.layout!r}, value={self.value!r}, "
+            f"consumers={len(self.consumers)}, pel={len(self.pel)})"
+        )
+
+    def __getstate__(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
 
 
 class Collision(NamedTuple):
@@ -53,6 +167,14 @@ class Collision(NamedTuple):
     releases: tuple[str, ...]
 
 
+class CollisionSource(Protocol):
+    """Builds a stream's collisions on demand (kvfix.analysis.streams.LegacyRecords)."""
+
+    count: int
+
+    def build(self, report: StreamReport) -> list[Collision]: ...
+
+
 @dataclass
 class StreamReport:
     namespace: bytes
@@ -63,11 +185,31 @@ class StreamReport:
     expired: bool = False
     records: Counter[str] = field(default_factory=Counter)
     groups: dict[tuple[Layout, bytes], GroupInfo] = field(default_factory=dict)
-    collisions: list[Collision] = field(default_factory=list)
     max_ms_entries: list[StreamId] = field(default_factory=list)
     ambiguous: list[tuple[bytes, tuple[str, ...]]] = field(default_factory=list)
     undecodable: list[tuple[bytes, str]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    #: The collisions, once built; until then ``_collision_source`` builds them on first use
+    #: (a scan's findings need only their count and alias range, which the analyzer keeps).
+    _collisions: list[Collision] | None = field(default=None, repr=False, compare=False)
+    _collision_source: CollisionSource | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def collisions(self) -> list[Collision]:
+        """Legacy records that entry scans meet, one per record, in key order."""
+        if self._collisions is None:
+            source, self._collision_source = self._collision_source, None
+            self._collisions = source.build(self) if source is not None else []
+        return self._collisions
+
+    @property
+    def collision_count(self) -> int:
+        if self._collisions is None and self._collision_source is not None:
+            return self._collision_source.count
+        return len(self.collisions)
+
+    def defer_collisions(self, source: CollisionSource) -> None:
+        self._collisions, self._collision_source = None, source
 
     @property
     def layout(self) -> str:
@@ -121,7 +263,7 @@ class ScanReport:
             "streams": len(self.streams),
             **{f"layout_{k}": layouts[k] for k in ("none", "legacy", "prefixed", "mixed")},
             "groups": sum(len(s.groups) for s in self.streams),
-            "collisions": sum(len(s.collisions) for s in self.streams),
+            "collisions": sum(s.collision_count for s in self.streams),
             **{f"records_{k}": totals[k] for k in RECORD_COUNT_KEYS},
             "stale_records": self.stale.records,
             "orphan_records": self.orphans.records,

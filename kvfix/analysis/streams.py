@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterator
+
 from kvfix.analysis.findings import finding
-from kvfix.analysis.model import Collision, ConsumerInfo, PelInfo, StreamReport
-from kvfix.analysis.releases import R_29, RELEASE_LABELS, ScansHitting, legacy_misread_by
+from kvfix.analysis.model import Collision, ConsumerInfo, GroupInfo, PelInfo, StreamReport
+from kvfix.analysis.releases import RELEASE_LABELS, ScansHitting, legacy_misread_by
 from kvfix.codec.ints import U64_MAX
 from kvfix.codec.metadata import ZERO_ID, StreamId
 from kvfix.codec.stream import (
+    ENTRY_KEY_LEN,
+    KIND_LAYOUT,
     LEGACY,
     PREFIX_MARK,
     PREFIXED,
@@ -23,6 +28,7 @@ from kvfix.codec.stream import (
     alias_id,
     classify,
     fast_group_record,
+    group_record_shape,
 )
 from kvfix.textsafe import label, show
 
@@ -32,17 +38,108 @@ _KIND_VALUE = {k: k.value for k in RecordKind}
 EXAMPLES = 3
 
 
+class LegacyRecords:
+    """A stream's legacy group records in key order, kept as the walk read them.
+
+    Single records are (kind, group, subkey); a run of one group's PEL records is
+    (kind, group, pairs, start, stop, n): whole (key, value) pairs[start:stop] with the
+    subkey at key[n:].  The stream's findings need only the count, the first and last
+    alias ids (alias order is key order) and the 16-byte subkeys; the Collision of each
+    record is built when a report asks for ``collisions`` (see StreamReport).
+    """
+
+    __slots__ = ("count", "empty", "items")
+
+    def __init__(self) -> None:
+        self.items: list[tuple] = []
+        self.count = 0
+        self.empty = 0  # 16-byte subkeys (empty group names): 2.8-2.9 misread them too
+
+    def add(self, kind: RecordKind, group: bytes, sub: bytes) -> None:
+        self.items.append((kind, group, sub))
+        self.count += 1
+        if len(sub) == ENTRY_KEY_LEN:
+            self.empty += 1
+
+    def add_run(self, kind: RecordKind, group: bytes, pairs: list[tuple[bytes, bytes]], start: int, n: int) -> None:
+        stop = len(pairs)
+        if stop > start:  # PEL subkeys are 24+ bytes: never empty-named
+            self.items.append((kind, group, pairs, start, stop, n))
+            self.count += stop - start
+
+    def extend(self, later: LegacyRecords) -> None:
+        self.items.extend(later.items)
+        self.count += later.count
+        self.empty += later.empty
+
+    def subkeys(self) -> Iterator[tuple[RecordKind, bytes, bytes]]:
+        for item in self.items:
+            if len(item) == 3:
+                yield item
+            else:
+                kind, group, pairs, start, stop, n = item
+                for key, _ in pairs[start:stop]:
+                    yield kind, group, key[n:]
+
+    def _edge(self, last: bool) -> bytes:
+        item = self.items[-1 if last else 0]
+        if len(item) == 3:
+            return item[2]
+        _, _, pairs, start, stop, n = item
+        return pairs[stop - 1 if last else start][0][n:]
+
+    def alias_range(self) -> tuple[StreamId, StreamId]:
+        """Smallest and largest alias id (the first and last record's: aliases follow key order)."""
+        if not self.items:
+            return ZERO_ID, ZERO_ID
+        return alias_id(self._edge(False)), alias_id(self._edge(True))
+
+    def build(self, report: StreamReport) -> list[Collision]:
+        layouts_of: dict[bytes, int] = {}
+        for g in report.groups.values():
+            layouts_of[g.name] = layouts_of.get(g.name, 0) + 1
+        cursors = {
+            (label(g.name) if layouts_of[g.name] == 1 else f"{label(g.name)} [{g.layout}]"): g.value.last_delivered_id
+            for g in report.groups.values()
+            if g.value is not None
+        }
+        scans = ScansHitting(cursors)
+        out: list[Collision] = []
+        append = out.append
+        head = b""
+        alias, hit = ZERO_ID, ()
+        for kind, group, sub in self.subkeys():
+            if sub[:16] != head:  # the records of one group share their alias id
+                head = sub[:16]
+                alias = alias_id(sub)
+                hit = scans(alias)
+            append(Collision(kind, group, alias, sub, hit, legacy_misread_by(sub)))
+        return out
+
+
+_PEL_KINDS = {RecordKind.LEGACY_PEL, RecordKind.PREFIXED_PEL}
+_U64_AT = struct.Struct(">Q").unpack_from
+
+
 class StreamAnalyzer:
     """Feed it a live stream's (subkey, value) pairs in key order, then call finish()."""
 
     def __init__(self, report: StreamReport, defer: bool = False) -> None:
         self.report = report
-        self._legacy: list[tuple[RecordKind, bytes, bytes]] = []  # kind, group, subkey
+        self._legacy = LegacyRecords()
         #: With ``defer`` (the second process of a parallel deep scan), add_chunk counts plain
         #: entries and keeps every other record as raw (subkey, value) pairs for the process
         #: that merges the result to decode (replay, absorb): raw bytes travel back through
         #: pickle far faster than decoded records do.
         self.deferred: list[tuple[bytes, bytes]] | None = [] if defer else None
+        #: The PEL run add_chunk is in: whole keys of length _run_len starting with _run_head
+        #: belong to _run_group (see add_chunk).
+        self._run_head = b""
+        self._run_len = -1
+        self._run_kind = RecordKind.LEGACY_PEL
+        self._run_group: GroupInfo | None = None
+        self._run_start = 0
+        self._run_n = 0
 
     def add(self, sub: bytes, value: bytes) -> None:
         rep = self.report
@@ -69,7 +166,7 @@ class StreamAnalyzer:
         layout = key.layout
         group = rep.groups.get((layout, key.group)) or rep.group(layout, key.group)
         if layout == LEGACY:
-            self._legacy.append((kind, group.name, sub))  # the group's own name object, shared
+            self._legacy.add(kind, group.name, sub)  # the group's own name object, shared
         cls = type(key)
         if cls is PelKey:
             if type(val) is PelValue:
@@ -80,6 +177,21 @@ class StreamAnalyzer:
         elif type(val) is GroupValue:
             group.value = val
 
+    def _end_run(self) -> None:
+        """Count and file the PEL records of the current run read since the last call."""
+        g = self._run_group
+        if g is None:
+            return
+        pairs, start = g.raw_pel, self._run_start
+        self.report.records[_KIND_VALUE[self._run_kind]] += len(pairs) - start
+        if self._run_kind is RecordKind.LEGACY_PEL:
+            self._legacy.add_run(self._run_kind, g.name, pairs, start, self._run_n)
+        self._run_start = len(pairs)
+
+    def _stop_run(self) -> None:
+        self._end_run()
+        self._run_group, self._run_len, self._run_head = None, -1, b""
+
     def add_chunk(self, chunk: list[tuple[bytes, bytes]], n: int) -> None:
         """add() for whole keys in key order (subkey = key[n:]), with fast paths.
 
@@ -87,23 +199,35 @@ class StreamAnalyzer:
         slice, no tuple): it accepts only records that classify() reads as an entry and
         nothing else, with a valid value (single-byte varint lengths tiling the value into
         a non-zero even number of items), and counts them as add() would.  Well-formed
-        group records: fast_group_record(), which answers only where classify() has one
-        reading.  Every other record goes through add().  A subclass that overrides add()
-        gets every record there.
+        group records (group_record_shape(), which answers only where classify() has one
+        reading) are filed raw in their GroupInfo, undecoded.  After such a PEL record,
+        the records with the same key length and the same key up to the end of the group
+        name are that group's next PEL records when their value fits (the same shape:
+        what follows the name is 16 bytes, in key order never a zero ms after a non-zero
+        one), so a run costs a length, a prefix and a value check per record.  Every other
+        record goes through add().  A subclass that overrides add() gets every record there.
         """
         add = self.add
         if type(self).add is not StreamAnalyzer.add:
+            self._stop_run()
             for key, value in chunk:
                 add(key[n:], value)
             return
-        group_record = self._group_record
+        rep = self.report
+        groups, records = rep.groups, rep.records
+        legacy = self._legacy
         deferred = self.deferred
         n16 = n + 16
         n7 = n + 7
         zero8, mark = ZERO8, PREFIX_MARK
+        u64_at = _U64_AT
+        run_len, run_head = self._run_len, self._run_head
+        run_pairs = self._run_group.raw_pel if self._run_group is not None else []
         entries = 0
-        for key, value in chunk:
-            if len(key) == n16:
+        for kv in chunk:
+            key, value = kv
+            k = len(key)
+            if k == n16:
                 low = key[n7]  # last byte of id.ms: 1..254 rules out both 0x00*8 and 0xFF*8
                 if (0 < low < 255) or not (key.startswith(zero8, n) or key.startswith(mark, n)):
                     m = len(value)
@@ -123,20 +247,49 @@ class StreamAnalyzer:
                         if m and p == m:  # the lengths tile the value exactly
                             entries += 1
                             continue
+            elif k == run_len and key.startswith(run_head):
+                m = len(value)
+                if m >= 24 and u64_at(value, 16)[0] == m - 24:  # PEL value shape
+                    run_pairs.append(kv)
+                    continue
+            if run_len >= 0:
+                self._stop_run()
+                run_len, run_head = -1, b""
             sub = key[n:]
             if deferred is not None:
                 deferred.append((sub, value))
                 continue
-            fast = fast_group_record(sub, value)  # classify() for well-formed group records
-            if fast is None:
+            shape = group_record_shape(sub, value)
+            if shape is None:
                 add(sub, value)
+                continue
+            kind, end = shape
+            layout = KIND_LAYOUT[kind]
+            name = sub[8 if layout == LEGACY else 17 : end]
+            g = groups.get((layout, name)) or rep.group(layout, name)
+            if kind in _PEL_KINDS:
+                self._run_group, self._run_kind, self._run_n = g, kind, n
+                run_pairs = g.raw_pel
+                g.pel_at = n + end
+                self._run_start = len(run_pairs)
+                run_pairs.append(kv)
+                run_len, run_head = k, key[: n + end]
+                self._run_len, self._run_head = run_len, run_head
+                continue
+            records[_KIND_VALUE[kind]] += 1
+            if layout == LEGACY:
+                legacy.add(kind, g.name, sub)
+            if kind is RecordKind.LEGACY_GROUP or kind is RecordKind.PREFIXED_GROUP:
+                g.file_value(value)
             else:
-                group_record(sub, *fast)
+                g.file_consumer(sub[end + 8 : k - n - 8] if layout == LEGACY else sub[end + 8 :], value)
+        self._end_run()
         if entries:
-            self.report.records["entry"] += entries
+            records["entry"] += entries
 
     def _add_subkeys(self, records: list[tuple[bytes, bytes]]) -> None:
         """add() for (subkey, value) pairs in key order, with the group-record fast path."""
+        self._stop_run()
         add, group_record = self.add, self._group_record
         for sub, value in records:
             fast = fast_group_record(sub, value)
@@ -157,6 +310,8 @@ class StreamAnalyzer:
         (A parallel deep scan may split one stream's entries between two processes.)  Lists
         keep key order because ``later``'s records all sort after ours.
         """
+        self._stop_run()
+        later._stop_run()
         rep, other = self.report, later.report
         rep.records.update(other.records)
         rep.ambiguous.extend(other.ambiguous)
@@ -176,29 +331,12 @@ class StreamAnalyzer:
             self._add_subkeys(later.deferred)  # after our own records: key order is kept
 
     def finish(self) -> StreamReport:
+        self._stop_run()
         rep = self.report
-        layouts_of: dict[bytes, int] = {}
-        for g in rep.groups.values():
-            layouts_of[g.name] = layouts_of.get(g.name, 0) + 1
-        cursors = {
-            (label(g.name) if layouts_of[g.name] == 1 else f"{label(g.name)} [{g.layout}]"): g.value.last_delivered_id
-            for g in rep.groups.values()
-            if g.value is not None
-        }
-        scans = ScansHitting(cursors)
-        append = rep.collisions.append
-        head = b""
-        aliases: list[StreamId] = []
-        alias, hit = ZERO_ID, ()
-        for kind, group, sub in self._legacy:
-            if sub[:16] != head:  # the records of one group share their alias id
-                head = sub[:16]
-                alias = alias_id(sub)
-                hit = scans(alias)
-                aliases.append(alias)
-            append(Collision(kind, group, alias, sub, hit, legacy_misread_by(sub)))
-        self._legacy = []  # the collisions hold what is needed from here on
-        self._findings(min(aliases, default=ZERO_ID), max(aliases, default=ZERO_ID))
+        legacy = self._legacy
+        lo, hi = legacy.alias_range()
+        rep.defer_collisions(legacy)
+        self._findings(lo, hi)
         return rep
 
     def _findings(self, lo: StreamId, hi: StreamId) -> None:
@@ -212,8 +350,8 @@ class StreamAnalyzer:
             add(
                 finding("EXPIRED_STREAM", "stream metadata has expired; the server no longer sees this stream", ns, key)
             )
-        if rep.collisions:
-            n_legacy = len(rep.collisions)
+        n_legacy = self._legacy.count
+        if n_legacy:
             add(
                 finding(
                     "LEGACY_LAYOUT",
@@ -224,14 +362,14 @@ class StreamAnalyzer:
                     records=n_legacy,
                 ),
             )
-            empty = [c for c in rep.collisions if R_29 in c.releases]
+            empty = self._legacy.empty
             msg = (
                 f"{n_legacy} legacy records sit at alias ids {lo}..{hi}, inside XRANGE - + and XREAD 0: "
                 f"{RELEASE_LABELS['2.10+']} and development builds before 2024-02-23 fail with "
                 "'failed to decode stream entry value'"
             )
             if empty:
-                msg += f"; {len(empty)} of them (16-byte subkeys, empty group names) are misread by 2.8-2.9 too"
+                msg += f"; {empty} of them (16-byte subkeys, empty group names) are misread by 2.8-2.9 too"
             add(finding("SCAN_COLLISION", msg, ns, key, records=n_legacy, first_alias=str(lo), last_alias=str(hi)))
         if rep.layout == "mixed":
             add(finding("MIXED_LAYOUT", "group records in both layouts in one stream", ns, key))

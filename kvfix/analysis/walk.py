@@ -184,20 +184,27 @@ def _region(db: Database, it, end: bytes | None) -> Iterator[list[tuple[bytes, b
 
 def _sliced(db: Database, first: bytes, end: bytes | None) -> Iterator[list[tuple[bytes, bytes]]]:
     items = iter(db.items("stream", first) or ())
-    size = 2 * _FEW
+    if end is None:  # to the end of the column family: slices, no per-record check
+        while buf := list(islice(items, CHUNK)):
+            yield buf
+        return
+    # A compare per record, not slices cut by bisection: a slice reads past the region's end
+    # (into the entries) as far as its own length, which for the legacy region before a
+    # stream's entries cost more than the compares.
     while True:
-        buf = list(islice(items, size))
-        if end is not None and buf and buf[-1][0] >= end:
-            buf = buf[: bisect_left(buf, end, key=itemgetter(0))]
-            if buf:
-                yield buf
-            return
+        buf = []
+        append = buf.append
+        for kv in islice(items, CHUNK):
+            if kv[0] >= end:
+                if buf:
+                    yield buf
+                return
+            append(kv)
         if not buf:
             return
         yield buf
-        if len(buf) < size:
+        if len(buf) < CHUNK:
             return
-        size = min(2 * size, CHUNK)
 
 
 def _deep_chunks(

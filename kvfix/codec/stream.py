@@ -62,6 +62,8 @@ class RecordKind(StrEnum):
 _KIND_LAYOUT: dict[RecordKind, Layout | None] = {
     k: None if k is RecordKind.ENTRY else LEGACY if k.value.startswith("legacy") else PREFIXED for k in RecordKind
 }
+#: A record kind's layout (None for entries), as RecordKind.layout, without the call.
+KIND_LAYOUT = _KIND_LAYOUT
 _KIND_ROLE: dict[RecordKind, str] = {k: k.value.rsplit("_", 1)[-1] for k in RecordKind}
 #: (layout, role) -> kind, so key classes name their kind without building an enum from text.
 _KIND_OF: dict[tuple[str, str], RecordKind] = {(str(_KIND_LAYOUT[k]), _KIND_ROLE[k]): k for k in RecordKind}
@@ -228,6 +230,11 @@ def subkey_readings(sub: bytes) -> tuple[StreamSubkey, ...]:
 def alias_id(sub: bytes) -> StreamId:
     """The entry id an entry reader takes this subkey for (first 16 bytes, zero-padded)."""
     return StreamId(read_u64(sub), read_u64(sub, 8))
+
+
+def read_id(data: bytes, at: int) -> StreamId:
+    """The 16-byte id (ms:u64 | seq:u64) at ``at``; the bytes must be there."""
+    return StreamId(*_ID.unpack_from(data, at))
 
 
 # --- values ------------------------------------------------------------------------------
