@@ -12,7 +12,6 @@ from kvfix.codec.ints import U64_MAX
 from kvfix.codec.metadata import ZERO_ID, StreamId
 from kvfix.codec.stream import (
     ENTRY_KEY_LEN,
-    KIND_LAYOUT,
     LEGACY,
     PREFIX_MARK,
     PREFIXED,
@@ -27,7 +26,6 @@ from kvfix.codec.stream import (
     RecordKind,
     alias_id,
     classify,
-    fast_group_record,
     group_record_shape,
 )
 from kvfix.textsafe import label, show
@@ -117,7 +115,13 @@ class LegacyRecords:
         return out
 
 
-_PEL_KINDS = {RecordKind.LEGACY_PEL, RecordKind.PREFIXED_PEL}
+_GROUP, _CONSUMER, _PEL = 1, 2, 3
+#: kind value -> (layout, where the group name starts in the subkey, role), for add_chunk.
+_FILING = {
+    k.value: (layout, 8 if layout == LEGACY else 17, {"group": _GROUP, "consumer": _CONSUMER, "pel": _PEL}[k.role])
+    for k in RecordKind
+    if (layout := k.layout) is not None
+}
 _U64_AT = struct.Struct(">Q").unpack_from
 
 
@@ -216,6 +220,7 @@ class StreamAnalyzer:
         rep = self.report
         groups, records = rep.groups, rep.records
         legacy = self._legacy
+        legacy_items, legacy_count = legacy.items, 0
         deferred = self.deferred
         n16 = n + 16
         n7 = n + 7
@@ -264,10 +269,11 @@ class StreamAnalyzer:
                 add(sub, value)
                 continue
             kind, end = shape
-            layout = KIND_LAYOUT[kind]
-            name = sub[8 if layout == LEGACY else 17 : end]
+            value_of_kind = kind._value_  # a str: hashing the enum member would call Python code
+            layout, start, role = _FILING[value_of_kind]
+            name = sub[start:end]
             g = groups.get((layout, name)) or rep.group(layout, name)
-            if kind in _PEL_KINDS:
+            if role == _PEL:
                 self._run_group, self._run_kind, self._run_n = g, kind, n
                 run_pairs = g.raw_pel
                 g.pel_at = n + end
@@ -276,27 +282,24 @@ class StreamAnalyzer:
                 run_len, run_head = k, key[: n + end]
                 self._run_len, self._run_head = run_len, run_head
                 continue
-            records[_KIND_VALUE[kind]] += 1
-            if layout == LEGACY:
-                legacy.add(kind, g.name, sub)
-            if kind is RecordKind.LEGACY_GROUP or kind is RecordKind.PREFIXED_GROUP:
+            records[value_of_kind] += 1
+            if start == 8:  # legacy; never a 16-byte subkey here (group_record_shape wants 17+)
+                legacy_items.append((kind, g.name, sub))
+                legacy_count += 1
+            if role == _GROUP:
                 g.file_value(value)
             else:
-                g.file_consumer(sub[end + 8 : k - n - 8] if layout == LEGACY else sub[end + 8 :], value)
+                g.file_consumer(sub[end + 8 : k - n - 8] if start == 8 else sub[end + 8 :], value)
+        legacy.count += legacy_count
         self._end_run()
         if entries:
             records["entry"] += entries
 
     def _add_subkeys(self, records: list[tuple[bytes, bytes]]) -> None:
-        """add() for (subkey, value) pairs in key order, with the group-record fast path."""
+        """add() for (subkey, value) pairs in key order: add_chunk with an empty prefix."""
         self._stop_run()
-        add, group_record = self.add, self._group_record
-        for sub, value in records:
-            fast = fast_group_record(sub, value)
-            if fast is None:
-                add(sub, value)
-            else:
-                group_record(sub, *fast)
+        self.add_chunk(records, 0)
+        self._stop_run()
 
     def replay(self) -> None:
         """Decode the records a deferring analyzer kept raw (see ``deferred``)."""

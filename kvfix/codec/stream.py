@@ -62,8 +62,6 @@ class RecordKind(StrEnum):
 _KIND_LAYOUT: dict[RecordKind, Layout | None] = {
     k: None if k is RecordKind.ENTRY else LEGACY if k.value.startswith("legacy") else PREFIXED for k in RecordKind
 }
-#: A record kind's layout (None for entries), as RecordKind.layout, without the call.
-KIND_LAYOUT = _KIND_LAYOUT
 _KIND_ROLE: dict[RecordKind, str] = {k: k.value.rsplit("_", 1)[-1] for k in RecordKind}
 #: (layout, role) -> kind, so key classes name their kind without building an enum from text.
 _KIND_OF: dict[tuple[str, str], RecordKind] = {(str(_KIND_LAYOUT[k]), _KIND_ROLE[k]): k for k in RecordKind}
