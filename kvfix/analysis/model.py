@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -124,6 +125,13 @@ class GroupInfo:
             self._pel_done = len(raw)
         return self._pel
 
+    def iter_pel(self) -> Iterator[PelInfo]:
+        """``pel`` one record at a time, decoding what is still raw without keeping it."""
+        raw, done, at = self._raw_pel, self._pel_done, self.pel_at
+        yield from self._pel
+        for key, value in raw[done:]:
+            yield PelInfo(read_id(key, at), decode_pel_value(value))
+
     @property
     def pending(self) -> int | None:
         v = self.value
@@ -174,6 +182,8 @@ class CollisionSource(Protocol):
 
     def build(self, report: StreamReport) -> list[Collision]: ...
 
+    def iter(self, report: StreamReport) -> Iterator[Collision]: ...
+
 
 @dataclass
 class StreamReport:
@@ -201,6 +211,13 @@ class StreamReport:
             source, self._collision_source = self._collision_source, None
             self._collisions = source.build(self) if source is not None else []
         return self._collisions
+
+    def iter_collisions(self) -> Iterator[Collision]:
+        """``collisions`` one at a time; when not built yet, built on the fly and not kept."""
+        source = self._collision_source
+        if self._collisions is None and source is not None:
+            return source.iter(self)
+        return iter(self.collisions)
 
     @property
     def collision_count(self) -> int:

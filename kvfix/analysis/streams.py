@@ -93,6 +93,10 @@ class LegacyRecords:
         return alias_id(self._edge(False)), alias_id(self._edge(True))
 
     def build(self, report: StreamReport) -> list[Collision]:
+        return list(self.iter(report))
+
+    def iter(self, report: StreamReport) -> Iterator[Collision]:
+        """The Collision of each record, in key order (the report's groups give the cursors)."""
         layouts_of: dict[bytes, int] = {}
         for g in report.groups.values():
             layouts_of[g.name] = layouts_of.get(g.name, 0) + 1
@@ -102,8 +106,6 @@ class LegacyRecords:
             if g.value is not None
         }
         scans = ScansHitting(cursors)
-        out: list[Collision] = []
-        append = out.append
         head = b""
         alias, hit = ZERO_ID, ()
         for kind, group, sub in self.subkeys():
@@ -111,8 +113,7 @@ class LegacyRecords:
                 head = sub[:16]
                 alias = alias_id(sub)
                 hit = scans(alias)
-            append(Collision(kind, group, alias, sub, hit, legacy_misread_by(sub)))
-        return out
+            yield Collision(kind, group, alias, sub, hit, legacy_misread_by(sub))
 
 
 _GROUP, _CONSUMER, _PEL = 1, 2, 3

@@ -6,6 +6,7 @@ from typing import Any
 
 from kvfix.analysis.findings import Finding
 from kvfix.analysis.model import RECORD_COUNT_KEYS, Collision, GroupInfo, ScanReport, StreamReport
+from kvfix.codec.metadata import StreamId
 from kvfix.render.document import Document
 from kvfix.render.jsonout import Lazy, text_and_hex
 from kvfix.textsafe import label, show
@@ -52,7 +53,7 @@ def group_json(g: GroupInfo, with_pel: bool, lazy: bool = False) -> dict[str, An
                 "delivery_count": p.value.delivery_count,
                 "last_delivery_ms": p.value.last_delivery_time_ms,
             }
-            for p in g.pel
+            for p in g.iter_pel()
         )
         out["pel"] = Lazy(pel) if lazy else list(pel)
     return out
@@ -71,7 +72,7 @@ def stream_json(s: StreamReport, with_pel: bool = False, lazy: bool = False) -> 
             "scans": list(c.scans),
             "releases": list(c.releases),
         }
-        for c in s.collisions
+        for c in s.iter_collisions()
     )
     return {
         **text_and_hex("namespace", s.namespace),
@@ -214,7 +215,7 @@ def scan_document(report: ScanReport, with_pel: bool = False) -> Document:
         prows = []
         for s in report.streams:
             for _, g in sorted(s.groups.items()):
-                for p in g.pel:
+                for p in g.iter_pel():
                     prows.append(
                         [
                             show(s.namespace),
@@ -234,28 +235,47 @@ def scan_document(report: ScanReport, with_pel: bool = False) -> Document:
 _OVER = "XRANGE/XREVRANGE over "
 
 
+class _Bucket:
+    """One collision row: record count, alias range and the scans (in first-seen order)."""
+
+    __slots__ = ("_last", "hi", "lo", "records", "scans")
+
+    def __init__(self, first: StreamId) -> None:
+        self.lo = self.hi = first
+        self.records = 0
+        self.scans: dict[str, None] = {}
+        self._last: tuple[str, ...] | None = None  # a group's records share one scans tuple
+
+    def add(self, c: Collision) -> None:
+        self.records += 1
+        self.lo, self.hi = min(self.lo, c.alias_id), max(self.hi, c.alias_id)
+        if c.scans is not self._last:
+            self._last = c.scans
+            self.scans.update(dict.fromkeys(x for x in c.scans if not x.startswith(_OVER)))
+
+
 def collision_rows(report: ScanReport) -> list[list[object]]:
     """Collisions summed up per (stream, group, kind, releases): a PEL of 10,000 is one row."""
     rows: list[list[object]] = []
     for s in report.streams:
-        buckets: dict[tuple[bytes, str, tuple[str, ...]], list[Collision]] = {}
-        for c in s.collisions:
-            buckets.setdefault((c.group, c.kind.value, c.releases), []).append(c)
-        for (group, kind, releases), items in sorted(buckets.items()):
-            lo = min(c.alias_id for c in items)
-            hi = max(c.alias_id for c in items)
-            span = str(lo) if lo == hi else f"{lo}..{hi}"
-            scans = dict.fromkeys(x for c in items for x in c.scans if not x.startswith(_OVER))
+        buckets: dict[tuple[bytes, str, tuple[str, ...]], _Bucket] = {}
+        for c in s.iter_collisions():
+            b = buckets.get((c.group, c.kind.value, c.releases))
+            if b is None:
+                b = buckets[(c.group, c.kind.value, c.releases)] = _Bucket(c.alias_id)
+            b.add(c)
+        for (group, kind, releases), b in sorted(buckets.items()):
+            span = str(b.lo) if b.lo == b.hi else f"{b.lo}..{b.hi}"
             rows.append(
                 [
                     show(s.namespace),
                     show(s.key),
                     label(group),
                     kind,
-                    len(items),
+                    b.records,
                     span,
                     ", ".join(releases),
-                    "; ".join([*scans, _OVER + span]),
+                    "; ".join([*b.scans, _OVER + span]),
                 ]
             )
     return rows
