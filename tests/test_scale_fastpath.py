@@ -300,6 +300,16 @@ def test_pel_runs_equal_add(records: list[tuple[bytes, bytes]], size: int) -> No
         chunked.add_chunk(chunk[i : i + size], len(PREFIX))
     assert _state(chunked) == _state(one)
     assert chunked.report.collision_count == len(chunked.report.collisions)
+    # Streamed from raw records (what JSON and tables read), before anything is built:
+    lazy = StreamAnalyzer(_report())
+    for i in range(0, len(chunk), size):
+        lazy.add_chunk(chunk[i : i + size], len(PREFIX))
+    rep = lazy.finish()
+    assert rep.collision_count == len(one.report.collisions)
+    assert list(rep.iter_collisions()) == one.report.collisions
+    for ident, g in rep.groups.items():
+        assert list(g.iter_pel()) == one.report.groups[ident].pel
+    assert rep._collisions is None  # streamed, not kept
 
 
 def test_a_pel_run_is_filed_raw_until_read() -> None:

@@ -125,6 +125,11 @@ class GroupInfo:
             self._pel_done = len(raw)
         return self._pel
 
+    @property
+    def pel_count(self) -> int:
+        """len(pel), without decoding raw records."""
+        return len(self._pel) + len(self._raw_pel) - self._pel_done
+
     def iter_pel(self) -> Iterator[PelInfo]:
         """``pel`` one record at a time, decoding what is still raw without keeping it."""
         raw, done, at = self._raw_pel, self._pel_done, self.pel_at

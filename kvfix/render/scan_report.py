@@ -39,7 +39,7 @@ def group_json(g: GroupInfo, with_pel: bool, lazy: bool = False) -> dict[str, An
         "entries_read": None if v is None else v.entries_read,
         "lag": None if v is None else v.lag,
         "consumer_number": None if v is None else v.consumer_number,
-        "pel_records": len(g.pel),
+        "pel_records": g.pel_count,
         "consumers": [
             {**text_and_hex("name", c.name), "pending": c.pending}
             for c in sorted(g.consumers.values(), key=lambda c: c.name)
@@ -150,7 +150,7 @@ def scan_document(report: ScanReport, with_pel: bool = False) -> Document:
                 f"{r['prefixed_group']}/{r['prefixed_consumer']}/{r['prefixed_pel']}",
                 r["stale"],
                 r["unknown"],
-                len(s.collisions),
+                s.collision_count,
             ]
         )
     doc.table(
@@ -183,7 +183,7 @@ def scan_document(report: ScanReport, with_pel: bool = False) -> Document:
                     label(g.name),
                     g.layout,
                     None if v is None else v.pending_number,
-                    len(g.pel),
+                    g.pel_count,
                     None if v is None else str(v.last_delivered_id),
                     None if v is None else v.entries_read,
                     None if v is None else v.lag,
