@@ -206,8 +206,8 @@ class StreamReport:
     findings: list[Finding] = field(default_factory=list)
     #: The collisions, once built; until then ``_collision_source`` builds them on first use
     #: (a scan's findings need only their count and alias range, which the analyzer keeps).
-    _collisions: list[Collision] | None = field(default=None, repr=False, compare=False)
-    _collision_source: CollisionSource | None = field(default=None, repr=False, compare=False)
+    _collisions: list[Collision] | None = field(default=None, init=False, repr=False, compare=False)
+    _collision_source: CollisionSource | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def collisions(self) -> list[Collision]:
