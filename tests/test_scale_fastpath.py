@@ -332,3 +332,19 @@ def test_a_pel_run_is_filed_raw_until_read() -> None:
     assert rep.collision_count == 1000 and rep._collisions is None  # not built yet
     assert g.pel[0] == PelInfo(StreamId(1_700_000_000_000, 0), PelValue(5, 1, b"c"))
     assert [c.subkey for c in rep.collisions] == [key[len(PREFIX) :] for key, _ in chunk]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(group_keys)
+def test_describe_reads_what_the_decoded_key_says(key) -> None:
+    """A plan's Rewrite.detail is derived from the subkey by slicing; it must name what decoding names."""
+    from kvfix.migrations.base import describe
+    from kvfix.textsafe import show
+
+    if isinstance(key, PelKey):
+        expected = f"pending {key.entry_id.ms}-{key.entry_id.seq}"
+    elif isinstance(key, ConsumerKey):
+        expected = f"consumer {show(key.consumer)}"
+    else:
+        expected = "group"
+    assert describe(key.kind.value, key.group, encode_subkey(key)) == expected

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Literal, NamedTuple
 
+from kvfix.codec.ints import read_u64
 from kvfix.codec.stream import Layout
 from kvfix.storage import Database
+from kvfix.textsafe import show
 from kvfix.writes import Applied, Op, WriteOp
 
 OnConflict = Literal["refuse", "keep-prefixed", "keep-legacy"]
@@ -32,16 +34,32 @@ class Rewrite(NamedTuple):
     """Move one record: put ``value`` under new_key, delete old_key. The value is not touched.
 
     (A named tuple, not a dataclass: a plan holds one per record, and tuples build 4x
-    faster.  The digest is for people and is taken when shown; verification compares
-    the bytes themselves.)
+    faster.  It holds the stream's prefix, one object per stream, and the two subkeys:
+    the full keys and the detail for people are derived when asked for, so a plan of
+    millions of PEL records holds each record's bytes once.  The digest is for people
+    and is taken when shown; verification compares the bytes themselves.)
     """
 
     kind: str  # source record kind, e.g. legacy_pel
     group: bytes
-    detail: str  # consumer name or PEL entry id, for people
-    old_key: bytes  # full stream column family keys
-    new_key: bytes
+    prefix: bytes  # the stream incarnation's key prefix
+    old_sub: bytes
+    new_sub: bytes
     value: bytes
+
+    @property
+    def old_key(self) -> bytes:
+        """Full stream column family key the record leaves."""
+        return self.prefix + self.old_sub
+
+    @property
+    def new_key(self) -> bytes:
+        return self.prefix + self.new_sub
+
+    @property
+    def detail(self) -> str:
+        """Consumer name or PEL entry id, for people."""
+        return describe(self.kind, self.group, self.old_sub)
 
     @property
     def value_sha256(self) -> str:
@@ -50,6 +68,18 @@ class Rewrite(NamedTuple):
     @property
     def value_len(self) -> int:
         return len(self.value)
+
+
+def describe(kind: str, group: bytes, sub: bytes) -> str:
+    """A well-formed group record, for people: "group", "consumer NAME" or "pending MS-SEQ"."""
+    role = kind.rsplit("_", 1)[-1]
+    if role == "pel":  # both layouts end with the entry id
+        return f"pending {read_u64(sub, len(sub) - 16)}-{read_u64(sub, len(sub) - 8)}"
+    if role == "consumer":  # the sized consumer name follows the sized group name
+        legacy = kind.startswith("legacy")  # legacy keys end with "METADATA"
+        name = sub[8 + len(group) + 8 : len(sub) - 8] if legacy else sub[17 + len(group) + 8 :]
+        return f"consumer {show(name)}"
+    return "group"
 
 
 @dataclass(frozen=True)

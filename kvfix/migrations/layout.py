@@ -47,6 +47,7 @@ from kvfix.migrations.base import (
     Rewrite,
     Skipped,
     StreamPlan,
+    describe,
 )
 from kvfix.storage import Database
 from kvfix.textsafe import show
@@ -212,16 +213,6 @@ def _collect_chunk(target: StreamRecords, chunk: list[tuple[bytes, bytes]], n: i
         records(GroupRecord(sub, value, kind, key.group, (key, c.value)))  # type: ignore[union-attr]
 
 
-def _detail(r: GroupRecord) -> str:
-    role = _KIND_ROLE[r.kind]
-    if role == "pel":
-        ms, seq = _ID.unpack_from(r.sub, len(r.sub) - 16)  # both layouts end with the entry id
-        return f"pending {ms}-{seq}"
-    if role == "consumer":
-        return f"consumer {show(r.key.consumer)}"  # type: ignore[union-attr]
-    return "group"
-
-
 def _differences(src: list[GroupRecord], tgt: list[GroupRecord], source: Layout, target: Layout) -> tuple[str, ...]:
     """What differs between a group's records in the two layouts, for people."""
     diffs: list[str] = []
@@ -292,7 +283,15 @@ def plan_stream(
             conflicts.append(Conflict(group, diffs, resolution))
             for r in losers:
                 drops.append(
-                    Drop(_KIND_VALUE[r.kind], group, _detail(r), full(r.sub), r.value_sha256, len(r.value), why)
+                    Drop(
+                        _KIND_VALUE[r.kind],
+                        group,
+                        describe(_KIND_VALUE[r.kind], group, r.sub),
+                        full(r.sub),
+                        r.value_sha256,
+                        len(r.value),
+                        why,
+                    )
                 )
                 if _KIND_LAYOUT[r.kind] == target:
                     final.pop(r.sub, None)
@@ -300,8 +299,7 @@ def plan_stream(
         for r in move:
             sub, kind, value = r.sub, r.kind, r.value
             new_sub = relocated_subkey(sub, kind)
-            detail = _detail(r)
-            add(Rewrite(_KIND_VALUE[kind], group, detail, prefix + sub, prefix + new_sub, value))
+            add(Rewrite(_KIND_VALUE[kind], group, prefix, sub, new_sub, value))
             final[new_sub] = (value, kind in _GROUP_KINDS)
     if sr.ambiguous:
         notes.append(f"{len(sr.ambiguous)} records also fit another reading (empty names?); moved as group records")
