@@ -10,7 +10,7 @@ import pytest
 from check_helpers import NS, check_json, codes, damage, find, put, read_meta, repair, set_meta, set_value
 from conftest import unpack
 
-from kvfix.analysis.check import CHECK_CODES
+from kvfix.analysis.invariants import CHECK_CODES
 from kvfix.codec.keys import InternalKey
 from kvfix.codec.metadata import StreamId
 

@@ -8,7 +8,7 @@ import pytest
 from check_helpers import check_json, codes
 from conftest import FIXTURE_NAMES, manifest, run_cli, tree_digest, unpack
 
-from kvfix.analysis.check import CHECK_CODES
+from kvfix.analysis.invariants import CHECK_CODES
 
 # Every finding check reports on the real fixtures, by stream, and the reason.
 #

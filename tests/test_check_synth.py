@@ -11,7 +11,7 @@ import pytest
 from check_helpers import NS, check_json, codes, read_meta, repair
 from conftest import run_cli, tree_digest, unpack
 
-from kvfix.analysis.check import CHECK_CODES, StreamFacts, invariant_findings
+from kvfix.analysis.invariants import CHECK_CODES, StreamFacts, invariant_findings
 from kvfix.analysis.model import ConsumerInfo, GroupInfo, PelInfo, StreamReport
 from kvfix.codec.metadata import KeyType, Metadata, StreamId, StreamTail
 from kvfix.codec.stream import LEGACY, PREFIXED, ConsumerValue, PelValue

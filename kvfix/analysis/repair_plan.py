@@ -24,7 +24,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from kvfix.analysis.check import StreamCheck, group_record_count
+from kvfix.analysis.check import StreamCheck
+from kvfix.analysis.invariants import group_record_count
 from kvfix.codec.keys import InternalKey, MetadataKey
 from kvfix.codec.metadata import ZERO_ID, StreamId
 from kvfix.codec.stream import ConsumerKey, ConsumerValue, GroupKey, GroupValue, encode_subkey

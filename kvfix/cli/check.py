@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from kvfix.analysis.check import REPAIRABLE, CheckReport, check_database
+from kvfix.analysis.check import CheckReport, check_database
+from kvfix.analysis.invariants import REPAIRABLE
 from kvfix.analysis.repair_plan import StreamRepair, plan_stream_repair
 from kvfix.cli.options import (
     emit,
