@@ -9,7 +9,8 @@ import pytest
 from conftest import FIXTURE_NAMES, manifest, run_cli, unpack
 
 from kvfix.analysis.inspect import inspect_key
-from kvfix.analysis.stats import StatsFilter, collect_stats
+from kvfix.analysis.stats import collect_stats
+from kvfix.analysis.stats_model import StatsFilter
 from kvfix.storage import open_read_only
 
 

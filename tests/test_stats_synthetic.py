@@ -8,7 +8,8 @@ import pytest
 from conftest import run_cli
 from stats_inspect_data import HOSTILE_KEYS, NS, Builder, rich_database
 
-from kvfix.analysis.stats import StatsFilter, collect_stats, glob_regex
+from kvfix.analysis.stats import collect_stats
+from kvfix.analysis.stats_model import StatsFilter, glob_regex
 from kvfix.storage import open_read_only
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from kvfix.analysis.stats import DEFAULT_TOP, StatsFilter, collect_stats
+from kvfix.analysis.stats import collect_stats
+from kvfix.analysis.stats_model import DEFAULT_TOP, StatsFilter
 from kvfix.cli.options import cluster_option, emit, handle_errors, output_options
 from kvfix.codec.metadata import TYPE_NAMES
 from kvfix.progress import progress_for

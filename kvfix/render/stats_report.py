@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kvfix.analysis.stats import StatsReport, TopKey, TypeCounts
+from kvfix.analysis.stats_model import StatsReport, TopKey, TypeCounts
 from kvfix.render.document import Document
 from kvfix.render.jsonout import text_and_hex
 from kvfix.render.scan_report import finding_json, findings_table
