@@ -7,7 +7,8 @@ import json
 import math
 from typing import Any
 
-from kvfix.analysis.inspect import InspectReport, Record, iso_ms, iso_us
+from kvfix.analysis.inspect import InspectReport, iso_ms, iso_us
+from kvfix.analysis.inspect_records import Record
 from kvfix.render.document import Document
 from kvfix.render.jsonout import text_and_hex
 from kvfix.textsafe import show
