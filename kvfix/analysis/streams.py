@@ -1,4 +1,4 @@
-"""Per-stream analysis: classify each record of a live stream and derive its findings."""
+"""Per-stream analysis: classify and file each record of a live stream (findings: stream_findings)."""
 
 from __future__ import annotations
 
