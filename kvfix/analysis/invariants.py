@@ -14,7 +14,7 @@ from kvfix.analysis.model import GroupInfo, StreamReport
 from kvfix.codec.metadata import ZERO_ID, StreamId
 from kvfix.textsafe import show
 
-#: Codes check adds to scan's, with severity and meaning (docs/check-notes.md lists them).
+#: Codes check adds to scan's, with severity and meaning (the README's check section lists them).
 CHECK_CODES: dict[str, tuple[Severity, str]] = {
     "STREAM_SIZE_MISMATCH": ("error", "metadata size differs from the number of live entries"),
     "STREAM_FIRST_ID_MISMATCH": ("error", "metadata first_entry_id is not the smallest live entry id (0-0 when empty)"),

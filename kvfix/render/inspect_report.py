@@ -1,4 +1,4 @@
-"""inspect's report as JSON (schema 1, documented in docs/stats-inspect.md) and as a Document."""
+"""inspect's report as JSON (schema 1, documented in the README) and as a Document."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""stats' report as JSON (schema 1, documented in docs/stats-inspect.md) and as a Document."""
+"""stats' report as JSON (schema 1, documented in the README) and as a Document."""
 
 from __future__ import annotations
 
