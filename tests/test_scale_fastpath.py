@@ -348,3 +348,20 @@ def test_describe_reads_what_the_decoded_key_says(key) -> None:
     else:
         expected = "group"
     assert describe(key.kind.value, key.group, encode_subkey(key)) == expected
+
+
+def test_pel_records_filed_under_two_prefix_lengths_keep_their_ids() -> None:
+    """A group's raw PEL records are read at the offset they were filed with, even when a
+    later chunk (a parallel deep scan's replayed subkeys, n = 0) files more at another."""
+    from kvfix.codec.stream import PelValue
+
+    a = StreamAnalyzer(_report())
+    value = PelValue(5, 1, b"c").encode()
+    first = [
+        (PREFIX + encode_subkey(PelKey("legacy", b"g", StreamId(1_700_000_000_000 + i, 0))), value) for i in range(3)
+    ]
+    later = [(encode_subkey(PelKey("legacy", b"g", StreamId(1_800_000_000_000 + i, 0))), value) for i in range(3)]
+    a.add_chunk(first, len(PREFIX))
+    a.add_chunk(later, 0)
+    ids = [p.entry_id.ms for p in a.finish().groups[("legacy", b"g")].pel]
+    assert ids == [*(1_700_000_000_000 + i for i in range(3)), *(1_800_000_000_000 + i for i in range(3))]

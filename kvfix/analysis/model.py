@@ -111,6 +111,17 @@ class GroupInfo:
     def file_consumer(self, name: bytes, raw: bytes) -> None:
         self._raw_consumers.append((name, raw))
 
+    def pel_offset(self, at: int) -> None:
+        """PEL records filed from now on have their entry id at ``at`` in the key.
+
+        Records already filed at another offset (a different key prefix length) are
+        decoded first, so every raw record is read at its own offset.
+        """
+        if at != self.pel_at:
+            if len(self._raw_pel) > self._pel_done:
+                self.pel  # noqa: B018  (decodes what is still raw)
+            self.pel_at = at
+
     @property
     def raw_pel(self) -> list[tuple[bytes, bytes]]:
         """The list PEL records are filed into, raw: whole (key, value), entry id at pel_at."""

@@ -273,7 +273,7 @@ class StreamAnalyzer:
             if role == _PEL:
                 self._run_group, self._run_kind, self._run_n = g, kind, n
                 run_pairs = g.raw_pel
-                g.pel_at = n + end
+                g.pel_offset(n + end)
                 self._run_start = len(run_pairs)
                 run_pairs.append(kv)
                 run_len, run_head = k, key[: n + end]
