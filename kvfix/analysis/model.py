@@ -172,13 +172,6 @@ class GroupInfo:
             f"consumers={len(self.consumers)}, pel={len(self.pel)})"
         )
 
-    def __getstate__(self) -> dict[str, object]:
-        return {k: getattr(self, k) for k in self.__slots__}
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
-
 
 class Collision(NamedTuple):
     """A legacy record that entry scans meet (one per record; a tuple, as scans make thousands)."""
