@@ -55,7 +55,7 @@ RSS_GROWTH_MAX = 0.20
 def _child_raw(db_dir: str) -> dict:
     from itertools import islice
 
-    from kvfix.storage import open_read_only
+    from kvfix.store.opening import open_read_only
 
     out: dict[str, float] = {}
     with open_read_only(db_dir) as db:
@@ -105,7 +105,7 @@ def _child_scan(db_dir: str, deep: bool) -> dict:
     from kvfix.analysis.scan import scan_database
     from kvfix.render.jsonout import dump
     from kvfix.render.scan_report import scan_json
-    from kvfix.storage import open_read_only
+    from kvfix.store.opening import open_read_only
 
     workers: list[int] = []
     absorb = scan_module.WalkResult.absorb
@@ -148,10 +148,13 @@ def _vm_hwm_mb() -> float:
 
 def _child_migrate(db_dir: str, work: str) -> dict:
     from kvfix.migrations import PlanOptions, for_target
-    from kvfix.migrations.run import execute
+    from kvfix.migrations.run import MigrationJob, execute
     from kvfix.render.jsonout import dump
     from kvfix.render.migrate_report import plan_json
-    from kvfix.storage import open_read_only
+    from kvfix.store.files import fingerprint
+    from kvfix.store.lock import HeldLock
+    from kvfix.store.opening import open_read_only
+    from kvfix.store.paths import backup_target, resolve
 
     copy = Path(work) / "db"
     shutil.rmtree(copy.parent, ignore_errors=True)
@@ -159,10 +162,15 @@ def _child_migrate(db_dir: str, work: str) -> dict:
     os.sync()  # the copy's writeback would otherwise compete with migrate's synced writes
     migration, options = for_target("prefixed"), PlanOptions()
     t = time.perf_counter()
-    with open_read_only(copy) as db:
-        plan = migration.plan(db, options)
-    t_plan = time.perf_counter()
-    result = execute(copy, migration, plan, options, backup_dir=Path(work) / "backup")
+    data = resolve(copy)
+    with HeldLock(data.db) as lock:  # as kvfix migrate: the lock is held from planning on
+        planned_files = fingerprint(data.db)
+        with open_read_only(data, lock=lock) as db:
+            plan = migration.plan(db, options)
+        t_plan = time.perf_counter()
+        job = MigrationJob(migration, plan, options)
+        target = backup_target(data, Path(work) / "backup")
+        result = execute(data, lock, job, planned_files=planned_files, backup_to=target)
     t_exec = time.perf_counter()
     with open(os.devnull, "w") as null:
         dump(plan_json(migration, plan, str(copy), False, result, lazy=True), null)

@@ -22,7 +22,7 @@ from pathlib import Path
 from kvfix.codec.keys import InternalKey, MetadataKey
 from kvfix.codec.metadata import KeyType, Metadata
 from kvfix.codec.types import ZsetScoreKey, encode_zset_member_value
-from kvfix.storage import create_database
+from kvfix.store.opening import create_database
 
 NS = b"__namespace"
 BASE_VERSION = 1_795_775_557_000_000 << 11
@@ -31,38 +31,49 @@ BASE_VERSION = 1_795_775_557_000_000 << 11
 def build(path: Path, keys: int, batch_records: int = 200_000) -> int:
     written = 0
     with create_database(path) as db:
-        meta_cf, default_cf, score_cf = db.handle("metadata"), db.handle("default"), db.handle("zset_score")
-        batch, pending = db.batch(), 0
+        meta_cf, default_cf, score_cf = "metadata", "default", "zset_score"
+        batch: list = []
+        pending = 0
         for i in range(keys):
             key = b"key:%09d" % i
             version = BASE_VERSION + (i << 11)
             kind = i % 3
             if kind == 0:
-                batch.put(
-                    MetadataKey(NS, key).encode(),
-                    Metadata(KeyType.STRING, True, 0, None, None, tail=b"v%d" % i).encode(),
-                    meta_cf,
+                batch.append(
+                    (
+                        meta_cf,
+                        MetadataKey(NS, key).encode(),
+                        Metadata(KeyType.STRING, True, 0, None, None, tail=b"v%d" % i).encode(),
+                    )
                 )
                 pending += 1
             elif kind == 1:
-                batch.put(MetadataKey(NS, key).encode(), Metadata(KeyType.HASH, True, 0, version, 2).encode(), meta_cf)
+                batch.append(
+                    (meta_cf, MetadataKey(NS, key).encode(), Metadata(KeyType.HASH, True, 0, version, 2).encode())
+                )
                 for f in (b"a", b"b"):
-                    batch.put(InternalKey(NS, key, version, f).encode(), b"x" * (i % 50), default_cf)
+                    batch.append((default_cf, InternalKey(NS, key, version, f).encode(), b"x" * (i % 50)))
                 pending += 3
                 if i % 100 == 1:  # a dead version waiting for compaction
-                    batch.put(InternalKey(NS, key, version - 1, b"old").encode(), b"stale", default_cf)
+                    batch.append((default_cf, InternalKey(NS, key, version - 1, b"old").encode(), b"stale"))
                     pending += 1
             else:
-                batch.put(MetadataKey(NS, key).encode(), Metadata(KeyType.ZSET, True, 0, version, 3).encode(), meta_cf)
+                batch.append(
+                    (meta_cf, MetadataKey(NS, key).encode(), Metadata(KeyType.ZSET, True, 0, version, 3).encode())
+                )
                 for j, m in enumerate((b"m1", b"m2", b"m3")):
                     score = float(i % 1000 + j)
-                    batch.put(InternalKey(NS, key, version, m).encode(), encode_zset_member_value(score), default_cf)
-                    batch.put(InternalKey(NS, key, version, ZsetScoreKey(score, m).encode()).encode(), b"", score_cf)
+                    batch.append(
+                        (default_cf, InternalKey(NS, key, version, m).encode(), encode_zset_member_value(score))
+                    )
+                    batch.append(
+                        (score_cf, InternalKey(NS, key, version, ZsetScoreKey(score, m).encode()).encode(), b"")
+                    )
                 pending += 7
             if pending >= batch_records:
                 db.write(batch, sync=False)
                 written += pending
-                batch, pending = db.batch(), 0
+                batch, pending = [], 0
         db.write(batch, sync=False)
         written += pending
         db.flush_all()

@@ -24,7 +24,8 @@ from kvfix.codec.stream import (
     PelValue,
     encode_subkey,
 )
-from kvfix.storage import create_database
+from kvfix.store.database import Op
+from kvfix.store.opening import create_database
 
 DEFAULT_NS = b"__namespace"
 BASE_VERSION = 1_795_775_557_000_000 << 11
@@ -91,19 +92,16 @@ class SynthDB:
 
     def write(self, path: Path) -> Path:
         with create_database(path) as db:
-            batch = db.batch()
-            meta_cf = db.handle("metadata")
-            stream_cf = db.handle("stream")
+            ops: list[Op] = []
             for s in self.streams:
                 slot = self.slot(s.key)
-                batch.put(MetadataKey(s.namespace, s.key, slot).encode(), s.metadata().encode(), meta_cf)
+                ops.append(("metadata", MetadataKey(s.namespace, s.key, slot).encode(), s.metadata().encode()))
                 for sub, value in s.records():
-                    batch.put(InternalKey(s.namespace, s.key, s.version, sub, slot).encode(), value, stream_cf)
+                    ops.append(("stream", InternalKey(s.namespace, s.key, s.version, sub, slot).encode(), value))
             for ns, key, meta in self.keys:
-                batch.put(MetadataKey(ns, key, self.slot(key)).encode(), meta.encode(), meta_cf)
-            for cf, key, value in self.raw:
-                batch.put(key, value, db.handle(cf))
-            db.write(batch)
+                ops.append(("metadata", MetadataKey(ns, key, self.slot(key)).encode(), meta.encode()))
+            ops.extend(self.raw)
+            db.write(ops)
             db.flush_all()
         return path
 
@@ -152,16 +150,14 @@ def bulk_load(path: Path, spec: BulkSpec = BulkSpec()) -> dict[str, int]:
     id_pack = struct.Struct(">QQ").pack
     counts = {"entries": 0, "groups": 0, "consumers": 0, "pel": 0}
     with create_database(path) as db:
-        meta_cf = db.handle("metadata")
-        stream_cf = db.handle("stream")
-        batch = db.batch()
+        batch: list[Op] = []
         pending = 0
 
         def flush_if_full(force: bool = False) -> None:
             nonlocal batch, pending
             if pending and (force or pending >= spec.batch_records):
                 db.write(batch, sync=False)
-                batch = db.batch()
+                batch = []
                 pending = 0
 
         for s in range(spec.streams):
@@ -171,7 +167,7 @@ def bulk_load(path: Path, spec: BulkSpec = BulkSpec()) -> dict[str, int]:
             prefix = InternalKey(spec.namespace, key, version, b"", slot).prefix()
             ids: list[StreamId] = []
             ms, seq = BULK_EPOCH_MS + s, 0
-            put = batch.put
+            put = batch.append
             for i in range(spec.entries):
                 if i % 3 == 0:
                     ms, seq = ms + 1 + (i % 7), 0
@@ -179,11 +175,11 @@ def bulk_load(path: Path, spec: BulkSpec = BulkSpec()) -> dict[str, int]:
                     seq += 1
                 if i < spec.pel:
                     ids.append(StreamId(ms, seq))
-                put(prefix + id_pack(ms, seq), _entry_value(i), stream_cf)
+                put(("stream", prefix + id_pack(ms, seq), _entry_value(i)))
                 pending += 1
                 if pending >= spec.batch_records:
                     flush_if_full()
-                    put = batch.put
+                    put = batch.append
             last = StreamId(ms, seq)
             first = StreamId(BULK_EPOCH_MS + s + 1, 0)
             names = [b"group-%03d" % g for g in range(spec.groups)]
@@ -195,7 +191,7 @@ def bulk_load(path: Path, spec: BulkSpec = BulkSpec()) -> dict[str, int]:
                 pel_ids = per_group[name]
                 last_delivered = pel_ids[-1] if pel_ids else StreamId(0, 0)
                 gv = GroupValue(spec.consumers, len(pel_ids), last_delivered, -1, 0)
-                batch.put(prefix + encode_subkey(GroupKey(spec.layout, name)), gv.encode(), stream_cf)
+                batch.append(("stream", prefix + encode_subkey(GroupKey(spec.layout, name)), gv.encode()))
                 consumers = [b"consumer-%d" % c for c in range(spec.consumers)]
                 owned: dict[bytes, int] = dict.fromkeys(consumers, 0)
                 for j, entry_id in enumerate(pel_ids):
@@ -203,10 +199,10 @@ def bulk_load(path: Path, spec: BulkSpec = BulkSpec()) -> dict[str, int]:
                     if consumers:
                         owned[owner] += 1
                     pv = PelValue(BULK_EPOCH_MS, 1, owner)
-                    batch.put(prefix + encode_subkey(PelKey(spec.layout, name, entry_id)), pv.encode(), stream_cf)
+                    batch.append(("stream", prefix + encode_subkey(PelKey(spec.layout, name, entry_id)), pv.encode()))
                 for c in consumers:
                     cv = ConsumerValue(owned[c], BULK_EPOCH_MS, BULK_EPOCH_MS)
-                    batch.put(prefix + encode_subkey(ConsumerKey(spec.layout, name, c)), cv.encode(), stream_cf)
+                    batch.append(("stream", prefix + encode_subkey(ConsumerKey(spec.layout, name, c)), cv.encode()))
                 pending += 1 + len(pel_ids) + len(consumers)
                 counts["pel"] += len(pel_ids)
                 counts["consumers"] += len(consumers)
@@ -221,7 +217,7 @@ def bulk_load(path: Path, spec: BulkSpec = BulkSpec()) -> dict[str, int]:
                 group_number=len(names),
             )
             meta = Metadata(KeyType.STREAM, True, 0, version, spec.entries, stream=tail)
-            batch.put(MetadataKey(spec.namespace, key, slot).encode(), meta.encode(), meta_cf)
+            batch.append(("metadata", MetadataKey(spec.namespace, key, slot).encode(), meta.encode()))
             pending += 1
             flush_if_full()
         flush_if_full(force=True)

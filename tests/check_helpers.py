@@ -1,6 +1,6 @@
 """Helpers for the check tests: damage one value of a copy of a real fixture, read-write.
 
-Everything goes through kvfix.storage.open_read_write and the codec's encoders, the way a
+Everything goes through kvfix.store.opening.open_writable and the codec's encoders, the way a
 buggy server (or a bad disk) would leave one counter or one record wrong.
 """
 
@@ -16,7 +16,8 @@ from conftest import run_cli
 from kvfix.codec.keys import InternalKey, MetadataKey
 from kvfix.codec.metadata import Metadata, decode_metadata
 from kvfix.codec.stream import Classified, classify
-from kvfix.storage import Database, open_read_write
+from kvfix.store.database import Database
+from kvfix.store.opening import open_writable
 
 NS = b"__namespace"
 
@@ -32,12 +33,7 @@ def read_meta(db: Database, key: bytes, ns: bytes = NS) -> Metadata:
 
 
 def put(db: Database, cf: str, key: bytes, value: bytes | None) -> None:
-    batch = db.batch()
-    if value is None:
-        batch.delete(key, db.handle(cf))
-    else:
-        batch.put(key, value, db.handle(cf))
-    db.write(batch)
+    db.write([(cf, key, value)])
     db.flush_all()
 
 
@@ -77,7 +73,7 @@ def set_value(db: Database, key: bytes, role: str, pred, **changes) -> None:
 
 
 def damage(path: Path, fn: Callable[[Database], None]) -> None:
-    with open_read_write(path) as db:
+    with open_writable(path) as db:
         fn(db)
 
 

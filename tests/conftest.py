@@ -72,7 +72,7 @@ def run_kvfix(*args: str, **kw) -> subprocess.CompletedProcess:
 def scan_lib(path: Path, **kw):
     """scan_database on a read-only open of path (library API, no CLI)."""
     from kvfix.analysis.scan import scan_database
-    from kvfix.storage import open_read_only
+    from kvfix.store.opening import open_read_only
 
     with open_read_only(path) as db:
         return scan_database(db, **kw)
@@ -95,7 +95,7 @@ def write_synth(synth, path: Path) -> Path:
 
 def dump_all(path: Path) -> dict[str, dict[bytes, bytes]]:
     """Every key and value of every column family (read-only open), for exact comparisons."""
-    from kvfix.storage import open_read_only
+    from kvfix.store.opening import open_read_only
 
     out: dict[str, dict[bytes, bytes]] = {}
     with open_read_only(path) as db:

@@ -16,7 +16,7 @@ import pytest
 from conftest import run_cli, run_kvfix, scan_json_cli, tree_digest, unpack
 
 from kvfix.codec.metadata import KeyType, Metadata, StreamId
-from kvfix.storage import create_database
+from kvfix.store.opening import create_database
 from kvfix.synth import SynthDB, SynthStream, group_value
 
 
@@ -77,7 +77,7 @@ def test_garbage_current(tmp_path, layout):
 def test_rocksdb_that_is_not_kvrocks(tmp_path):
     path = tmp_path / "plain"
     with create_database(path, column_families=("default",)) as db:
-        db.db[b"k"] = b"v"
+        db.write([("default", b"k", b"v")])
     before = tree_digest(tmp_path)
     assert_cannot_run(run_kvfix("scan", path), "not Kvrocks", "metadata")
     assert tree_digest(tmp_path) == before

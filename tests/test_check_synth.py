@@ -15,7 +15,7 @@ from kvfix.analysis.invariants import CHECK_CODES, StreamFacts, invariant_findin
 from kvfix.analysis.model import ConsumerInfo, GroupInfo, PelInfo, StreamReport
 from kvfix.codec.metadata import KeyType, Metadata, StreamId, StreamTail
 from kvfix.codec.stream import LEGACY, PREFIXED, ConsumerValue, PelValue
-from kvfix.storage import open_read_only
+from kvfix.store.opening import open_read_only
 from kvfix.synth import BASE_VERSION, SynthDB, SynthStream, group_value
 
 T = 1_795_775_557_000
@@ -176,8 +176,9 @@ def test_repair_takes_a_checkpoint_backup(tmp_path):
     path = xclaim_trace(tmp_path / "db")
     res = run_cli("check", path, "--repair", "--yes", "--backup-dir", tmp_path / "bak", "--format", "json")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["repair"]["backup"] == str(tmp_path / "bak")
-    _, old = check_json(tmp_path / "bak")
+    [backup] = (tmp_path / "bak").iterdir()  # --backup-dir is where the backup goes
+    assert json.loads(res.stdout)["repair"]["backup"] == str(backup)
+    _, old = check_json(backup)
     assert codes(old, "warning") == {"CONSUMER_PENDING_MISMATCH"}, "the backup holds the data as it was"
     assert codes(check_json(path)[1], "warning") == set()
 

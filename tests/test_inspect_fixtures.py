@@ -9,7 +9,7 @@ from conftest import FIXTURE_NAMES, manifest, run_cli, unpack
 from stats_inspect_data import manifest_value
 
 from kvfix.analysis.inspect import inspect_key
-from kvfix.storage import open_read_only
+from kvfix.store.opening import open_read_only
 
 CASES = [(name, ns, key) for name in FIXTURE_NAMES for ns, keys in manifest(name)["keyspace"].items() for key in keys]
 

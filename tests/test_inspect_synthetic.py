@@ -11,7 +11,7 @@ from stats_inspect_data import FUTURE_MS, HOSTILE_KEYS, NS, PAST_MS, Builder, ri
 from kvfix.analysis.inspect import inspect_key
 from kvfix.codec.metadata import KeyType, Metadata
 from kvfix.codec.types import HASH_FIELD_EXPIRE_FLAG
-from kvfix.storage import open_read_only
+from kvfix.store.opening import open_read_only
 
 NOW = 1_795_000_000_000
 

@@ -166,12 +166,13 @@ def test_backup_is_a_readable_copy_of_the_original(tmp_path):
     original = dump_all(d)
     code, doc, err = migrate_json(d, "--yes", "--backup-dir", tmp_path / "bk")
     assert code == 0, err
-    assert doc["backup"] == str(tmp_path / "bk")
-    assert dump_all(tmp_path / "bk") == original
-    assert not (tmp_path / "bk" / "rocksdict-config.json").exists()
-    # an existing --backup-dir gets a stamped checkpoint inside it
+    # --backup-dir is the directory the backup goes in (created when missing)
+    [first] = (tmp_path / "bk").iterdir()
+    assert first.name.startswith("legacy-namespaces.kvfix-backup-") and doc["backup"] == str(first)
+    assert dump_all(first) == original
+    assert not (first / "rocksdict-config.json").exists()
     assert run_cli("migrate", d, "--yes", "--to", "legacy", "--backup-dir", tmp_path / "bk").exit_code == 0
-    inside = [p for p in (tmp_path / "bk").iterdir() if ".kvfix-backup-" in p.name]
+    inside = sorted(p for p in (tmp_path / "bk").iterdir() if p != first)
     assert len(inside) == 1 and dump_all(inside[0]) != original
 
 

@@ -20,7 +20,7 @@ from conftest import run_kvfix
 from kvfix.analysis.scan import scan_database
 from kvfix.codec.metadata import StreamId
 from kvfix.codec.stream import ConsumerValue, PelValue
-from kvfix.storage import open_read_only
+from kvfix.store.opening import open_read_only
 from kvfix.synth import SynthDB, SynthStream, group_value
 
 STREAMS = 3000

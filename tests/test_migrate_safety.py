@@ -11,14 +11,28 @@ import time
 import pytest
 from conftest import dump_all, run_cli, run_kvfix, tree_digest, unpack
 
+from kvfix.cli.writing import confirm_or_refuse
 from kvfix.codec.metadata import StreamId
 from kvfix.codec.stream import GroupKey, GroupValue, encode_subkey
 from kvfix.errors import WriteRefused
 from kvfix.migrations import PlanOptions, for_target
 from kvfix.migrations.layout import collect
-from kvfix.migrations.run import execute
-from kvfix.storage import open_read_only, open_read_write
-from kvfix.writes import ROCKSDB_FILE, WriteOp, apply_units, confirm_or_refuse, default_backup_path, foreign_files
+from kvfix.migrations.run import MigrationJob, execute, write_units
+from kvfix.progress import Progress
+from kvfix.signals import SIGNALS
+from kvfix.store.files import ROCKSDB_FILE, fingerprint, foreign_files
+from kvfix.store.lock import HeldLock
+from kvfix.store.opening import open_read_only, open_writable
+from kvfix.store.paths import DataDir, backup_target, resolve
+
+
+def run_plan(d, migration, plan, options):
+    """What ``kvfix migrate --yes --no-backup`` runs after its plan (library form)."""
+    data = resolve(d)
+    with HeldLock(data.db) as lock:
+        job = MigrationJob(migration, plan, options)
+        return execute(data, lock, job, planned_files=fingerprint(data.db), backup_to=None)
+
 
 HOLD = """
 import sys, time
@@ -53,7 +67,7 @@ def test_locked_database_is_refused_and_untouched(tmp_path):
 def test_write_leaves_only_rocksdb_files(tmp_path):
     d = unpack("legacy-cluster", tmp_path)
     names = {p.name for p in (d / "db").iterdir()}
-    (d / "db" / "rocksdict-config.json").write_text("{}")  # as a killed earlier run leaves it
+    (d / "db" / "rocksdict-config.json").write_text('{"raw_mode":true,"prefix_extractors":{}}')  # a killed run's
     result = run_cli("migrate", d, "--yes")
     assert result.exit_code == 0, result.output
     added = {p.name for p in (d / "db").iterdir()} - names
@@ -85,9 +99,9 @@ def test_migrate_runs_no_compaction_and_keeps_the_servers_sst_files(tmp_path):
     replaces a file); every SST file the server wrote is still there, unchanged in size.
     """
     d = unpack("legacy-basic", tmp_path)
-    with open_read_write(d) as db:  # five level-0 files in one family: RocksDB's default trigger is 4
+    with open_writable(d) as db:  # five level-0 files in one family: RocksDB's default trigger is 4
         for i in range(5):
-            apply_units(db, [[WriteOp("default", b"filler-%d-%d" % (i, j), b"x" * 100) for j in range(50)]])
+            db.write([("default", b"filler-%d-%d" % (i, j), b"x" * 100) for j in range(50)])
             db.flush_all()
     before = {p.name: p.stat().st_size for p in (d / "db").glob("*.sst")}
     assert run_cli("migrate", d, "--yes", "--no-backup").exit_code == 0
@@ -109,10 +123,11 @@ def test_no_terminal_and_no_yes_refuses(tmp_path):
 
 
 def test_default_backup_path_is_beside_the_data_directory(tmp_path):
-    p = default_backup_path(tmp_path / "kv" / "db")
+    data = DataDir("kv", tmp_path / "kv" / "db")
+    p = backup_target(data, None)
     assert p.parent == tmp_path and p.name.startswith("kv.kvfix-backup-") and p.name.endswith("Z")
     p.mkdir()
-    assert default_backup_path(tmp_path / "kv" / "db") != p
+    assert backup_target(data, None) != p
 
 
 def test_interrupt_finishes_the_current_batch_and_stops(tmp_path):
@@ -121,14 +136,15 @@ def test_interrupt_finishes_the_current_batch_and_stops(tmp_path):
     with open_read_only(d) as db:
         plan = migration.plan(db, PlanOptions())
     assert len(plan.streams) == 2
-    with open_read_write(d) as db:
 
-        def ctrl_c_after_first(done, total):
-            if done == 1:
+    class CtrlCAfterFirst(Progress):
+        def update(self, **kw):
+            if kw.get("streams") == 1:
                 os.kill(os.getpid(), signal.SIGINT)
                 time.sleep(0.05)
 
-        applied = migration.apply(db, plan, on_done=ctrl_c_after_first)
+    with SIGNALS.installed(), open_writable(d) as db:
+        applied = write_units(db, migration.units(plan), CtrlCAfterFirst())
     assert applied.interrupted and applied.done == 1 and applied.total == 2
     with open_read_only(d) as db:
         assert migration.verify(db, plan, applied.done) == []
@@ -139,10 +155,9 @@ def test_interrupt_finishes_the_current_batch_and_stops(tmp_path):
 
 def test_apply_units_writes_each_unit_atomically(tmp_path):
     d = unpack("legacy-basic", tmp_path)
-    with open_read_write(d) as db:
-        applied = apply_units(
-            db,
-            [[WriteOp("default", b"k1", b"v1"), WriteOp("default", b"k1")], [WriteOp("default", b"k2", b"v2")]],
+    with open_writable(d) as db:
+        applied = write_units(
+            db, [[("default", b"k1", b"v1"), ("default", b"k1", None)], [("default", b"k2", b"v2")]], Progress()
         )
     assert applied.complete
     rows = dump_all(d)["default"]
@@ -154,7 +169,7 @@ def test_interrupted_cli_run_says_how_far_it_got(tmp_path):
 
     streams = [SynthStream(b"s%05d" % i, groups=[("legacy", b"g", group_value())]) for i in range(3000)]
     db = SynthDB(streams=streams).write(tmp_path / "db")
-    env = {**os.environ, "KVFIX_NO_PROGRESS": "1"}
+    env = {**os.environ, "KVFIX_NO_PROGRESS": "1", "KVFIX_TEST_STOP_AT": "batch:17"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "kvfix", "migrate", str(db), "--yes", "--backup-dir", str(tmp_path / "bk")],
         stdout=subprocess.DEVNULL,
@@ -162,14 +177,15 @@ def test_interrupted_cli_run_says_how_far_it_got(tmp_path):
         text=True,
         env=env,
     )
-    assert "backup" in proc.stderr.readline()  # printed just before the first batch
-    time.sleep(0.2)
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)  # stopped itself after its 17th batch
+    assert os.WIFSTOPPED(status)
     proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGCONT)
     err = proc.stderr.read()
-    proc.wait(timeout=60)
+    proc.wait(timeout=120)
     assert proc.returncode == 130, err
-    done = int(err.split("interrupted: ")[1].split(" of ")[0])
-    assert 0 < done < 3000 and "of 3000 streams migrated" in err and "run the same command again" in err
+    done = int(err.split("(Ctrl-C): ")[1].split(" of ")[0])
+    assert done == 17 and "of 3000 streams written and verified" in err and "run the same command again" in err
     from kvfix.analysis.scan import scan_database
 
     with open_read_only(db) as opened:
@@ -183,17 +199,17 @@ def _migrated(tmp_path):
     migration = for_target("prefixed")
     with open_read_only(d) as db:
         plan = migration.plan(db, PlanOptions())
-    with open_read_write(d) as db:
-        assert migration.apply(db, plan).complete
+    with open_writable(d) as db:
+        assert write_units(db, migration.units(plan), Progress()).complete
     with open_read_only(d) as db:
         assert migration.verify(db, plan) == []
     return d, migration, plan
 
 
 def _tamper(d, put: dict[bytes, bytes] | None = None, delete: tuple[bytes, ...] = ()) -> None:
-    puts = [WriteOp("stream", k, v) for k, v in (put or {}).items()]
-    with open_read_write(d) as db:
-        apply_units(db, [[*puts, *(WriteOp("stream", k) for k in delete)]])
+    puts = [("stream", k, v) for k, v in (put or {}).items()]
+    with open_writable(d) as db:
+        db.write([*puts, *(("stream", k, None) for k in delete)])
 
 
 @pytest.mark.parametrize("damage", ["value", "missing", "legacy_back", "foreign_group", "other_stream"])
@@ -234,7 +250,7 @@ def test_state_token_is_the_same_read_only_and_read_write(fixture_dir):
     """execute() trusts a plan when the token is unchanged, so it must not move by itself."""
     with open_read_only(fixture_dir) as db:
         first = db.state()
-    with open_read_write(fixture_dir) as db:
+    with open_writable(fixture_dir) as db:
         assert db.state() == first
     with open_read_only(fixture_dir) as db:
         assert db.state() == first
@@ -248,9 +264,9 @@ def test_execute_replans_after_an_unrelated_write_and_goes_ahead(tmp_path):
     migration = for_target("prefixed")
     with open_read_only(d) as db:
         plan = migration.plan(db, PlanOptions())
-    with open_read_write(d) as db:  # a write that leaves the plan as it is
-        apply_units(db, [[WriteOp("default", b"unrelated", b"v")]])
-    result = execute(d, migration, plan, PlanOptions(), no_backup=True)
+    with open_writable(d) as db:  # a write that leaves the plan as it is
+        db.write([("default", b"unrelated", b"v")])
+    result = run_plan(d, migration, plan, PlanOptions())
     assert result.verified and result.applied.complete
 
 
@@ -264,5 +280,5 @@ def test_execute_refuses_a_plan_the_database_no_longer_matches(tmp_path):
     _tamper(d, put={late: GroupValue(0, 0, StreamId(0, 0), 0, 0).encode()})
     before = dump_all(d)
     with pytest.raises(WriteRefused, match="changed since it was planned"):
-        execute(d, migration, plan, PlanOptions(), no_backup=True)
+        run_plan(d, migration, plan, PlanOptions())
     assert dump_all(d) == before

@@ -17,7 +17,7 @@ from kvfix.analysis.scan import scan_database
 from kvfix.codec.ints import u64
 from kvfix.codec.keys import internal_prefix
 from kvfix.render.scan_report import scan_json
-from kvfix.storage import open_read_only
+from kvfix.store.opening import open_read_only
 from kvfix.synth import BASE_VERSION, DEFAULT_NS, BulkSpec, bulk_load
 
 

@@ -16,7 +16,7 @@ import pytest
 from kvfix.analysis.scan import scan_database
 from kvfix.render.jsonout import Lazy, dump
 from kvfix.render.scan_report import scan_json
-from kvfix.storage import open_read_only
+from kvfix.store.opening import open_read_only
 from kvfix.synth import BulkSpec, bulk_load
 
 

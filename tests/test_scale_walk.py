@@ -20,7 +20,7 @@ from kvfix.codec.ints import U64_MAX, read_u64
 from kvfix.codec.metadata import StreamId
 from kvfix.codec.stream import ConsumerValue, EntryKey, PelValue, subkey_readings
 from kvfix.render.scan_report import scan_json
-from kvfix.storage import open_read_only
+from kvfix.store.opening import open_read_only
 from kvfix.synth import BASE_VERSION, BulkSpec, SynthDB, SynthStream, bulk_load, group_value
 
 NAMESPACES = (b"__namespace", b"tenant-a", b"t", b"\xffns")

@@ -396,12 +396,12 @@ def test_hostile_fast_equals_deep(hostile_db):
     ids=["no-stream-cf", "unknown-cfs"],
 )
 def test_column_family_sets(tmp_path, families):
-    from kvfix.storage import create_database
+    from kvfix.store.opening import create_database
 
     path = tmp_path / "db"
     meta = Metadata(KeyType.STREAM, True, 0, BASE_VERSION, 0, stream=StreamTail())
     with create_database(path, column_families=families) as db:
-        db.db.get_column_family("metadata")[MetadataKey(DEFAULT_NS, b"s").encode()] = meta.encode()
+        db.write([("metadata", MetadataKey(DEFAULT_NS, b"s").encode(), meta.encode())])
     code, doc = scan_json_cli(path)
     assert code == 0
     assert sorted(doc["db"]["column_families"]) == sorted(families)

@@ -11,7 +11,7 @@ from conftest import FIXTURE_NAMES, manifest, run_cli, unpack
 from kvfix.analysis.inspect import inspect_key
 from kvfix.analysis.stats import collect_stats
 from kvfix.analysis.stats_model import StatsFilter
-from kvfix.storage import open_read_only
+from kvfix.store.opening import open_read_only
 
 
 def _expected(name: str) -> Counter[tuple[str, str]]:

@@ -10,7 +10,7 @@ from stats_inspect_data import HOSTILE_KEYS, NS, Builder, rich_database
 
 from kvfix.analysis.stats import collect_stats
 from kvfix.analysis.stats_model import StatsFilter, glob_regex
-from kvfix.storage import open_read_only
+from kvfix.store.opening import open_read_only
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["plain", "cluster"])

@@ -41,7 +41,7 @@ from kvfix.codec.keys import internal_prefix
 from kvfix.codec.metadata import StreamId
 from kvfix.codec.stream import ConsumerKey, EntryKey, GroupKey, classify, is_plain_entry
 from kvfix.progress import Progress
-from kvfix.storage import Database
+from kvfix.store.database import Database
 
 
 class CheckAnalyzer(StreamAnalyzer):

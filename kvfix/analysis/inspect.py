@@ -26,7 +26,8 @@ from kvfix.codec.types import (
     decode_type_tail,
     popcount,
 )
-from kvfix.storage import Database
+from kvfix.store.database import Database
+from kvfix.textsafe import show_path
 
 SUBKEY_CFS = ("default", "zset_score", "stream")
 DEFAULT_LIMIT = 1000
@@ -120,7 +121,7 @@ def inspect_key(
     if raw is None:
         return None
     now = _now_ms() if now_ms is None else now_ms
-    rep = InspectReport(str(db.path), use_cluster, namespace, key, slot, now, limit, mkey, raw)
+    rep = InspectReport(show_path(db.path), use_cluster, namespace, key, slot, now, limit, mkey, raw)
     try:
         rep.metadata = meta = decode_metadata(raw)
     except CodecError as exc:

@@ -11,7 +11,7 @@ from kvfix.analysis.findings import Finding, finding
 from kvfix.codec.errors import CodecError
 from kvfix.codec.keys import MetadataKey, decode_metadata_key, slot_of
 from kvfix.codec.metadata import KeyType, Metadata, decode_metadata
-from kvfix.storage import Database
+from kvfix.store.database import Database
 from kvfix.textsafe import show
 
 #: Keys checked to decide cluster mode; every one must carry its own CRC16 slot.

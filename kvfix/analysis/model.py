@@ -296,5 +296,6 @@ class ScanReport:
             "errors": sum(f.severity == "error" for f in findings),
             "warnings": sum(f.severity == "warning" for f in findings),
             "infos": sum(f.severity == "info" for f in findings),
+            "read_errors": sum(f.code == "READ_ERROR" for f in findings),
         }
         return out

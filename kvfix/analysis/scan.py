@@ -21,8 +21,8 @@ from kvfix.analysis.walk import NAME_LIMIT, Prefix, paused_gc, walk_stream_chunk
 from kvfix.codec.ints import U64_MAX, u64
 from kvfix.codec.keys import MetadataKey, internal_prefix, key_prefix
 from kvfix.progress import Progress, Ticker
-from kvfix.storage import Database
-from kvfix.textsafe import show
+from kvfix.store.database import Database
+from kvfix.textsafe import show, show_path
 
 
 def scan_database(
@@ -43,7 +43,7 @@ def scan_database(
     now = _now_ms() if now_ms is None else now_ms
     use_cluster, cluster_findings = choose_cluster(db, cluster)
     ks = load_keyspace(db, use_cluster)
-    report = ScanReport(str(db.path), db.column_families, use_cluster, sorted(ks.namespaces), deep)
+    report = ScanReport(show_path(db.path), db.column_families, use_cluster, sorted(ks.namespaces), deep)
     report.findings.extend(cluster_findings + ks.findings)
 
     total = len(ks.streams)

@@ -19,7 +19,7 @@ from kvfix.analysis.model import StreamReport
 from kvfix.analysis.scan import walk_range
 from kvfix.analysis.streams import StreamAnalyzer
 from kvfix.analysis.walk import paused_gc
-from kvfix.storage import open_read_only
+from kvfix.store.opening import open_read_only
 
 
 def main(argv: list[str]) -> int:

@@ -29,7 +29,8 @@ from kvfix.codec.errors import CodecError
 from kvfix.codec.keys import MetadataKey, decode_internal_key, decode_metadata_key, namespace_prefix, successor
 from kvfix.codec.metadata import Metadata, decode_metadata
 from kvfix.progress import Progress
-from kvfix.storage import Database
+from kvfix.store.database import Database
+from kvfix.textsafe import show_path
 
 SUBKEY_CFS = ("default", "zset_score", "stream")
 WALKED_CFS = ("metadata", *SUBKEY_CFS)
@@ -48,13 +49,10 @@ def _state(meta: Metadata, now: int) -> str:
 
 
 def _walk(db: Database, cf: str, start: bytes | None, stop: bytes | None) -> Iterator[tuple[bytes, str, bytes]]:
-    items = db.items(cf, start)
-    if items is None:
-        return
-    for key, value in items:
-        if stop is not None and key >= stop:
-            return
-        yield key, cf, value
+    chunks = db.chunks(cf, start) if stop is None else db.range_chunks(cf, start or b"", stop)
+    for chunk in chunks:
+        for key, value in chunk:
+            yield key, cf, value
 
 
 def collect_stats(
@@ -69,7 +67,7 @@ def collect_stats(
     filters = filters or StatsFilter()
     use_cluster, cluster_findings = choose_cluster(db, cluster)
     now = _now_ms() if now_ms is None else now_ms
-    report = StatsReport(str(db.path), db.column_families, use_cluster, filters, top_n, now)
+    report = StatsReport(show_path(db.path), db.column_families, use_cluster, filters, top_n, now)
     report.findings.extend(cluster_findings)
     c = _Collector(db, report, progress or Progress())
     c.metadata_pass()

@@ -26,13 +26,13 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import islice
 from operator import itemgetter
 
 from kvfix.codec.errors import CodecError
 from kvfix.codec.keys import decode_internal_key, successor
 from kvfix.codec.stream import PREFIX_MARK
-from kvfix.storage import Database
+from kvfix.store.database import Database
+from kvfix.store.reading import CheckedIterator
 
 #: proto-max-bulk-len default: no group name can be longer, so no legacy record sorts higher.
 NAME_LIMIT = 512 * 1024 * 1024
@@ -156,7 +156,7 @@ def _bound(a: bytes, b: bytes | None) -> bytes | None:
     return a if b is None or a < b else b
 
 
-def _region(db: Database, it, end: bytes | None) -> Iterator[list[tuple[bytes, bytes]]]:
+def _region(db: Database, it: CheckedIterator, end: bytes | None) -> Iterator[list[tuple[bytes, bytes]]]:
     """Chunks of the records from the iterator's position up to ``end`` (exclusive).
 
     The first few come through the iterator (most regions are empty or short, and a
@@ -183,28 +183,9 @@ def _region(db: Database, it, end: bytes | None) -> Iterator[list[tuple[bytes, b
 
 
 def _sliced(db: Database, first: bytes, end: bytes | None) -> Iterator[list[tuple[bytes, bytes]]]:
-    items = iter(db.items("stream", first) or ())
     if end is None:  # to the end of the column family: slices, no per-record check
-        while buf := list(islice(items, CHUNK)):
-            yield buf
-        return
-    # A compare per record, not slices cut by bisection: a slice reads past the region's end
-    # (into the entries) as far as its own length, which for the legacy region before a
-    # stream's entries cost more than the compares.
-    while True:
-        buf = []
-        append = buf.append
-        for kv in islice(items, CHUNK):
-            if kv[0] >= end:
-                if buf:
-                    yield buf
-                return
-            append(kv)
-        if not buf:
-            return
-        yield buf
-        if len(buf) < CHUNK:
-            return
+        return db.chunks("stream", first, CHUNK)
+    return db.range_chunks("stream", first, end, CHUNK)
 
 
 def _deep_chunks(
@@ -216,10 +197,7 @@ def _deep_chunks(
     last keys start with the prefix, all of it does; otherwise bisect finds where the
     prefix ends.  No Python work per record here.
     """
-    items = db.items("stream", start)
-    if items is None:
-        return
-    items = iter(items)
+    slices = db.chunks("stream", start, CHUNK)
     raw: bytes | None = None
     buf: list[tuple[bytes, bytes]] = []
     pos = 0
@@ -228,7 +206,7 @@ def _deep_chunks(
         if pos >= len(buf):
             if last:
                 return
-            buf = list(islice(items, CHUNK))
+            buf = next(slices, [])
             pos = 0
             if stop is not None and buf and buf[-1][0] >= stop:
                 buf = buf[: bisect_left(buf, stop, key=itemgetter(0))]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from kvfix import __version__
@@ -10,9 +12,69 @@ from kvfix.cli.inspect import inspect
 from kvfix.cli.migrate import migrate
 from kvfix.cli.scan import scan
 from kvfix.cli.stats import stats
+from kvfix.errors import EXIT_CANNOT_RUN
+from kvfix.textsafe import safe_text
+
+#: ``kvfix`` alone prints the help (click >= 8.2 signals it with this UsageError subclass).
+_HELP_INSTEAD = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineUsageError(click.ClickException):
+    """A usage error as every kvfix failure is shown: one line on stderr, exit 2."""
+
+    exit_code = EXIT_CANNOT_RUN
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"kvfix: usage: {self.message}", err=file is None, file=file)
+
+
+def one_line(exc: click.UsageError, ctx: click.Context | None) -> OneLineUsageError:
+    """``<message> (see kvfix COMMAND --help)``: click's message on one line, control bytes escaped."""
+    message = " ".join(exc.format_message().split()).removesuffix(".")
+    if message[1:2].islower():  # "Missing argument 'PATH'" reads as the rest of kvfix's messages
+        message = message[0].lower() + message[1:]
+    return OneLineUsageError(f"{safe_text(message)} (see {_command_path(exc, ctx)} --help)")
+
+
+def _command_path(exc: click.UsageError, ctx: click.Context | None) -> str:
+    """The command that refused; ``kvfix`` whatever program name click was given (python -m...)."""
+    names = []
+    c = exc.ctx
+    while c is not None and c.parent is not None:
+        names.append(c.info_name or "")
+        c = c.parent
+    if exc.ctx is None and ctx is not None and ctx.invoked_subcommand:  # raised by a command's body
+        names.append(ctx.invoked_subcommand)
+    return " ".join(["kvfix", *reversed(names)])
+
+
+class KvfixGroup(click.Group):
+    """Turns click's three-line usage errors (usage, hint, error) into :class:`OneLineUsageError`.
+
+    Both places a usage error can come from pass here: parsing kvfix's own options
+    (``make_context``) and resolving, parsing and running a command (``invoke``).
+    """
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            if isinstance(exc, _HELP_INSTEAD):
+                raise
+            raise one_line(exc, None) from exc
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            if isinstance(exc, _HELP_INSTEAD):
+                raise
+            raise one_line(exc, ctx) from exc
+
+
+@click.group(cls=KvfixGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kvfix")
 def main() -> None:
     """Inspect, check and migrate Apache Kvrocks data directories offline.

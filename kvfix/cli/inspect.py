@@ -6,20 +6,26 @@ import click
 
 from kvfix.analysis.inspect import DEFAULT_LIMIT, inspect_key
 from kvfix.cli.options import cluster_option, emit, fail, handle_errors, output_options
+from kvfix.cli.params import EscapedBytes
 from kvfix.codec.keys import DEFAULT_NAMESPACE
 from kvfix.errors import EXIT_FINDINGS
 from kvfix.render.inspect_report import inspect_document, inspect_json
-from kvfix.storage import open_read_only
-from kvfix.textsafe import show, unshow
+from kvfix.store.opening import open_read_only
+from kvfix.textsafe import show
 
 
 @click.command()
 @click.argument("path", type=click.Path(path_type=str))
-@click.argument("key", required=False)
+@click.argument("key", required=False, type=EscapedBytes(alternative="--key-hex"))
 @output_options
 @cluster_option
 @click.option("--key-hex", default=None, help="The user key as hex digits (any bytes), instead of KEY.")
-@click.option("--namespace", default=None, help="Namespace name (default: the default namespace, __namespace).")
+@click.option(
+    "--namespace",
+    type=EscapedBytes(),
+    default=None,
+    help="Namespace name, \\xNN escapes for arbitrary bytes (default: the default namespace, __namespace).",
+)
 @click.option(
     "--limit",
     type=click.IntRange(min=0),
@@ -31,11 +37,11 @@ from kvfix.textsafe import show, unshow
 @handle_errors
 def inspect(
     path: str,
-    key: str | None,
+    key: bytes | None,
     fmt: str | None,
     cluster: bool | None,
     key_hex: str | None,
-    namespace: str | None,
+    namespace: bytes | None,
     limit: int,
     raw: bool,
 ) -> int:
@@ -53,8 +59,8 @@ def inspect(
         except ValueError as exc:
             raise click.BadParameter(f"not hex digits: {exc}", param_hint="--key-hex") from exc
     else:
-        user_key = unshow(key or "")
-    ns = DEFAULT_NAMESPACE if namespace is None else unshow(namespace)
+        user_key = key or b""
+    ns = DEFAULT_NAMESPACE if namespace is None else namespace
     with open_read_only(path) as db:
         report = inspect_key(db, user_key, namespace=ns, cluster=cluster, limit=limit)
     if report is None:

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from kvfix.cli.options import cluster_option, emit, fail, handle_errors, output_options, resolve_format
-from kvfix.errors import EXIT_INTERRUPTED, VerifyFailed, WriteRefused
+from kvfix.cli.options import cluster_option, emit, handle_errors, output_options, resolve_format
+from kvfix.cli.writing import (
+    backup_location,
+    check_write_options,
+    confirm_or_refuse,
+    raise_for_run,
+    remove_leftover_config,
+    restore_hint,
+    stdin_is_terminal,
+    write_options,
+)
+from kvfix.errors import VerifyFailed, WriteRefused
 from kvfix.migrations import MIGRATIONS, for_target
-from kvfix.migrations.base import ON_CONFLICT_CHOICES, PlanOptions
-from kvfix.migrations.run import execute
+from kvfix.migrations.base import ON_CONFLICT_CHOICES, Migration, Plan, PlanOptions
+from kvfix.migrations.run import MigrationJob, execute
 from kvfix.progress import progress_for
 from kvfix.render import render
 from kvfix.render.migrate_report import list_document, list_json, plan_document, plan_json
-from kvfix.storage import open_read_only
-from kvfix.textsafe import show
-from kvfix.writes import confirm_or_refuse, stdin_is_terminal, write_options
+from kvfix.store.files import fingerprint
+from kvfix.store.lock import HeldLock
+from kvfix.store.opening import open_read_only
+from kvfix.store.paths import resolve
+from kvfix.textsafe import show, show_path
 
 
 @click.command()
@@ -46,76 +60,89 @@ def migrate(
     list_only: bool,
     yes: bool,
     dry_run: bool,
-    backup_dir,
+    backup_dir: Path | None,
     no_backup: bool,
     fmt: str | None,
     cluster: bool | None,
 ) -> int:
     """Move stream consumer-group records of PATH (a Kvrocks dir or dir/db) into one layout.
 
-    Refuses a database held by a running server. Takes a RocksDB checkpoint first, writes
-    one atomic synced batch per stream, then re-reads and verifies. --dry-run prints the
-    exact plan and changes nothing.
+    Refuses a database held by a running server and holds its LOCK until the end.
+    Backs up the original files first, writes one atomic synced batch per stream, then
+    re-reads and verifies.  --dry-run prints the exact plan and changes nothing.
     """
+    check_write_options(backup_dir, no_backup)
     if list_only:
         with open_read_only(path) as db:
             rows = [(m, m.status(db, cluster), m.revert().status(db, cluster)) for m in MIGRATIONS]
-        emit(fmt, lambda: list_document(path, rows), lambda: list_json(path, rows))
+        emit(fmt, lambda: list_document(show_path(path), rows), lambda: list_json(show_path(path), rows))
         return 0
     migration = for_target(to)  # type: ignore[arg-type]
     options = PlanOptions(on_conflict, cluster)  # type: ignore[arg-type]
-    with open_read_only(path) as db:
-        plan = migration.plan(db, options)
-        db_path = db.path
-    if dry_run or plan.empty:
-        emit(
-            fmt,
-            lambda: plan_document(migration, plan, path, dry_run),
-            lambda: plan_json(migration, plan, path, dry_run, lazy=True),
-        )
+    if dry_run:
+        with open_read_only(path) as db:
+            plan = migration.plan(db, options)
+        _show(fmt, migration, plan, path, True)
         return 0
-    if plan.blocked:
-        emit(
-            fmt,
-            lambda: plan_document(migration, plan, path, True),
-            lambda: plan_json(migration, plan, path, True, lazy=True),
+    data = resolve(path)
+    with HeldLock(data.db) as lock:
+        planned_files = fingerprint(data.db)
+        with open_read_only(data, lock=lock) as db:
+            plan = migration.plan(db, options)
+            if plan.empty:  # nothing to write: verify what an earlier (perhaps interrupted) run left
+                problems = migration.verify(db, plan, None)
+        if plan.empty:
+            remove_leftover_config(data)
+            _show(fmt, migration, plan, path, False)
+            if problems:
+                raise VerifyFailed(f"verification failed: {problems[0]} ({len(problems)} problems)")
+            click.echo(
+                f"kvfix: nothing to migrate; verified: no live stream holds {plan.source} group records", err=True
+            )
+            return 0
+        _refuse_blocked(fmt, migration, plan, path)
+        target = backup_location(data, backup_dir, no_backup)
+        if not yes and stdin_is_terminal() and resolve_format(fmt) != "json":
+            render(plan_document(migration, plan, show_path(path), True), resolve_format(fmt))
+        sm = plan.summary()
+        confirm_or_refuse(
+            f"Rewrite {sm['rewrites']} records and drop {sm['drops']} in {sm['streams_to_migrate']} streams "
+            f"of {data.shown()}?",
+            yes,
         )
-        groups = [f"{show(s.key)}/{show(c.group)}" for s in plan.streams for c in s.conflicts if c.resolution is None]
-        raise WriteRefused(
-            f"{len(groups)} groups exist in both layouts ({', '.join(groups[:5])}); nothing written; "
-            "choose --on-conflict keep-prefixed or keep-legacy (the other side's records are deleted)"
-        )
-    if not yes and stdin_is_terminal() and resolve_format(fmt) != "json":
-        render(plan_document(migration, plan, path, True), resolve_format(fmt))
-    sm = plan.summary()
-    confirm_or_refuse(
-        f"Rewrite {sm['rewrites']} records and drop {sm['drops']} in {sm['streams_to_migrate']} streams of {db_path}?",
-        yes,
-    )
-    with progress_for("migrating") as progress:
-        result = execute(
-            path,
-            migration,
-            plan,
-            options,
-            backup_dir=backup_dir,
-            no_backup=no_backup,
-            on_backup=lambda saved: click.echo(f"kvfix: backup (RocksDB checkpoint) at {saved}", err=True),
-            progress=progress,
-        )
-    saved, applied, problems = result.backup, result.applied, result.problems
+        with progress_for("migrating") as progress:
+            result = execute(
+                data,
+                lock,
+                MigrationJob(migration, plan, options),
+                planned_files=planned_files,
+                backup_to=target,
+                on_backup=lambda saved: click.echo(f"kvfix: {restore_hint(data, saved)}", err=True),
+                progress=progress,
+            )
     emit(
         fmt,
-        lambda: plan_document(migration, plan, path, False, result),
-        lambda: plan_json(migration, plan, path, False, result, lazy=True),
+        lambda: plan_document(migration, plan, show_path(path), False, result),
+        lambda: plan_json(migration, plan, show_path(path), False, result, lazy=True),
     )
-    if problems:
-        where = f"; the backup is at {saved}" if saved else ""
-        raise VerifyFailed(f"verification failed: {problems[0]} ({len(problems)} problems){where}")
-    if applied.interrupted:
-        fail(
-            f"interrupted: {applied.done} of {applied.total} streams migrated, each stream wholly in one layout; "
-            "run the same command again to finish",
-            EXIT_INTERRUPTED,
-        )
+    raise_for_run(result)
     return 0
+
+
+def _show(fmt: str | None, migration: Migration, plan: Plan, path: str, dry_run: bool) -> None:
+    emit(
+        fmt,
+        lambda: plan_document(migration, plan, show_path(path), dry_run),
+        lambda: plan_json(migration, plan, show_path(path), dry_run, lazy=True),
+    )
+
+
+def _refuse_blocked(fmt: str | None, migration: Migration, plan: Plan, path: str) -> None:
+    if not plan.blocked:
+        return
+    _show(fmt, migration, plan, path, True)
+    groups = [f"{show(s.key)}/{show(c.group)}" for s in plan.streams for c in s.conflicts if c.resolution is None]
+    raise WriteRefused(
+        f"{len(groups)} groups exist in both layouts ({', '.join(groups[:5])}); nothing written; "
+        "choose --on-conflict keep-prefixed or keep-legacy (the other side's records are deleted)"
+    )

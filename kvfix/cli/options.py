@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
-from tabulate import tabulate_formats
 
-from kvfix.analysis.findings import Finding, exceeds
-from kvfix.errors import EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, KvfixError
+from kvfix.analysis.findings import Finding, exceeds, finding
+from kvfix.errors import (
+    EXIT_CANNOT_RUN,
+    EXIT_FINDINGS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    Interrupted,
+    KvfixError,
+)
 from kvfix.render import Document, render
+from kvfix.render.formats import offered_formats
 from kvfix.render.jsonout import dump
+from kvfix.signals import NAMES, SIGNALS
+from kvfix.store.database import Database
 from kvfix.textsafe import safe_text
 
-#: tabulate's unsafehtml writes cells without HTML escaping: names from the data are arbitrary bytes.
-FORMATS = ["rich", "plain", "markdown", "json", *sorted(set(tabulate_formats) - {"plain", "unsafehtml"})]
+FORMATS = offered_formats()
 
 
 def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -48,6 +58,24 @@ def cluster_option(func: Callable[..., Any]) -> Callable[..., Any]:
         default=None,
         help="Keys carry cluster slot ids (default: detected from the data).",
     )(func)
+
+
+def salvage_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--salvage",
+        is_flag=True,
+        help="On a read error (a damaged file), report what could be read, marked partial (READ_ERROR), "
+        "instead of stopping with exit 2.",
+    )(func)
+
+
+def read_error_findings(db: Database) -> list[Finding]:
+    """What a salvaging open could not read, as error findings: the report is partial."""
+    return [finding("READ_ERROR", message) for message in db.read_errors]
+
+
+def interrupt_exit(signum: int | None) -> int:
+    return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
 
 
 def resolve_format(fmt: str | None) -> str:
@@ -88,11 +116,14 @@ def handle_errors(func: Callable[..., int | None]) -> Callable[..., None]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
-            code = func(*args, **kwargs)
+            with SIGNALS.installed():
+                code = func(*args, **kwargs)
         except KvfixError as exc:
             fail(exc.message, exc.exit_code)
+        except Interrupted as exc:
+            fail(f"interrupted by {NAMES.get(exc.signum, 'a signal')}", interrupt_exit(exc.signum))
         except KeyboardInterrupt:
-            fail("interrupted", EXIT_INTERRUPTED)
+            fail("interrupted by SIGINT (Ctrl-C)", EXIT_INTERRUPTED)
         except BrokenPipeError:
             sys.stderr.close()
             os._exit(EXIT_OK)

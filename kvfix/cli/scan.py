@@ -9,13 +9,15 @@ from kvfix.cli.options import (
     finding_report_options,
     findings_exit,
     handle_errors,
+    read_error_findings,
     resolve_format,
+    salvage_option,
 )
 from kvfix.progress import progress_for
 from kvfix.render import render
 from kvfix.render.jsonout import dump
 from kvfix.render.scan_report import scan_document, scan_json
-from kvfix.storage import open_read_only
+from kvfix.store.opening import open_read_only
 
 
 @click.command()
@@ -26,14 +28,18 @@ from kvfix.storage import open_read_only
     "--deep", is_flag=True, help="Read and decode every entry too (default: only where group records can sit)."
 )
 @click.option("--pel", "with_pel", is_flag=True, help="List every pending entry (PEL record) of every group.")
+@salvage_option
 @handle_errors
-def scan(path: str, fmt: str | None, fail_on: str, cluster: bool | None, deep: bool, with_pel: bool) -> int:
+def scan(
+    path: str, fmt: str | None, fail_on: str, cluster: bool | None, deep: bool, with_pel: bool, salvage: bool
+) -> int:
     """Decode every stream of a Kvrocks data directory (its dir or dir/db) under both layouts.
 
     Opens read-only; never changes a byte or a file name of PATH.
     """
-    with open_read_only(path) as db, progress_for("scanning") as progress:
+    with open_read_only(path, salvage=salvage) as db, progress_for("scanning") as progress:
         report = scan_database(db, cluster=cluster, deep=deep, progress=progress)
+        report.findings.extend(read_error_findings(db))
     if resolve_format(fmt) == "json":
         dump(scan_json(report, with_pel, lazy=True))  # streams are written one by one
     else:

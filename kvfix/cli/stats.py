@@ -7,11 +7,11 @@ import click
 from kvfix.analysis.stats import collect_stats
 from kvfix.analysis.stats_model import DEFAULT_TOP, StatsFilter
 from kvfix.cli.options import cluster_option, emit, handle_errors, output_options
+from kvfix.cli.params import EscapedBytes
 from kvfix.codec.metadata import TYPE_NAMES
 from kvfix.progress import progress_for
 from kvfix.render.stats_report import stats_document, stats_json
-from kvfix.storage import open_read_only
-from kvfix.textsafe import unshow
+from kvfix.store.opening import open_read_only
 
 
 @click.command()
@@ -26,7 +26,13 @@ from kvfix.textsafe import unshow
     show_default=True,
     help="How many biggest keys to list (by bytes and by records).",
 )
-@click.option("--namespace", "namespace", default=None, help="Only this namespace (\\xNN escapes for arbitrary bytes).")
+@click.option(
+    "--namespace",
+    "namespace",
+    type=EscapedBytes(),
+    default=None,
+    help="Only this namespace (\\xNN escapes for arbitrary bytes).",
+)
 @click.option(
     "--type",
     "types",
@@ -37,6 +43,7 @@ from kvfix.textsafe import unshow
 @click.option(
     "--match",
     "match",
+    type=EscapedBytes(),
     default=None,
     help="Only user keys matching this Redis glob (\\xNN escapes for arbitrary bytes).",
 )
@@ -46,9 +53,9 @@ def stats(
     fmt: str | None,
     cluster: bool | None,
     top_n: int,
-    namespace: str | None,
+    namespace: bytes | None,
     types: tuple[str, ...],
-    match: str | None,
+    match: bytes | None,
 ) -> int:
     """Count keys, records and bytes per namespace and type; list the biggest keys and the garbage.
 
@@ -56,9 +63,9 @@ def stats(
     changes a byte or a file name of PATH. Exits 0 whenever it ran.
     """
     filters = StatsFilter(
-        namespace=None if namespace is None else unshow(namespace),
+        namespace=namespace,
         types=frozenset(types),
-        match=None if match is None else unshow(match),
+        match=match,
     )
     with open_read_only(path) as db, progress_for("stats") as progress:
         report = collect_stats(db, cluster=cluster, filters=filters, top_n=top_n, progress=progress)

@@ -3,22 +3,21 @@
 A plan is a frozen value: computed read-only, printed by ``--dry-run``, re-checked under
 the write lock (unchanged database state token, or computed again and compared) before
 anything is written, then executed stream by stream (one atomic, synced WriteBatch
-each), then verified on a read-only reopen (kvfix.migrations.run).
+each), then verified on a read-only open (kvfix.migrations.run).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Literal, NamedTuple
 
 from kvfix.codec.ints import read_u64
 from kvfix.codec.stream import Layout
-from kvfix.storage import Database
+from kvfix.store.database import Database, Op
 from kvfix.textsafe import show
-from kvfix.writes import Applied, Op, WriteOp
 
 OnConflict = Literal["refuse", "keep-prefixed", "keep-legacy"]
 ON_CONFLICT_CHOICES = ("refuse", "keep-prefixed", "keep-legacy")
@@ -137,7 +136,7 @@ class StreamPlan:
         out += [("stream", r.new_key, r.value) for r in self.rewrites]
         out += [("stream", r.old_key, None) for r in self.rewrites]
         if self.metadata is not None:
-            out.append(WriteOp("metadata", self.metadata.key, self.metadata.new))
+            out.append(("metadata", self.metadata.key, self.metadata.new))
         return out
 
 
@@ -209,8 +208,8 @@ class Migration(ABC):
     def plan(self, db: Database, options: PlanOptions) -> Plan: ...
 
     @abstractmethod
-    def apply(self, db: Database, plan: Plan, on_done: Callable[[int, int], None] | None = None) -> Applied:
-        """Execute the plan: one atomic synced batch per stream; stops cleanly on Ctrl-C."""
+    def units(self, plan: Plan) -> Sequence[Sequence[Op]]:
+        """The plan's writes: one atomic batch per stream, built when it is written."""
 
     @abstractmethod
     def verify(self, db: Database, plan: Plan, streams_done: int | None = None) -> list[str]:

@@ -12,9 +12,8 @@ it differs (so a consistent legacy stream round-trips byte for byte).
 
 from __future__ import annotations
 
-import struct
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from hashlib import sha256
 
@@ -49,16 +48,14 @@ from kvfix.migrations.base import (
     StreamPlan,
     describe,
 )
-from kvfix.storage import Database
+from kvfix.store.database import Database, Op
 from kvfix.textsafe import show
-from kvfix.writes import Applied, Op, apply_units
 
 Ident = tuple[bytes, bytes]
 _KIND_VALUE = {k: k.value for k in RecordKind}
 _KIND_LAYOUT = {k: k.layout for k in RecordKind}
 _KIND_ROLE = {k: k.role for k in RecordKind}
 _GROUP_KINDS = frozenset((RecordKind.LEGACY_GROUP, RecordKind.PREFIXED_GROUP))
-_ID = struct.Struct(">QQ")
 
 
 def sha(value: bytes) -> str:
@@ -393,7 +390,7 @@ def _build_plan(db: Database, migration_id: str, source: Layout, target: Layout,
     )
 
 
-class _StreamOps:
+class StreamOps:
     """Each stream's batch, built only when it is written (a plan's ops are never all held)."""
 
     def __init__(self, streams: tuple[StreamPlan, ...]) -> None:
@@ -404,12 +401,6 @@ class _StreamOps:
 
     def __iter__(self) -> Iterator[list[Op]]:
         return (s.ops() for s in self._streams)
-
-
-def apply_plan(db: Database, plan: Plan, on_done: Callable[[int, int], None] | None = None) -> Applied:
-    applied = apply_units(db, _StreamOps(plan.streams), on_done)
-    db.flush_all()
-    return applied
 
 
 def verify_plan(db: Database, plan: Plan, streams_done: int | None = None) -> list[str]:

@@ -9,13 +9,12 @@ metadata's group_number, see kvfix.migrations.layout) do.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 
 from kvfix.codec.stream import LEGACY, PREFIXED, Layout
 from kvfix.migrations import layout
 from kvfix.migrations.base import Migration, Plan, PlanOptions, Status
-from kvfix.storage import Database
-from kvfix.writes import Applied
+from kvfix.store.database import Database, Op
 
 
 class _LayoutMigration(Migration):
@@ -28,10 +27,10 @@ class _LayoutMigration(Migration):
     def plan(self, db: Database, options: PlanOptions) -> Plan:
         return layout.build_plan(db, self.id, self.source, self.target, options)
 
-    def apply(self, db: Database, plan: Plan, on_done: Callable[[int, int], None] | None = None) -> Applied:
+    def units(self, plan: Plan) -> Sequence[Sequence[Op]]:
         if plan.migration_id != self.id:
             raise ValueError(f"plan of {plan.migration_id} given to {self.id}")
-        return layout.apply_plan(db, plan, on_done)
+        return layout.StreamOps(plan.streams)
 
     def verify(self, db: Database, plan: Plan, streams_done: int | None = None) -> list[str]:
         return layout.verify_plan(db, plan, streams_done)

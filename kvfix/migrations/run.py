@@ -1,82 +1,214 @@
-"""Executing a plan on a data directory: lock, re-check, back up, apply, verify.
+"""Executing a reviewed plan on a data directory: the one write path of migrate and repair.
 
-The library form of ``kvfix migrate`` after its plan was shown (and confirmed): the
-CLI calls :func:`execute`, and so does the benchmark, so what is timed is what runs.
+The caller holds the database's LOCK from planning on (:class:`~kvfix.store.lock.HeldLock`)
+and passes a :class:`Job`.  Then, in order: the files on disk must be the ones planned
+from; a backup of those files is made and checked; the read-write open re-checks the
+plan; each unit (one stream) is one atomic, synced batch, SIGINT and SIGTERM deferred to
+the next unit; a flush; and a verification on a read-only open taken while the
+read-write handle still holds the lock, so no server can slip in between.  Every way
+this can stop early (a signal, a full disk, a failed read) ends in a :class:`RunResult`
+that says how far it got; nothing is ever left half-written inside a unit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from kvfix.analysis.walk import paused_gc
-from kvfix.errors import WriteRefused
+from kvfix.errors import Interrupted, KvfixError, WriteRefused
 from kvfix.migrations.base import Migration, Plan, PlanOptions
 from kvfix.progress import Progress
-from kvfix.storage import open_read_only, open_read_write, resolve_db_path
-from kvfix.writes import Applied, backup, file_names, foreign_files
+from kvfix.signals import SIGNALS
+from kvfix.store.backup import make_backup
+from kvfix.store.database import Database, Op
+from kvfix.store.files import Fingerprint, file_names, fingerprint, first_difference, foreign_files
+from kvfix.store.lock import HeldLock
+from kvfix.store.opening import open_read_only, open_read_write
+from kvfix.store.paths import DataDir
+from kvfix.testpoints import reached
+from kvfix.textsafe import show_path
+
+
+class Job(Protocol):
+    """What a write run needs from a plan (a migration's or a repair's)."""
+
+    def unchanged(self, db: Database) -> bool:
+        """Under the write lock: does the database still give exactly this plan?"""
+        ...
+
+    def units(self) -> Sequence[Sequence[Op]]:
+        """One atomic batch each (a stream's whole change), in order."""
+        ...
+
+    def verify(self, db: Database, done: int | None) -> list[str]:
+        """Problems re-reading the database; ``done`` units written (None: all of them)."""
+        ...
+
+
+@dataclass
+class MigrationJob:
+    """A reviewed migration plan as the executor runs it (kvfix.migrations.run.Job)."""
+
+    migration: Migration
+    plan: Plan
+    options: PlanOptions
+
+    def unchanged(self, db: Database) -> bool:
+        same_state = self.plan.db_state is not None and db.state() == self.plan.db_state
+        return same_state or self.migration.plan(db, self.options) == self.plan
+
+    def units(self) -> Sequence[Sequence[Op]]:
+        return self.migration.units(self.plan)
+
+    def verify(self, db: Database, done: int | None) -> list[str]:
+        return self.migration.verify(db, self.plan, done)
+
+
+@dataclass(frozen=True)
+class Applied:
+    done: int
+    total: int
+    #: Why the writes stopped before the end: "SIGTERM", "disk full: ...", or None.
+    stopped: str | None = None
+    signum: int | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.done == self.total and self.stopped is None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stopped is not None
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a real run did (None for --dry-run)."""
-
     backup: Path | None
     applied: Applied
     problems: tuple[str, ...]
+    #: Why verification did not run to its end (None: it did).
+    unverified: str | None = None
     foreign_files: tuple[str, ...] = ()
 
     @property
     def verified(self) -> bool:
-        return not self.problems
+        return self.unverified is None and not self.problems
 
 
 def execute(
-    path: str | Path,
-    migration: Migration,
-    plan: Plan,
-    options: PlanOptions,
+    data: DataDir,
+    lock: HeldLock,
+    job: Job,
     *,
-    backup_dir: Path | None = None,
-    no_backup: bool = False,
+    planned_files: Fingerprint,
+    backup_to: Path | None,
     on_backup: Callable[[Path], None] | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
-    """Apply ``plan`` (made read-only by ``migration.plan``) to the database at ``path``.
-
-    Under the write lock, the plan stands only if the database is unchanged since it was
-    made (same IDENTITY and sequence number; otherwise it is computed again and must be
-    equal), so what was shown is what is written.  Then a checkpoint, one synced batch
-    per stream, and a verification on a read-only reopen.
-    """
-    with paused_gc():  # a plan holds a few tuples per record; collecting them finds no cycles
-        return _execute(path, migration, plan, options, backup_dir, no_backup, on_backup, progress or Progress())
-
-
-def _execute(
-    path: str | Path,
-    migration: Migration,
-    plan: Plan,
-    options: PlanOptions,
-    backup_dir: Path | None,
-    no_backup: bool,
-    on_backup: Callable[[Path], None] | None,
-    progress: Progress,
-) -> RunResult:
-    db_path = resolve_db_path(path)
-    before = file_names(db_path)  # before rocksdict's open, which may add a file of its own
-    with open_read_write(path) as db:
-        if (plan.db_state is None or db.state() != plan.db_state) and migration.plan(db, options) != plan:
-            raise WriteRefused("the database changed since it was planned; nothing written; run again")
-        saved = backup(db, backup_dir, no_backup)
-        if saved is not None and on_backup is not None:
+    """Back up, write and verify (see module doc); raises only before the first write."""
+    progress = progress or Progress()
+    diff = first_difference(planned_files, fingerprint(data.db))
+    if diff is not None:
+        raise WriteRefused(f"the files of {data.shown()} changed since planning ({diff}); nothing written; run again")
+    saved = None
+    if backup_to is not None:
+        reached("backup")
+        saved = take_backup(data, lock, backup_to)
+        if on_backup is not None:
             on_backup(saved)
-        applied = migration.apply(
-            db, plan, on_done=lambda done, total: progress.update(streams=done, total_streams=total)
-        )
-    with open_read_only(path) as db:
-        problems = migration.verify(db, plan, None if applied.complete else applied.done)
-    foreign = foreign_files(db_path, before)
-    problems += [f"foreign file left in {db_path}: {name}" for name in foreign]
-    return RunResult(saved, applied, tuple(problems), tuple(foreign))
+    SIGNALS.raise_if_received()
+    before = file_names(data.db)
+    # From here on a signal never escapes with the writes half-reported: it stops the
+    # writes after the current unit, and only the verification read may be cut short.
+    with SIGNALS.deferred():
+        with paused_gc(), open_read_write(data, lock) as db:  # a plan holds tuples; no cycles to collect
+            if not job.unchanged(db):
+                raise WriteRefused("the database changed since it was planned; nothing written; run again")
+            SIGNALS.raise_if_received()  # a signal during the re-check: nothing written yet
+            applied = write_units(db, job.units(), progress)
+            flush_error = flush(db)
+            with SIGNALS.interruptible():
+                problems, unverified = verify(data, lock, job, applied, flush_error)
+        with contextlib.suppress(OSError):
+            lock.reacquire()  # RocksDB's close released the process's lock
+        foreign = foreign_files(data.db, before)
+        problems += [f"foreign file left in {data.shown()}: {name}" for name in foreign]
+    return RunResult(saved, applied, tuple(problems), unverified, tuple(foreign))
+
+
+def take_backup(data: DataDir, lock: HeldLock, target: Path) -> Path:
+    """The original files, copied, then opened read-only and compared with the original."""
+    saved = make_backup(data, target)
+    try:
+        with open_read_only(data, lock=lock) as original:
+            want = (original.state(), original.live_sst_files(), original.column_families)
+        with open_read_only(saved) as copy:
+            got = (copy.state(), copy.live_sst_files(), copy.column_families)
+    except KvfixError as exc:
+        raise WriteRefused(
+            f"the backup at {show_path(saved)} could not be checked ({exc.message}); nothing written"
+        ) from exc
+    if got != want:
+        raise WriteRefused(f"the backup at {show_path(saved)} does not open as the original; nothing written")
+    return saved
+
+
+def write_units(db: Database, units: Sequence[Sequence[Op]], progress: Progress) -> Applied:
+    """Each unit one synced batch; a signal stops after the current one, a failed write at once."""
+    total = len(units)
+    done = 0
+    with SIGNALS.deferred():
+        for ops in units:
+            if SIGNALS.received is not None:
+                return Applied(done, total, SIGNALS.name(), SIGNALS.received)
+            if ops:
+                try:
+                    db.write(ops, sync=True)
+                except Exception as exc:  # rocksdict raises plain Exception with RocksDB's status
+                    return Applied(done, total, _io_reason(exc))
+            done += 1
+            progress.update(streams=done, total_streams=total)
+            reached("batch", done)
+    return Applied(done, total, SIGNALS.name() if SIGNALS.received else None, SIGNALS.received)
+
+
+def _io_reason(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    if "No space left" in text or "ENOSPC" in text:
+        return f"disk full ({text})"
+    return f"write failed ({text})"
+
+
+def flush(db: Database) -> str | None:
+    """Move the written data from the write-ahead log into SST files; the reason it failed, or None."""
+    reached("flush")
+    with SIGNALS.deferred():
+        try:
+            db.flush_all()
+        except Exception as exc:
+            return _io_reason(exc)
+    return None
+
+
+def verify(
+    data: DataDir, lock: HeldLock, job: Job, applied: Applied, flush_error: str | None
+) -> tuple[list[str], str | None]:
+    """Verify on a read-only open; (problems, why verification did not run or finish)."""
+    if SIGNALS.received is not None and applied.stopped is None:
+        return [], f"{SIGNALS.name()} after the last write"
+    reached("verify")
+    try:
+        with open_read_only(data, lock=lock) as db:
+            problems = job.verify(db, None if applied.complete else applied.done)
+    except Interrupted as exc:
+        SIGNALS.received = exc.signum
+        return [], f"verification interrupted by {SIGNALS.name()}"
+    except KvfixError as exc:
+        return [], f"verification could not read the database ({exc.message})"
+    if flush_error is not None:
+        return problems, f"the flush after the writes failed: {flush_error}"
+    return problems, None

@@ -3,7 +3,8 @@
 Commands build a :class:`Document`; this module turns it into rich tables on a
 terminal, tabulate text (plain, Markdown, any tabulate format) elsewhere.  Every cell
 is passed through :func:`kvfix.textsafe.safe_text` and rich receives ``Text`` objects,
-so neither control bytes nor ``[markup]`` from data reach the terminal.
+so neither control bytes nor ``[markup]`` from data reach the terminal; markup formats
+(Markdown tables, HTML, LaTeX, wikis) also get their own escapes (:mod:`kvfix.render.formats`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import IO
 
 from tabulate import tabulate
 
+from kvfix.render.formats import cell_escape, safe_tablefmt, text_escape
 from kvfix.textsafe import safe_text
 
 TABULATE_ALIASES = {"plain": "simple", "markdown": "github"}
@@ -95,14 +97,17 @@ def _md(text: str) -> str:
 
 
 def _render_tabulate(doc: Document, tablefmt: str, out: IO[str]) -> None:
-    out.write(_cell(doc.title) + "\n")
+    """Any tabulate format; cells and the lines around the tables escaped as the format needs."""
+    text, cell, tablefmt = text_escape(tablefmt), cell_escape(tablefmt), safe_tablefmt(tablefmt)
+    out.write(text(_cell(doc.title)) + "\n")
     for block in doc.blocks:
         if isinstance(block, str):
-            out.write(_cell(block) + "\n")
+            out.write(text(_cell(block)) + "\n")
             continue
-        out.write(f"\n{_cell(block.title)}\n")
+        out.write(f"\n{text(_cell(block.title))}\n")
         if block.rows:
-            rows = [[_cell(c) for c in row] for row in block.rows]
-            out.write(tabulate(rows, headers=block.headers, tablefmt=tablefmt, disable_numparse=True) + "\n")
+            rows = [[cell(_cell(c)) for c in row] for row in block.rows]
+            headers = [cell(_cell(h)) for h in block.headers]
+            out.write(tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True) + "\n")
         else:
             out.write("(none)\n")

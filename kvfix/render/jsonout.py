@@ -34,7 +34,9 @@ def dump(obj: Any, out: IO[str] | None = None) -> None:
     Dicts and lists are written member by member, and a :class:`Lazy` array element by
     element as its generator produces them, so a report with many streams is never held
     as one document (or one string).  The bytes equal ``json.dump(obj, indent=2,
-    ensure_ascii=False)`` with every Lazy replaced by a list.
+    ensure_ascii=False)`` with every Lazy replaced by a list, except that a string holding
+    a lone surrogate (a non-UTF-8 path byte, surrogateescape) is written ``\\udcNN``, so the
+    output is always valid UTF-8.  Names and paths should come as :func:`show` text anyway.
     """
     out = out or sys.stdout
     _write(obj, out, 0)
@@ -53,13 +55,24 @@ def _has_lazy(obj: Any) -> bool:
 
 def _write(obj: Any, out: IO[str], level: int) -> None:
     if isinstance(obj, dict) and _has_lazy(obj):
-        members = ((json.dumps(str(k), ensure_ascii=False) + ": ", v) for k, v in obj.items())
+        members = ((_dumps(str(k)) + ": ", v) for k, v in obj.items())
         _container(members, "{", "}", out, level)
     elif isinstance(obj, list | Lazy) and (isinstance(obj, Lazy) or _has_lazy(obj)):
         _container((("", v) for v in obj), "[", "]", out, level)
     else:
-        text = json.dumps(obj, indent=INDENT, ensure_ascii=False)
+        text = _dumps(obj)
         out.write(text.replace("\n", "\n" + " " * (INDENT * level)) if level and "\n" in text else text)
+
+
+def _dumps(obj: Any) -> str:
+    text = json.dumps(obj, indent=INDENT, ensure_ascii=False)
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: only \\u escapes are valid UTF-8 for them
+        return json.dumps(obj, indent=INDENT, ensure_ascii=True)
+    return text
 
 
 def _container(members: Iterator[tuple[str, Any]], open_: str, close: str, out: IO[str], level: int) -> None:

@@ -13,7 +13,7 @@ from kvfix.migrations.base import Migration, Plan, Status, StreamPlan
 from kvfix.migrations.run import RunResult
 from kvfix.render.document import Document
 from kvfix.render.jsonout import Lazy, text_and_hex
-from kvfix.textsafe import show
+from kvfix.textsafe import show, show_path
 
 SCHEMA = 1
 
@@ -97,12 +97,14 @@ def plan_json(
         "result": None,
     }
     if result is not None:
-        out["backup"] = None if result.backup is None else str(result.backup)
+        out["backup"] = None if result.backup is None else show_path(result.backup)
         out["result"] = {
             "streams_applied": result.applied.done,
             "streams_planned": result.applied.total,
             "interrupted": result.applied.interrupted,
+            "stopped": result.applied.stopped,
             "verified": result.verified,
+            "unverified_reason": result.unverified,
             "problems": list(result.problems),
             "foreign_files": list(result.foreign_files),
         }
@@ -178,10 +180,11 @@ def plan_document(m: Migration, plan: Plan, path: str, dry_run: bool, result: Ru
             [[f"{show(k.namespace or b'')}/{show(k.key or b'')}", k.records, k.reason] for k in plan.skipped],
         )
     if result is not None:
-        doc.line(f"backup: {result.backup if result.backup is not None else 'none (--no-backup)'}")
+        doc.line(f"backup: {show_path(result.backup) if result.backup is not None else 'none (--no-backup)'}")
         a = result.applied
-        state = "interrupted" if a.interrupted else "done"
-        doc.line(f"applied {a.done} of {a.total} streams ({state}); verify: {'ok' if result.verified else 'FAILED'}")
+        state = f"stopped: {a.stopped}" if a.stopped else "done"
+        verdict = "ok" if result.verified else "FAILED" if result.problems else f"not run ({result.unverified})"
+        doc.line(f"applied {a.done} of {a.total} streams ({state}); verify: {verdict}")
         for p in result.problems:
             doc.line(f"problem: {p}")
     return doc
