@@ -1,4 +1,4 @@
-"""Crash safety: SIGKILL real ``kvfix migrate`` processes at random points of a large run.
+"""Crash safety: SIGKILL real ``kvfix migrate`` processes at progress points of a large run.
 
 One WriteBatch (synced) per stream means every stream is wholly in one layout after any
 kill, and a re-run finishes the job.  Runs in the normal suite (marked slow).
@@ -11,7 +11,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from kvfix.codec.stream import ConsumerValue, PelValue
 from kvfix.store.opening import open_read_only
 from kvfix.synth import SynthDB, SynthStream, group_value
 
-STREAMS = 3000
+STREAMS = 1000
 KILLS = 22
 
 
@@ -56,42 +55,38 @@ def layouts(path: Path) -> dict[str, int]:
     return out
 
 
-def start(path: Path, to: str) -> subprocess.Popen:
-    env = {**os.environ, "KVFIX_NO_PROGRESS": "1"}
+def start(path: Path, to: str, stop_at: str) -> subprocess.Popen:
+    """A real ``kvfix migrate`` that stops itself (SIGSTOP) on reaching ``stop_at``."""
+    env = {**os.environ, "KVFIX_NO_PROGRESS": "1", "KVFIX_TEST_STOP_AT": stop_at}
     cmd = [sys.executable, "-m", "kvfix", "migrate", str(path), "--yes", "--no-backup", "--to", to, "--format", "json"]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
 
 
+def kill_when_stopped(proc: subprocess.Popen) -> None:
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), proc.stderr.read()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 @pytest.mark.slow
-def test_sigkill_at_random_points_keeps_every_stream_in_one_layout(tmp_path):
+def test_sigkill_at_progress_points_keeps_every_stream_in_one_layout(tmp_path):
+    """Kill points are chosen by progress (after the Nth synced batch, at the flush, before
+    verification), never by time, so a slow machine kills at the same points."""
     db = build(tmp_path / "db")
     rng = random.Random(20240716)
-    t0 = time.monotonic()
-    full = start(db, "prefixed")
-    assert full.wait(timeout=120) == 0, full.stderr.read()
-    span = time.monotonic() - t0
-    assert layouts(db) == {"prefixed": STREAMS}
-    target, other = "legacy", "prefixed"  # go back and forth, killing each run somewhere
-    kills = mixed_progress = 0
-    deadline = time.monotonic() + 100
-    while kills < KILLS and time.monotonic() < deadline:
-        proc = start(db, target)
-        time.sleep(rng.uniform(0.2, 0.9 * span))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            kills += 1
-        else:
-            assert proc.returncode == 0, proc.stderr.read()
-            target, other = other, target
-        seen = layouts(db)
-        assert set(seen) <= {"legacy", "prefixed"}, seen  # never mixed, never half-moved
-        assert sum(seen.values()) == STREAMS
-        mixed_progress += len(seen) == 2
-    assert kills >= 20, f"only {kills} kills landed mid-run"
-    assert mixed_progress, "no kill landed after some streams were written"
+    points = sorted(rng.sample(range(1, 46), KILLS - 2))  # at most 890 of the 1,000 streams
+    written = 0
+    for n in points:  # each run moves n more streams, then dies
+        kill_when_stopped(start(db, "prefixed", f"batch:{n}"))
+        written += n
+        assert layouts(db) == {"prefixed": written, "legacy": STREAMS - written}  # each batch synced, whole
+    for phase in ("flush", "verify"):  # every stream written, killed before the flush / verification
+        kill_when_stopped(start(db, "legacy" if phase == "flush" else "prefixed", phase))
+        assert layouts(db) == {"legacy" if phase == "flush" else "prefixed": STREAMS}
     done = run_kvfix("migrate", db, "--yes", "--no-backup")
     assert done.returncode == 0, done.stderr
+    assert "verified" in done.stderr  # nothing left to write: the re-run verifies what the killed run left
     assert layouts(db) == {"prefixed": STREAMS}
     assert not (db / "rocksdict-config.json").exists()  # a killed run's leftover is removed by the next
     again = run_kvfix("migrate", db, "--yes", "--no-backup", "--format", "json")

@@ -1,7 +1,8 @@
 """inspect: decode one user key completely (metadata and every record of its live version).
 
 Records are read from the subkey families only (``default``, ``zset_score``, ``stream``);
-the ``propagate``, ``pubsub``, ``search`` and ``index`` families are never read here.
+the ``propagate``, ``pubsub`` and ``search`` families are never read here, and ``index``
+only by point lookups of a TimeSeries key's own label entries (to cross-check them).
 At most ``limit`` records per family are decoded and kept; the rest are only counted, so a
 huge key costs time, not memory.
 """
@@ -13,18 +14,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kvfix.analysis.inspect_records import DECODERS, Record
+from kvfix.analysis.inspect_records import DECODERS, Record, hash_ttl_field
+from kvfix.analysis.inspect_records import iso_ms as iso_ms  # re-exported for the renderer
+from kvfix.analysis.inspect_summary import check_label_index, summarise
 from kvfix.analysis.keyspace import choose_cluster
 from kvfix.analysis.keyspace import now_ms as _now_ms
 from kvfix.codec.errors import CodecError
+from kvfix.codec.hash_ttl import HashFieldExpiryTail, decode_hash_tail
 from kvfix.codec.keys import MetadataKey, decode_internal_key, key_prefix, slot_of, successor
 from kvfix.codec.metadata import KeyType, Metadata, decode_metadata
+from kvfix.codec.topk import TOPK_TYPE_ID, TopKTail, decode_topk_tail
 from kvfix.codec.types import (
     HASH_FIELD_EXPIRE_FLAG,
     JsonTail,
     TypeTail,
     decode_type_tail,
-    popcount,
 )
 from kvfix.store.database import Database
 from kvfix.textsafe import show_path
@@ -55,7 +59,7 @@ class InspectReport:
     raw_metadata: bytes
     metadata: Metadata | None = None
     metadata_error: str | None = None
-    tail: TypeTail | None = None
+    tail: TypeTail | HashFieldExpiryTail | TopKTail | None = None
     tail_error: str | None = None
     records: list[Record] = field(default_factory=list)
     counts: dict[str, CfCount] = field(default_factory=dict)
@@ -90,13 +94,6 @@ class InspectReport:
         return self.counts.setdefault(cf, CfCount())
 
 
-def iso_ms(ms: int) -> str:
-    try:
-        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    except (OverflowError, OSError, ValueError):
-        return f"(out of range: {ms} ms)"
-
-
 def iso_us(us: int) -> str:
     try:
         return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -129,18 +126,39 @@ def inspect_key(
         rep.problems.append(f"metadata does not decode: {exc}")
         return rep
     _decode_tail(rep, meta)
-    if meta.extra_flags and not _hash_field_expire(meta):
+    if meta.extra_flags and _hash_mode(meta) != "pr2402":
         rep.notes.append(
             f"metadata flag bits 0x{meta.extra_flags:02x} are set: an encoding newer than this kvfix; records shown raw"
         )
     if not meta.known_type:
         rep.notes.append(f"type {meta.type_id} is not one this kvfix knows: metadata shown raw, records not decoded")
     _read_records(db, rep, meta)
+    if meta.type_id == KeyType.TIMESERIES and meta.known_type:
+        check_label_index(db, rep)
     return rep
 
 
-def _hash_field_expire(meta: Metadata) -> bool:
-    return meta.type_id == KeyType.HASH and (bool(meta.extra_flags & HASH_FIELD_EXPIRE_FLAG) or bool(meta.tail))
+def _hash_mode(meta: Metadata) -> str:
+    """legacy, ttl (field expiration, decoded), pr2402 (flag 0x40, never released), odd (other tail)."""
+    if meta.type_id != KeyType.HASH:
+        return "legacy"
+    if meta.extra_flags & HASH_FIELD_EXPIRE_FLAG:
+        return "pr2402"
+    if not meta.tail:
+        return "legacy"
+    try:
+        decode_hash_tail(meta.tail)
+    except CodecError:
+        return "odd"
+    return "ttl"
+
+
+def _tail_of(meta: Metadata) -> TypeTail | HashFieldExpiryTail | TopKTail | None:
+    if meta.type_id == KeyType.HASH and meta.tail and not meta.extra_flags:
+        return decode_hash_tail(meta.tail)
+    if meta.type_id == TOPK_TYPE_ID and meta.known_type:
+        return decode_topk_tail(meta.tail)
+    return decode_type_tail(meta.type_id, meta.tail)
 
 
 def _decode_tail(rep: InspectReport, meta: Metadata) -> None:
@@ -148,7 +166,7 @@ def _decode_tail(rep: InspectReport, meta: Metadata) -> None:
         rep.value = meta.tail
         return
     try:
-        rep.tail = decode_type_tail(meta.type_id, meta.tail)
+        rep.tail = _tail_of(meta)
     except CodecError as exc:
         rep.tail_error = str(exc)
         rep.notes.append(f"{meta.type_name} metadata tail not decoded ({exc}); shown raw")
@@ -161,10 +179,10 @@ def _decode_tail(rep: InspectReport, meta: Metadata) -> None:
                 rep.problems.append(f"JSON payload does not parse: {exc}")
         else:
             rep.notes.append(f"JSON stored as {rep.tail.format_name}: payload shown raw, not decoded")
-    elif meta.type_id == KeyType.TIMESERIES:
-        rep.notes.append("timeseries chunks and the index column family (labels) are counted, not decoded")
     elif meta.type_id in (KeyType.BLOOM, KeyType.HYPERLOGLOG, KeyType.TDIGEST):
         rep.notes.append(f"{meta.type_name} data records are counted and shown raw, not decoded")
+    elif meta.type_id == TOPK_TYPE_ID and meta.known_type:
+        rep.notes.append("topk records are classified and shown raw: their layout is still changing in Kvrocks")
 
 
 def _iter_prefix(db: Database, cf: str, prefix: bytes):
@@ -184,13 +202,8 @@ def _iter_prefix(db: Database, cf: str, prefix: bytes):
 def _read_records(db: Database, rep: InspectReport, meta: Metadata) -> None:
     prefix = key_prefix(rep.namespace, rep.key, rep.slot)
     decoder = DECODERS.get(meta.type_id) if meta.known_type and not meta.extra_flags else None
-    if _hash_field_expire(meta):
-        decoder = None
-        rep.notes.append(
-            "hash field expiration encoding (Kvrocks 2026+): field values carry an expire prefix this kvfix "
-            "does not decode; fields counted and shown raw"
-        )
-    state: dict[str, Any] = {}
+    decoder = _hash_decoder(rep, meta, decoder)
+    state: dict[str, Any] = {"now_ms": rep.now_ms}
     for cf in SUBKEY_CFS:
         for raw_key, raw_value in _iter_prefix(db, cf, prefix):
             c = rep.count(cf)
@@ -227,53 +240,24 @@ def _read_records(db: Database, rep: InspectReport, meta: Metadata) -> None:
             rep.notes.append(f"{c.dead_version} {cf} records of dead versions of this key (waiting for compaction)")
     if rep.truncated:
         rep.notes.append(f"more than --limit {rep.limit} records in a column family: the rest are counted, not shown")
-    _summarise(rep, meta)
+    summarise(rep, meta)
 
 
-def _summarise(rep: InspectReport, meta: Metadata) -> None:
-    """A compact value like the server's reply, plus cross-checks against the metadata."""
-    recs = rep.records
-    t = meta.type_id
-    live = sum(c.live for cf, c in rep.counts.items() if cf == ("stream" if t == KeyType.STREAM else "default"))
-    if t == KeyType.HASH and not _hash_field_expire(meta):
-        rep.value = {r.data["field"]: r.data["value"] for r in recs if r.kind == "field"}
-    elif t == KeyType.SET:
-        rep.value = sorted(r.data["member"] for r in recs if r.kind == "member")
-    elif t == KeyType.LIST:
-        items = [r for r in recs if r.kind == "item"]
-        rep.value = [r.data["item"] for r in items]
-        if meta.list is not None and not rep.truncated:
-            expected = list(range(meta.list.head, meta.list.tail))
-            if [r.data["index"] for r in items] != expected:
-                rep.problems.append(f"list indexes do not run head..tail-1 ({meta.list.head}..{meta.list.tail - 1})")
-        for pos, r in enumerate(items):
-            r.data["position"] = pos
-    elif t == KeyType.ZSET:
-        by_score = [(r.data["member"], r.data["score"]) for r in recs if r.kind == "score_member"]
-        by_member = {r.data["member"]: r.data["score"] for r in recs if r.kind == "member_score"}
-        rep.value = [[m, s] for m, s in by_score]
-        if not rep.truncated:
-            a = dict(by_score)
-            if a != by_member:
-                only_a = sorted(set(a) - set(by_member))
-                only_b = sorted(set(by_member) - set(a))
-                differ = sorted(m for m in set(a) & set(by_member) if a[m] != by_member[m])
-                rep.problems.append(
-                    f"zset column families disagree: {len(only_a)} members only in zset_score, "
-                    f"{len(only_b)} only in default, {len(differ)} with different scores"
-                )
-            else:
-                rep.notes.append(f"zset cross-check: default and zset_score agree on all {len(a)} members")
-        else:
-            rep.notes.append("zset cross-check skipped: more members than --limit")
-    elif t == KeyType.BITMAP:
-        frags = [r for r in recs if r.kind == "fragment"]
-        rep.value = {"bytes": meta.size, "bits_set": sum(popcount(r.data["fragment"]) for r in frags)}
-    elif t == KeyType.SORTEDINT:
-        rep.value = [r.data["id"] for r in recs if r.kind == "id"]
-    elif t == KeyType.STREAM:
-        entries = sum(1 for r in recs if r.kind == "entry")
-        rep.value = {"xlen": meta.size, "entries_shown": entries}
-    counted = t in (KeyType.HASH, KeyType.SET, KeyType.LIST, KeyType.ZSET, KeyType.SORTEDINT)
-    if counted and not _hash_field_expire(meta) and meta.size is not None and live != meta.size:
-        rep.problems.append(f"metadata size {meta.size} but {live} live records")
+def _hash_decoder(rep: InspectReport, meta: Metadata, decoder):
+    """The field decoder for this hash's encoding; None (raw) for encodings kvfix does not decode."""
+    mode = _hash_mode(meta)
+    if mode == "ttl":
+        return hash_ttl_field
+    if mode == "pr2402":
+        rep.notes.append(
+            "hash field expiration of the unreleased layout (PR #2402, flag bit 0x40), not the one Kvrocks "
+            "released: field values carry an expire prefix; fields counted and shown raw"
+        )
+        return None
+    if mode == "odd":
+        rep.notes.append(
+            f"hash metadata has {len(meta.tail)} bytes after size that are not the hash field expiration "
+            "layout: fields counted and shown raw"
+        )
+        return None
+    return decoder

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from kvfix.analysis.check import CheckReport, check_database
+from kvfix.analysis.check import CheckReport, check_database, read_every_record
 from kvfix.analysis.repair_job import RepairJob, all_repair_plans, repair_plans
 from kvfix.cli.options import (
     emit,
@@ -50,6 +50,11 @@ from kvfix.textsafe import show_path
     help='Also append the report as Markdown to this file (e.g. "$GITHUB_STEP_SUMMARY").',
 )
 @click.option("--repair", is_flag=True, help="Recompute wrong counters and ids (never deletes entries or records).")
+@click.option(
+    "--verify-checksums",
+    is_flag=True,
+    help="Also read every record of every column family, so every block of every SST file is checksummed.",
+)
 @write_options
 @salvage_option
 @handle_errors
@@ -64,6 +69,7 @@ def check(
     dry_run: bool,
     backup_dir: Path | None,
     no_backup: bool,
+    verify_checksums: bool,
     salvage: bool,
 ) -> int:
     """Verify the invariants of every stream of a Kvrocks data directory (its dir or dir/db).
@@ -82,6 +88,8 @@ def check(
     if not repair or dry_run:
         with open_read_only(path, salvage=salvage) as db, progress_for("checking") as progress:
             report = check_database(db, cluster=cluster, progress=progress)
+            if verify_checksums:
+                report.verified_records = read_every_record(db)
             report.scan.findings.extend(read_error_findings(db))
         if not repair:
             return _finish(fmt, summary_file, check_document(report), check_json(report), report, fail_on)

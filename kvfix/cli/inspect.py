@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kvfix.analysis.inspect import DEFAULT_LIMIT, inspect_key
-from kvfix.cli.options import cluster_option, emit, fail, handle_errors, output_options
+from kvfix.cli.options import cluster_option, emit, fail, handle_errors, output_options, salvage_option
 from kvfix.cli.params import EscapedBytes
 from kvfix.codec.keys import DEFAULT_NAMESPACE
 from kvfix.errors import EXIT_FINDINGS
@@ -34,6 +34,7 @@ from kvfix.textsafe import show
     help="Records decoded and shown per column family; the rest are counted.",
 )
 @click.option("--raw", is_flag=True, help="Show every record's key and value in hex beside the decoding.")
+@salvage_option
 @handle_errors
 def inspect(
     path: str,
@@ -44,6 +45,7 @@ def inspect(
     namespace: bytes | None,
     limit: int,
     raw: bool,
+    salvage: bool,
 ) -> int:
     """Decode one user KEY: metadata (type, encoding, expiry, version) and every record.
 
@@ -61,10 +63,13 @@ def inspect(
     else:
         user_key = key or b""
     ns = DEFAULT_NAMESPACE if namespace is None else namespace
-    with open_read_only(path) as db:
+    with open_read_only(path, salvage=salvage) as db:
         report = inspect_key(db, user_key, namespace=ns, cluster=cluster, limit=limit)
+        partial = [f"READ_ERROR: {m}" for m in db.read_errors]
+    if report is not None and partial:
+        report.problems[:0] = partial
     if report is None:
         fail(f"no such key: {show(ns)}/{show(user_key)}", EXIT_FINDINGS)
         return EXIT_FINDINGS
     emit(fmt, lambda: inspect_document(report, raw), lambda: inspect_json(report, raw))
-    return 0
+    return EXIT_FINDINGS if partial else 0

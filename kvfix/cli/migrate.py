@@ -28,6 +28,7 @@ from kvfix.store.files import fingerprint
 from kvfix.store.lock import HeldLock
 from kvfix.store.opening import open_read_only
 from kvfix.store.paths import resolve
+from kvfix.testpoints import reached
 from kvfix.textsafe import show, show_path
 
 
@@ -89,6 +90,7 @@ def migrate(
         planned_files = fingerprint(data.db)
         with open_read_only(data, lock=lock) as db:
             plan = migration.plan(db, options)
+            reached("plan")
             if plan.empty:  # nothing to write: verify what an earlier (perhaps interrupted) run left
                 problems = migration.verify(db, plan, None)
         if plan.empty:

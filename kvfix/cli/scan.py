@@ -18,6 +18,7 @@ from kvfix.render import render
 from kvfix.render.jsonout import dump
 from kvfix.render.scan_report import scan_document, scan_json
 from kvfix.store.opening import open_read_only
+from kvfix.testpoints import reached
 
 
 @click.command()
@@ -38,6 +39,7 @@ def scan(
     Opens read-only; never changes a byte or a file name of PATH.
     """
     with open_read_only(path, salvage=salvage) as db, progress_for("scanning") as progress:
+        reached("scan")
         report = scan_database(db, cluster=cluster, deep=deep, progress=progress)
         report.findings.extend(read_error_findings(db))
     if resolve_format(fmt) == "json":

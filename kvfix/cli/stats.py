@@ -6,9 +6,10 @@ import click
 
 from kvfix.analysis.stats import collect_stats
 from kvfix.analysis.stats_model import DEFAULT_TOP, StatsFilter
-from kvfix.cli.options import cluster_option, emit, handle_errors, output_options
+from kvfix.cli.options import cluster_option, emit, handle_errors, output_options, read_error_findings, salvage_option
 from kvfix.cli.params import EscapedBytes
 from kvfix.codec.metadata import TYPE_NAMES
+from kvfix.errors import EXIT_FINDINGS
 from kvfix.progress import progress_for
 from kvfix.render.stats_report import stats_document, stats_json
 from kvfix.store.opening import open_read_only
@@ -47,6 +48,7 @@ from kvfix.store.opening import open_read_only
     default=None,
     help="Only user keys matching this Redis glob (\\xNN escapes for arbitrary bytes).",
 )
+@salvage_option
 @handle_errors
 def stats(
     path: str,
@@ -56,18 +58,21 @@ def stats(
     namespace: bytes | None,
     types: tuple[str, ...],
     match: bytes | None,
+    salvage: bool,
 ) -> int:
     """Count keys, records and bytes per namespace and type; list the biggest keys and the garbage.
 
     Live keys are those SCAN would list (neither expired nor dead). Opens read-only; never
-    changes a byte or a file name of PATH. Exits 0 whenever it ran.
+    changes a byte or a file name of PATH. Exits 0 whenever it ran (1 when --salvage met a read error).
     """
     filters = StatsFilter(
         namespace=namespace,
         types=frozenset(types),
         match=match,
     )
-    with open_read_only(path) as db, progress_for("stats") as progress:
+    with open_read_only(path, salvage=salvage) as db, progress_for("stats") as progress:
         report = collect_stats(db, cluster=cluster, filters=filters, top_n=top_n, progress=progress)
+        partial = read_error_findings(db)
+    report.findings[:0] = partial
     emit(fmt, lambda: stats_document(report), lambda: stats_json(report))
-    return 0
+    return EXIT_FINDINGS if partial else 0

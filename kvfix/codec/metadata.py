@@ -5,6 +5,11 @@
 Bit 7 of flags selects the 64-bit encoding (expire in ms, size u64) over the 32-bit
 one (expire in seconds, size u32); one database can hold both.  Tails we cannot
 decode are kept verbatim in ``tail`` so encode(decode(b)) == b always holds.
+
+Type ids past TimeSeries (src/storage/redis_metadata.h: ``kRedisTopK = 14``) are newer
+than the releases kvfix was first written for: a record of such a type counts as that
+type only when its bytes fit the type's layout (see kvfix.codec.topk); otherwise it stays
+``unknown(<id>)`` with everything after expire kept verbatim, never mis-decoded.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from enum import IntEnum
 
 from kvfix.codec.errors import CodecError
 from kvfix.codec.ints import Reader, u32, u64
+from kvfix.codec.topk import TOPK_TYPE_ID, TOPK_TYPE_NAME, decode_topk_tail
 
 FLAG_64BIT = 0x80
 TYPE_MASK = 0x0F
@@ -52,6 +58,11 @@ TYPE_NAMES: dict[int, str] = {
     13: "timeseries",
 }
 
+#: Types newer Kvrocks defines whose records are recognised only when they fit the layout.
+NEWER_TYPE_NAMES: dict[int, str] = {TOPK_TYPE_ID: TOPK_TYPE_NAME}
+#: Every TYPE name kvfix can report (for --type choices).
+ALL_TYPE_NAMES: dict[int, str] = {**TYPE_NAMES, **NEWER_TYPE_NAMES}
+
 SINGLE_KV_TYPES = frozenset({KeyType.STRING, KeyType.JSON})
 EMPTYABLE_TYPES = SINGLE_KV_TYPES | {
     KeyType.STREAM,
@@ -59,6 +70,7 @@ EMPTYABLE_TYPES = SINGLE_KV_TYPES | {
     KeyType.HYPERLOGLOG,
     KeyType.TDIGEST,
     KeyType.TIMESERIES,
+    TOPK_TYPE_ID,
 }
 
 
@@ -143,11 +155,16 @@ class Metadata:
 
     @property
     def type_name(self) -> str:
-        return type_name(self.type_id)
+        return NEWER_TYPE_NAMES[self.type_id] if self.newer_type else type_name(self.type_id)
+
+    @property
+    def newer_type(self) -> bool:
+        """A type past TimeSeries whose record fitted its layout (decode gave it version and size)."""
+        return self.type_id in NEWER_TYPE_NAMES and self.version is not None
 
     @property
     def known_type(self) -> bool:
-        return self.type_id in TYPE_NAMES
+        return self.type_id in TYPE_NAMES or self.newer_type
 
     @property
     def single_kv(self) -> bool:
@@ -183,7 +200,7 @@ def encode_metadata(meta: Metadata) -> bytes:
     else:
         raw = meta.raw_expire if meta.raw_expire is not None else _ms_to_s(meta.expire_ms)
         out = bytes([_flags(meta)]) + u32(raw)
-    if meta.type_id in TYPE_NAMES and meta.type_id not in SINGLE_KV_TYPES:
+    if (meta.type_id in TYPE_NAMES and meta.type_id not in SINGLE_KV_TYPES) or meta.newer_type:
         if meta.version is None or meta.size is None:
             raise CodecError("metadata of a non-string type needs version and size")
         out += u64(meta.version) + (u64(meta.size) if meta.is_64bit else u32(meta.size))
@@ -211,6 +228,10 @@ def decode_metadata(data: bytes) -> Metadata:
         raise CodecError("metadata type 0 (none)")
     raw_expire = r.u64("expire") if is_64 else r.u32("expire")
     expire_ms = raw_expire if is_64 else raw_expire * 1000
+    if type_id in NEWER_TYPE_NAMES:
+        newer = _decode_newer(type_id, is_64, expire_ms, raw_expire, extra, r.data[r.pos :])
+        if newer is not None:
+            return newer
     if type_id in SINGLE_KV_TYPES or type_id not in TYPE_NAMES:
         # Unknown types: the layout past expire is not ours to guess; keep it verbatim.
         return Metadata(type_id, is_64, expire_ms, None, None, tail=r.rest(), raw_expire=raw_expire, extra_flags=extra)
@@ -229,3 +250,19 @@ def _decode_stream_tail(r: Reader) -> StreamTail:
     entries_added = r.u64("entries_added")
     group_number = None if r.at_end() else r.u64("group_number")
     return StreamTail(*ids, entries_added=entries_added, group_number=group_number)
+
+
+def _decode_newer(
+    type_id: int, is_64: bool, expire_ms: int, raw_expire: int, extra: int, rest: bytes
+) -> Metadata | None:
+    """version | size | tail of a newer type, or None when the bytes do not fit its layout."""
+    r = Reader(rest)
+    try:
+        version = r.u64("version")
+        size = r.u64("size") if is_64 else r.u32("size")
+        tail = r.rest()
+        if type_id == TOPK_TYPE_ID:
+            decode_topk_tail(tail)
+    except CodecError:
+        return None
+    return Metadata(type_id, is_64, expire_ms, version, size, tail=tail, raw_expire=raw_expire, extra_flags=extra)
