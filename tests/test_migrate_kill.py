@@ -57,7 +57,7 @@ def layouts(path: Path) -> dict[str, int]:
 
 def start(path: Path, to: str, stop_at: str) -> subprocess.Popen:
     """A real ``kvfix migrate`` that stops itself (SIGSTOP) on reaching ``stop_at``."""
-    env = {**os.environ, "KVFIX_NO_PROGRESS": "1", "KVFIX_TEST_STOP_AT": stop_at}
+    env = {**os.environ, "KVFIX_NO_PROGRESS": "1", "KVFIX_BATCH_RECORDS": "1", "KVFIX_TEST_STOP_AT": stop_at}
     cmd = [sys.executable, "-m", "kvfix", "migrate", str(path), "--yes", "--no-backup", "--to", to, "--format", "json"]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
 

@@ -17,6 +17,7 @@ from kvfix.codec.stream import GroupKey, GroupValue, encode_subkey
 from kvfix.errors import WriteRefused
 from kvfix.migrations import PlanOptions, for_target
 from kvfix.migrations.layout import collect
+from kvfix.migrations import run
 from kvfix.migrations.run import MigrationJob, execute, write_units
 from kvfix.progress import Progress
 from kvfix.signals import SIGNALS
@@ -130,7 +131,8 @@ def test_default_backup_path_is_beside_the_data_directory(tmp_path):
     assert backup_target(data, None) != p
 
 
-def test_interrupt_finishes_the_current_batch_and_stops(tmp_path):
+def test_interrupt_finishes_the_current_batch_and_stops(tmp_path, monkeypatch):
+    monkeypatch.setattr(run, "BATCH_RECORDS", 1)  # one stream per batch
     d = unpack("legacy-namespaces", tmp_path)
     migration = for_target("prefixed")
     with open_read_only(d) as db:
@@ -169,7 +171,7 @@ def test_interrupted_cli_run_says_how_far_it_got(tmp_path):
 
     streams = [SynthStream(b"s%05d" % i, groups=[("legacy", b"g", group_value())]) for i in range(3000)]
     db = SynthDB(streams=streams).write(tmp_path / "db")
-    env = {**os.environ, "KVFIX_NO_PROGRESS": "1", "KVFIX_TEST_STOP_AT": "batch:17"}
+    env = {**os.environ, "KVFIX_NO_PROGRESS": "1", "KVFIX_BATCH_RECORDS": "1", "KVFIX_TEST_STOP_AT": "batch:17"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "kvfix", "migrate", str(db), "--yes", "--backup-dir", str(tmp_path / "bk")],
         stdout=subprocess.DEVNULL,
@@ -282,3 +284,30 @@ def test_execute_refuses_a_plan_the_database_no_longer_matches(tmp_path):
     with pytest.raises(WriteRefused, match="changed since it was planned"):
         run_plan(d, migration, plan, PlanOptions())
     assert dump_all(d) == before
+
+
+def test_small_streams_share_a_synced_batch_and_each_stays_whole(tmp_path, monkeypatch):
+    """Many small streams: one sync per batch of whole streams, not one per stream."""
+    from kvfix.synth import SynthDB, SynthStream, group_value
+
+    streams = [SynthStream(b"s%04d" % i, groups=[("legacy", b"g", group_value())]) for i in range(500)]
+    d = SynthDB(streams=streams).write(tmp_path / "db")
+    migration = for_target("prefixed")
+    with open_read_only(d) as db:
+        plan = migration.plan(db, PlanOptions())
+    units = migration.units(plan)
+    groups = list(run.batches(units, 120))
+    assert sum(n for _, n in groups) == 500 and len(groups) == 9  # 2 ops a stream: 60 streams a batch
+    assert [len(ops) for ops, _ in groups[:-1]] == [120] * 8
+    writes = []
+
+    class Counting(Progress):
+        def update(self, **kw):
+            writes.append(kw["streams"])
+
+    monkeypatch.setattr(run, "BATCH_RECORDS", 120)
+    with open_writable(d) as db:
+        applied = write_units(db, units, Counting())
+    assert applied.complete and writes == [60 * i for i in range(1, 9)] + [500]
+    with open_read_only(d) as db:
+        assert migration.verify(db, plan) == []

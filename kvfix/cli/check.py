@@ -29,6 +29,7 @@ from kvfix.cli.writing import (
     write_options,
 )
 from kvfix.errors import WriteRefused
+from kvfix.migrations import planfile
 from kvfix.migrations.run import execute
 from kvfix.progress import progress_for
 from kvfix.render import Document, render
@@ -55,6 +56,19 @@ from kvfix.textsafe import show_path
     is_flag=True,
     help="Also read every record of every column family, so every block of every SST file is checksummed.",
 )
+@click.option(
+    "--save-plan",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="With --repair --dry-run: write the complete repair plan to this file (JSON Lines).",
+)
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="With --repair: apply exactly this saved plan, or refuse if the database no longer gives it.",
+)
 @write_options
 @salvage_option
 @handle_errors
@@ -70,6 +84,8 @@ def check(
     backup_dir: Path | None,
     no_backup: bool,
     verify_checksums: bool,
+    save_plan: Path | None,
+    plan_file: Path | None,
     salvage: bool,
 ) -> int:
     """Verify the invariants of every stream of a Kvrocks data directory (its dir or dir/db).
@@ -85,14 +101,24 @@ def check(
     if repair and salvage:
         raise click.UsageError("--salvage does not go with --repair: a repair is planned only from a complete read")
     check_write_options(backup_dir, no_backup)
+    if (save_plan is not None and not (repair and dry_run)) or (plan_file is not None and not repair):
+        raise click.UsageError("--save-plan goes with --repair --dry-run, --plan with --repair")
+    if plan_file is not None and dry_run:
+        raise click.UsageError("--plan applies a saved plan; it does not go with --dry-run")
     if not repair or dry_run:
         with open_read_only(path, salvage=salvage) as db, progress_for("checking") as progress:
             report = check_database(db, cluster=cluster, progress=progress)
             if verify_checksums:
                 report.verified_records = read_every_record(db)
             report.scan.findings.extend(read_error_findings(db))
+            identity = db.state()[0]
         if not repair:
             return _finish(fmt, summary_file, check_document(report), check_json(report), report, fail_on)
+        if save_plan is not None:
+            plans = repair_plans(report)
+            header, info = _plan_header(cluster, identity, resolve(path), len(plans))
+            planfile.save(save_plan, header, info, planfile.repair_lines(plans), planfile.repair_lines(plans))
+            click.echo(f"kvfix: plan saved to {show_path(save_plan)}; apply it with --repair --plan", err=True)
         return _show_plan(fmt, summary_file, report, fail_on, dry_run=True)
     data = resolve(path)
     with HeldLock(data.db) as lock:
@@ -103,7 +129,16 @@ def check(
                     f"{data.shown()} has no stream column family: nothing to repair from; nothing written"
                 )
             report = check_database(db, cluster=cluster, progress=progress)
+            identity = db.state()[0]
         plans = repair_plans(report)
+        if plan_file is not None:
+            header, _ = _plan_header(cluster, identity, data, len(plans))
+            diff = planfile.first_difference(plan_file, header, planfile.repair_lines(plans))
+            if diff is not None:
+                raise WriteRefused(
+                    f"{show_path(plan_file)}: the database no longer gives this plan ({diff}); nothing written; "
+                    "make a new one with --repair --dry-run --save-plan"
+                )
         if not plans:
             remove_leftover_config(data)
             return _show_plan(fmt, summary_file, report, fail_on, dry_run=False)
@@ -177,3 +212,8 @@ def _finish(
             fh.write(buf.getvalue())
     emit(fmt, lambda: doc, lambda: obj)
     return findings_exit(report.all_findings(), fail_on)
+
+
+def _plan_header(cluster: bool | None, identity: str, data: DataDir, streams: int) -> tuple[dict, dict]:
+    header = {"command": "check --repair", "options": {"cluster": cluster}, "db_identity": identity}
+    return header, {"db_path": data.shown(), "streams": streams}

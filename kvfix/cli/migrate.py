@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -18,7 +19,7 @@ from kvfix.cli.writing import (
     write_options,
 )
 from kvfix.errors import VerifyFailed, WriteRefused
-from kvfix.migrations import MIGRATIONS, for_target
+from kvfix.migrations import MIGRATIONS, for_target, planfile
 from kvfix.migrations.base import ON_CONFLICT_CHOICES, Migration, Plan, PlanOptions
 from kvfix.migrations.run import MigrationJob, execute
 from kvfix.progress import progress_for
@@ -27,7 +28,7 @@ from kvfix.render.migrate_report import list_document, list_json, plan_document,
 from kvfix.store.files import fingerprint
 from kvfix.store.lock import HeldLock
 from kvfix.store.opening import open_read_only
-from kvfix.store.paths import resolve
+from kvfix.store.paths import DataDir, resolve
 from kvfix.testpoints import reached
 from kvfix.textsafe import show, show_path
 
@@ -50,6 +51,19 @@ from kvfix.textsafe import show, show_path
     help="A group in both layouts: refuse, or keep one side (the other side's records are deleted).",
 )
 @click.option("--list", "list_only", is_flag=True, help="List known migrations and whether each applies to PATH.")
+@click.option(
+    "--save-plan",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="With --dry-run: write the complete plan to this file (JSON Lines), for review and --plan.",
+)
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Apply exactly this saved plan (its options included), or refuse if the database no longer gives it.",
+)
 @write_options
 @output_options
 @cluster_option
@@ -59,6 +73,8 @@ def migrate(
     to: str,
     on_conflict: str,
     list_only: bool,
+    save_plan: Path | None,
+    plan_file: Path | None,
     yes: bool,
     dry_run: bool,
     backup_dir: Path | None,
@@ -73,6 +89,12 @@ def migrate(
     re-reads and verifies.  --dry-run prints the exact plan and changes nothing.
     """
     check_write_options(backup_dir, no_backup)
+    if save_plan is not None and not dry_run:
+        raise click.UsageError("--save-plan goes with --dry-run (a real run applies a saved plan with --plan)")
+    if plan_file is not None and dry_run:
+        raise click.UsageError("--plan applies a saved plan; it does not go with --dry-run")
+    if plan_file is not None:
+        to, on_conflict, cluster = _saved_options(plan_file)
     if list_only:
         with open_read_only(path) as db:
             rows = [(m, m.status(db, cluster), m.revert().status(db, cluster)) for m in MIGRATIONS]
@@ -83,6 +105,11 @@ def migrate(
     if dry_run:
         with open_read_only(path) as db:
             plan = migration.plan(db, options)
+            identity = db.state()[0]
+        if save_plan is not None:
+            header, info = _plan_header(migration, plan, to, options, identity, resolve(path))
+            planfile.save(save_plan, header, info, planfile.migration_lines(plan), planfile.migration_lines(plan))
+            click.echo(f"kvfix: plan saved to {show_path(save_plan)}; apply it with --plan", err=True)
         _show(fmt, migration, plan, path, True)
         return 0
     data = resolve(path)
@@ -91,6 +118,8 @@ def migrate(
         with open_read_only(data, lock=lock) as db:
             plan = migration.plan(db, options)
             reached("plan")
+            if plan_file is not None:
+                _check_saved(plan_file, migration, plan, to, options, db.state()[0], data)
             if plan.empty:  # nothing to write: verify what an earlier (perhaps interrupted) run left
                 problems = migration.verify(db, plan, None)
         if plan.empty:
@@ -148,3 +177,38 @@ def _refuse_blocked(fmt: str | None, migration: Migration, plan: Plan, path: str
         f"{len(groups)} groups exist in both layouts ({', '.join(groups[:5])}); nothing written; "
         "choose --on-conflict keep-prefixed or keep-legacy (the other side's records are deleted)"
     )
+
+
+def _plan_header(
+    migration: Migration, plan: Plan, to: str, options: PlanOptions, identity: str, data: DataDir
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(what applying the file compares, what is there for people)."""
+    header = {
+        "command": "migrate",
+        "migration": migration.id,
+        "options": {"to": to, "on_conflict": options.on_conflict, "cluster": options.cluster},
+        "db_identity": identity,
+    }
+    assert plan.db_state is not None
+    info = {"db_path": data.shown(), "planned_at_sequence": str(plan.db_state[1]), "summary": plan.summary()}
+    return header, info
+
+
+def _saved_options(plan_file: Path) -> tuple[str, str, bool | None]:
+    header = planfile.read_header(plan_file)
+    opts = header.get("options") or {}
+    if header.get("command") != "migrate" or opts.get("to") not in ("prefixed", "legacy"):
+        raise WriteRefused(f"{show_path(plan_file)}: not a migrate plan; nothing written")
+    return opts["to"], opts.get("on_conflict", "refuse"), opts.get("cluster")
+
+
+def _check_saved(
+    plan_file: Path, migration: Migration, plan: Plan, to: str, options: PlanOptions, identity: str, data: DataDir
+) -> None:
+    header, _ = _plan_header(migration, plan, to, options, identity, data)
+    diff = planfile.first_difference(plan_file, header, planfile.migration_lines(plan))
+    if diff is not None:
+        raise WriteRefused(
+            f"{show_path(plan_file)}: the database no longer gives this plan ({diff}); nothing written; "
+            "make a new one with --dry-run --save-plan"
+        )

@@ -13,7 +13,8 @@ that says how far it got; nothing is ever left half-written inside a unit.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -157,12 +158,32 @@ def take_backup(data: DataDir, lock: HeldLock, target: Path) -> Path:
     return saved
 
 
+#: A synced batch holds whole units (streams) up to about this many records, so the number
+#: of syncs grows with what is written, not with the number of streams; a unit larger than
+#: this is one batch of its own.  (``KVFIX_BATCH_RECORDS=1``: one batch per unit, for tests.)
+BATCH_RECORDS = int(os.environ.get("KVFIX_BATCH_RECORDS", "50000"))
+
+
+def batches(units: Iterable[Sequence[Op]], limit: int) -> Iterator[tuple[list[Op], int]]:
+    """(ops, number of units in them): consecutive whole units, up to ``limit`` records."""
+    ops: list[Op] = []
+    n = 0
+    for unit in units:
+        if n and len(ops) + len(unit) > limit:
+            yield ops, n
+            ops, n = [], 0
+        ops.extend(unit)
+        n += 1
+    if n:
+        yield ops, n
+
+
 def write_units(db: Database, units: Sequence[Sequence[Op]], progress: Progress) -> Applied:
-    """Each unit one synced batch; a signal stops after the current one, a failed write at once."""
+    """Whole units in synced batches; a signal stops after the current batch, a failed write at once."""
     total = len(units)
-    done = 0
+    done = written = 0
     with SIGNALS.deferred():
-        for ops in units:
+        for ops, n in batches(units, BATCH_RECORDS):
             if SIGNALS.received is not None:
                 return Applied(done, total, SIGNALS.name(), SIGNALS.received)
             if ops:
@@ -170,9 +191,10 @@ def write_units(db: Database, units: Sequence[Sequence[Op]], progress: Progress)
                     db.write(ops, sync=True)
                 except Exception as exc:  # rocksdict raises plain Exception with RocksDB's status
                     return Applied(done, total, _io_reason(exc))
-            done += 1
+            done += n
+            written += 1
             progress.update(streams=done, total_streams=total)
-            reached("batch", done)
+            reached("batch", written)
     return Applied(done, total, SIGNALS.name() if SIGNALS.received else None, SIGNALS.received)
 
 

@@ -33,6 +33,8 @@ def lock_holder(db_path: Path) -> int | None:
     F_GETLK needs only a read-only descriptor, so this works on read-only media too.
     """
     lock = db_path / "LOCK"
+    if lock.is_dir():
+        raise Unreadable(f"{show_path(lock)}: is a directory, not RocksDB's lock file; move it away first")
     try:
         fd = os.open(lock, os.O_RDONLY)
     except FileNotFoundError:
@@ -72,6 +74,8 @@ class HeldLock:
         self._fd: int | None = None
 
     def __enter__(self) -> HeldLock:
+        if self.path.is_dir():
+            raise Unreadable(f"{show_path(self.path)}: is a directory, not RocksDB's lock file; move it away first")
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
