@@ -48,7 +48,7 @@ def scan_database(
 
     total = len(ks.streams)
     tick = Ticker(progress, total)
-    split = _split_point(ks, deep, analyzer, workers)
+    split = None if db.live else _split_point(ks, deep, analyzer, workers)  # one view: one process
     with paused_gc():
         if split is None:
             result = walk_range(db, ks, use_cluster, deep, now, analyzer, tick=tick)

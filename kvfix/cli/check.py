@@ -15,6 +15,7 @@ from kvfix.cli.options import (
     finding_report_options,
     findings_exit,
     handle_errors,
+    live_option,
     read_error_findings,
     resolve_format,
     salvage_option,
@@ -71,6 +72,7 @@ from kvfix.textsafe import show_path
 )
 @write_options
 @salvage_option
+@live_option
 @handle_errors
 def check(
     path: str,
@@ -87,6 +89,7 @@ def check(
     save_plan: Path | None,
     plan_file: Path | None,
     salvage: bool,
+    live: bool,
 ) -> int:
     """Verify the invariants of every stream of a Kvrocks data directory (its dir or dir/db).
 
@@ -98,6 +101,8 @@ def check(
     """
     if not repair and (yes or dry_run or backup_dir is not None or no_backup):
         raise click.UsageError("--yes, --dry-run, --backup-dir and --no-backup go with --repair")
+    if repair and live:
+        raise click.UsageError("--repair never runs on a live server's directory: stop the server first")
     if repair and salvage:
         raise click.UsageError("--salvage does not go with --repair: a repair is planned only from a complete read")
     check_write_options(backup_dir, no_backup)
@@ -106,7 +111,7 @@ def check(
     if plan_file is not None and dry_run:
         raise click.UsageError("--plan applies a saved plan; it does not go with --dry-run")
     if not repair or dry_run:
-        with open_read_only(path, salvage=salvage) as db, progress_for("checking") as progress:
+        with open_read_only(path, salvage=salvage, live=live) as db, progress_for("checking") as progress:
             report = check_database(db, cluster=cluster, progress=progress)
             if verify_checksums:
                 report.verified_records = read_every_record(db)

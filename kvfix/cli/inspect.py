@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kvfix.analysis.inspect import DEFAULT_LIMIT, inspect_key
-from kvfix.cli.options import cluster_option, emit, fail, handle_errors, output_options, salvage_option
+from kvfix.cli.options import cluster_option, emit, fail, handle_errors, live_option, output_options, salvage_option
 from kvfix.cli.params import EscapedBytes
 from kvfix.codec.keys import DEFAULT_NAMESPACE
 from kvfix.errors import EXIT_FINDINGS
@@ -35,6 +35,7 @@ from kvfix.textsafe import show
 )
 @click.option("--raw", is_flag=True, help="Show every record's key and value in hex beside the decoding.")
 @salvage_option
+@live_option
 @handle_errors
 def inspect(
     path: str,
@@ -46,6 +47,7 @@ def inspect(
     limit: int,
     raw: bool,
     salvage: bool,
+    live: bool,
 ) -> int:
     """Decode one user KEY: metadata (type, encoding, expiry, version) and every record.
 
@@ -63,11 +65,14 @@ def inspect(
     else:
         user_key = key or b""
     ns = DEFAULT_NAMESPACE if namespace is None else namespace
-    with open_read_only(path, salvage=salvage) as db:
+    with open_read_only(path, salvage=salvage, live=live) as db:
         report = inspect_key(db, user_key, namespace=ns, cluster=cluster, limit=limit)
         partial = [f"READ_ERROR: {m}" for m in db.read_errors]
+        live_note = f"taken live, as of sequence number {db.state()[1]}" if db.live else None
     if report is not None and partial:
         report.problems[:0] = partial
+    if report is not None and live_note:
+        report.notes.insert(0, live_note)
     if report is None:
         fail(f"no such key: {show(ns)}/{show(user_key)}", EXIT_FINDINGS)
         return EXIT_FINDINGS

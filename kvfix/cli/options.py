@@ -69,9 +69,23 @@ def salvage_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+def live_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--live",
+        is_flag=True,
+        help="Read the directory of a running server (a RocksDB secondary instance, the view as of the open); "
+        "writes nothing to it.",
+    )(func)
+
+
 def read_error_findings(db: Database) -> list[Finding]:
-    """What a salvaging open could not read, as error findings: the report is partial."""
-    return [finding("READ_ERROR", message) for message in db.read_errors]
+    """What a salvaging open could not read, as error findings (the report is partial), and
+    for a live open the instant the view is of."""
+    out = [finding("READ_ERROR", message) for message in db.read_errors]
+    if db.live:
+        seq = db.state()[1]
+        out.append(finding("LIVE_VIEW", f"taken live, as of sequence number {seq}", sequence=str(seq)))
+    return out
 
 
 def interrupt_exit(signum: int | None) -> int:

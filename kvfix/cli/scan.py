@@ -9,6 +9,7 @@ from kvfix.cli.options import (
     finding_report_options,
     findings_exit,
     handle_errors,
+    live_option,
     read_error_findings,
     resolve_format,
     salvage_option,
@@ -30,15 +31,23 @@ from kvfix.testpoints import reached
 )
 @click.option("--pel", "with_pel", is_flag=True, help="List every pending entry (PEL record) of every group.")
 @salvage_option
+@live_option
 @handle_errors
 def scan(
-    path: str, fmt: str | None, fail_on: str, cluster: bool | None, deep: bool, with_pel: bool, salvage: bool
+    path: str,
+    fmt: str | None,
+    fail_on: str,
+    cluster: bool | None,
+    deep: bool,
+    with_pel: bool,
+    salvage: bool,
+    live: bool,
 ) -> int:
     """Decode every stream of a Kvrocks data directory (its dir or dir/db) under both layouts.
 
     Opens read-only; never changes a byte or a file name of PATH.
     """
-    with open_read_only(path, salvage=salvage) as db, progress_for("scanning") as progress:
+    with open_read_only(path, salvage=salvage, live=live) as db, progress_for("scanning") as progress:
         reached("scan")
         report = scan_database(db, cluster=cluster, deep=deep, progress=progress)
         report.findings.extend(read_error_findings(db))

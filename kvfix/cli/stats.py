@@ -6,7 +6,15 @@ import click
 
 from kvfix.analysis.stats import collect_stats
 from kvfix.analysis.stats_model import DEFAULT_TOP, StatsFilter
-from kvfix.cli.options import cluster_option, emit, handle_errors, output_options, read_error_findings, salvage_option
+from kvfix.cli.options import (
+    cluster_option,
+    emit,
+    handle_errors,
+    live_option,
+    output_options,
+    read_error_findings,
+    salvage_option,
+)
 from kvfix.cli.params import EscapedBytes
 from kvfix.codec.metadata import TYPE_NAMES
 from kvfix.errors import EXIT_FINDINGS
@@ -49,6 +57,7 @@ from kvfix.store.opening import open_read_only
     help="Only user keys matching this Redis glob (\\xNN escapes for arbitrary bytes).",
 )
 @salvage_option
+@live_option
 @handle_errors
 def stats(
     path: str,
@@ -59,6 +68,7 @@ def stats(
     types: tuple[str, ...],
     match: bytes | None,
     salvage: bool,
+    live: bool,
 ) -> int:
     """Count keys, records and bytes per namespace and type; list the biggest keys and the garbage.
 
@@ -70,9 +80,9 @@ def stats(
         types=frozenset(types),
         match=match,
     )
-    with open_read_only(path, salvage=salvage) as db, progress_for("stats") as progress:
+    with open_read_only(path, salvage=salvage, live=live) as db, progress_for("stats") as progress:
         report = collect_stats(db, cluster=cluster, filters=filters, top_n=top_n, progress=progress)
         partial = read_error_findings(db)
     report.findings[:0] = partial
     emit(fmt, lambda: stats_document(report), lambda: stats_json(report))
-    return EXIT_FINDINGS if partial else 0
+    return EXIT_FINDINGS if any(f.code == "READ_ERROR" for f in partial) else 0

@@ -40,6 +40,8 @@ class Database:
     #: Directory RocksDB was given (a shadow for read-only opens): mapped back in messages.
     opened_at: Path | None = None
     read_errors: list[str] = field(default_factory=list)
+    #: A secondary instance over a running server's directory: the view as of its open.
+    live: bool = False
 
     # --- errors ---------------------------------------------------------------------------
 

@@ -47,18 +47,19 @@ def lock_holder(db_path: Path) -> int | None:
         os.close(fd)
 
 
-def locked_message(db_path: Path, pid: int | None) -> str:
+def locked_message(db_path: Path, pid: int | None, live_hint: bool = False) -> str:
     who = f"process {pid}" if pid else "another process"
+    hint = "; or add --live for a read-only view of the running server" if live_hint else ""
     return (
         f"{show_path(db_path / 'LOCK')} is held by {who} (a running Kvrocks server?): "
-        "stop the server first, or point kvfix at a backup or checkpoint"
+        f"stop the server first, or point kvfix at a backup{hint}"
     )
 
 
-def ensure_unlocked(db_path: Path) -> None:
+def ensure_unlocked(db_path: Path, live_hint: bool = False) -> None:
     pid = lock_holder(db_path)
     if pid is not None:
-        raise DatabaseLocked(locked_message(db_path, pid))
+        raise DatabaseLocked(locked_message(db_path, pid, live_hint))
 
 
 class HeldLock:

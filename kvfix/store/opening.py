@@ -139,6 +139,46 @@ def _open_checked(data: DataDir, shadow: Path, cfs: tuple[str, ...], log_dir: st
     return db
 
 
+#: Opens of a live directory tried before giving up (the server may delete a file between
+#: kvfix listing the directory and RocksDB opening it).
+LIVE_ATTEMPTS = 3
+
+
+def _open_live(data: DataDir, cfs: tuple[str, ...], tmp: str) -> Database:
+    """A RocksDB secondary instance over a shadow of the live directory, as of this open.
+
+    The secondary keeps its own files (info log, its MANIFEST reading) in ``tmp``; with
+    ``max_open_files = -1`` (which secondaries require) every SST file is opened now, so a
+    compaction that deletes one afterwards does not take it away from this view.
+    """
+    last: Exception | None = None
+    for attempt in range(LIVE_ATTEMPTS):
+        shadow = Path(tmp) / f"live-{attempt}"
+        secondary = Path(tmp) / f"secondary-{attempt}"
+        shadow.mkdir()
+        secondary.mkdir()
+        _make_shadow(data.db, shadow)
+        opts = _raw()
+        opts.set_max_open_files(-1)
+        opts.set_db_log_dir(str(secondary))
+        try:
+            rdict = Rdict(
+                str(shadow),
+                options=opts,
+                column_families={c: _raw() for c in cfs},
+                access_type=AccessType.secondary(str(secondary)),
+            )
+        except Exception as exc:  # a file went away underneath: list the directory again
+            last = exc
+            continue
+        return Database(data.db, rdict, cfs, read_only=True, opened_at=shadow, live=True)
+    text = _one_line(last or "").replace(str(tmp), "<kvfix temporary directory>")
+    raise Unreadable(
+        f"{data.shown()}: could not open a live view after {LIVE_ATTEMPTS} attempts while the server "
+        f"changed its files ({text}); try again"
+    )
+
+
 def check_files(db: Database) -> None:
     """Every SST file on disk must be referenced by the MANIFEST (else: data the open cannot see)."""
     live = db.live_sst_files()
@@ -156,24 +196,29 @@ def check_files(db: Database) -> None:
 
 @contextmanager
 def open_read_only(
-    path: str | os.PathLike[str] | DataDir, *, salvage: bool = False, lock: HeldLock | None = None
+    path: str | os.PathLike[str] | DataDir,
+    *,
+    salvage: bool = False,
+    lock: HeldLock | None = None,
+    live: bool = False,
 ) -> Iterator[Database]:
     """Open a Kvrocks database read-only through a shadow directory (see module doc).
 
     ``lock``: the caller holds the LOCK itself (a writer verifying), so no lock check.
+    ``live``: the directory of a running server (its LOCK held): a secondary instance.
     """
     data = path if isinstance(path, DataDir) else resolve(path)
     if not os.access(data.db, os.R_OK | os.X_OK):
         raise Unreadable(f"{data.shown()}: permission denied")
-    if lock is None:
-        ensure_unlocked(data.db)
+    if lock is None and not live:
+        ensure_unlocked(data.db, live_hint=True)
     with tempfile.TemporaryDirectory(prefix="kvfix-ro-") as tmp:
         shadow = Path(tmp) / "db"
         shadow.mkdir()
         _make_shadow(data.db, shadow)
         cfs = _list_cfs(shadow, data.db)
         _check_kvrocks(data.db, cfs)
-        db = _open_checked(data, shadow, cfs, tmp, salvage)
+        db = _open_live(data, cfs, tmp) if live else _open_checked(data, shadow, cfs, tmp, salvage)
         try:
             yield db
         finally:
