@@ -27,6 +27,7 @@ SCAN_CODES: dict[str, tuple[Severity, str]] = {
     "UNKNOWN_TYPE": ("warning", "metadata of a type this kvfix does not know"),
     "UNDECODABLE_METADATA": ("error", "a metadata record that does not decode"),
     "CLUSTER_MODE_MISMATCH": ("error", "the --cluster/--no-cluster override disagrees with the data"),
+    "NEWER_ROCKSDB": ("info", "the database was written by a newer RocksDB than kvfix's own (no writes then)"),
     "LIVE_VIEW": ("info", "read from a running server's directory (--live): the view as of one instant"),
     "READ_ERROR": ("error", "RocksDB could not read part of the database (--salvage): the report is partial"),
 }

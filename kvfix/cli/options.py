@@ -26,6 +26,7 @@ from kvfix.render.formats import offered_formats
 from kvfix.render.jsonout import dump
 from kvfix.signals import NAMES, SIGNALS
 from kvfix.store.database import Database
+from kvfix.store.versions import kvfix_rocksdb, writer_of
 from kvfix.textsafe import safe_text
 
 FORMATS = offered_formats()
@@ -82,6 +83,16 @@ def read_error_findings(db: Database) -> list[Finding]:
     """What a salvaging open could not read, as error findings (the report is partial), and
     for a live open the instant the view is of."""
     out = [finding("READ_ERROR", message) for message in db.read_errors]
+    writer = writer_of(db.path)
+    if writer is not None and writer.newer_than_kvfix:
+        out.append(
+            finding(
+                "NEWER_ROCKSDB",
+                f"written by RocksDB {writer.text} ({writer.options_file}), newer than kvfix's {kvfix_rocksdb()}: "
+                "what it reads is checked, a format it does not know is a read error; kvfix will not write here",
+                rocksdb=writer.text,
+            )
+        )
     if db.live:
         seq = db.state()[1]
         out.append(finding("LIVE_VIEW", f"taken live, as of sequence number {seq}", sequence=str(seq)))

@@ -28,7 +28,7 @@ from kvfix.store.backup import make_backup
 from kvfix.store.database import Database, Op
 from kvfix.store.files import Fingerprint, file_names, fingerprint, first_difference, foreign_files
 from kvfix.store.lock import HeldLock
-from kvfix.store.opening import open_read_only, open_read_write
+from kvfix.store.opening import open_read_only, open_read_write, refuse_newer_writer
 from kvfix.store.paths import DataDir
 from kvfix.testpoints import reached
 from kvfix.textsafe import show_path
@@ -112,6 +112,7 @@ def execute(
 ) -> RunResult:
     """Back up, write and verify (see module doc); raises only before the first write."""
     progress = progress or Progress()
+    refuse_newer_writer(data)
     diff = first_difference(planned_files, fingerprint(data.db))
     if diff is not None:
         raise WriteRefused(f"the files of {data.shown()} changed since planning ({diff}); nothing written; run again")

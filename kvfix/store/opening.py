@@ -37,6 +37,7 @@ from kvfix.errors import DatabaseLocked, NotKvrocks, NotRocksDB, ReadError, Unre
 from kvfix.store.database import Database
 from kvfix.store.lock import HeldLock, ensure_unlocked
 from kvfix.store.paths import DataDir, resolve
+from kvfix.store.versions import kvfix_rocksdb, writer_of
 from kvfix.textsafe import show_path
 
 ROCKSDICT_CONFIG = "rocksdict-config.json"
@@ -275,11 +276,22 @@ def leftover_config(db_path: Path) -> bool:
     return True
 
 
+def refuse_newer_writer(data: DataDir) -> None:
+    """Never write into a database a newer RocksDB wrote (see kvfix.store.versions)."""
+    writer = writer_of(data.db)
+    if writer is not None and writer.newer_than_kvfix:
+        raise WriteRefused(
+            f"{data.shown()} was written by RocksDB {writer.text} ({writer.options_file}), newer than kvfix's "
+            f"{kvfix_rocksdb()}: kvfix does not write into it; nothing written"
+        )
+
+
 @contextmanager
 def open_read_write(data: DataDir, lock: HeldLock) -> Iterator[Database]:
     """Open the real directory read-write (``lock`` held); removes what rocksdict adds."""
     if not os.access(data.db, os.W_OK):
         raise Unreadable(f"{data.shown()}: not writable")
+    refuse_newer_writer(data)
     cfs = _list_cfs(data.db, data.db)
     _check_kvrocks(data.db, cfs)
     leftover_config(data.db)
