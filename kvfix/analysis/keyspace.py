@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from kvfix.analysis.findings import Finding, finding
+from kvfix.analysis.walk import Prefix
 from kvfix.codec.errors import CodecError
 from kvfix.codec.keys import MetadataKey, decode_metadata_key, slot_of
 from kvfix.codec.metadata import KeyType, Metadata, decode_metadata
@@ -113,6 +114,18 @@ def load_keyspace(db: Database, cluster: bool, now_ms: int | None = None) -> Key
             finding("UNKNOWN_TYPE", f"{count} metadata records of unknown type {type_id}", type_id=type_id, count=count)
         )
     return ks
+
+
+def owner_of(db: Database, streams: dict[tuple[bytes, bytes], LiveStream], prefix: Prefix) -> LiveStream | str:
+    """Whose records a stream column family prefix holds: the live stream's, or "stale"
+    (a dead version of a key that exists, as a stream or as another type now) or "orphan"
+    (no metadata at all).  scan, check and migrate all file records by this one answer."""
+    live = streams.get((prefix.namespace, prefix.user_key))
+    if live is not None and live.metadata.version == prefix.version and live.key.slot == prefix.slot:
+        return live
+    if live is not None or db.get("metadata", MetadataKey(prefix.namespace, prefix.user_key, prefix.slot).encode()):
+        return "stale"
+    return "orphan"
 
 
 def now_ms() -> int:

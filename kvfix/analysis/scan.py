@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kvfix.analysis.findings import finding
-from kvfix.analysis.keyspace import Keyspace, choose_cluster, load_keyspace
+from kvfix.analysis.keyspace import Keyspace, choose_cluster, load_keyspace, owner_of
 from kvfix.analysis.keyspace import now_ms as _now_ms
 from kvfix.analysis.model import GarbageCount, ScanReport, StreamReport
 from kvfix.analysis.streams import StreamAnalyzer
 from kvfix.analysis.walk import NAME_LIMIT, Prefix, paused_gc, walk_stream_chunks
 from kvfix.codec.ints import U64_MAX, u64
-from kvfix.codec.keys import MetadataKey, internal_prefix, key_prefix
+from kvfix.codec.keys import internal_prefix, key_prefix
 from kvfix.progress import Progress, Ticker
 from kvfix.store.database import Database
 from kvfix.textsafe import show, show_path
@@ -304,13 +304,12 @@ def _new_report(live, now: int) -> StreamReport:
 
 
 def _target_for(db: Database, ks, item: Prefix, analyzers, stale, orphan, now: int, analyzer=StreamAnalyzer):
-    ident = (item.namespace, item.user_key)
-    live = ks.streams.get(ident)
-    if live is not None and live.metadata.version == item.version and live.key.slot == item.slot:
-        if ident not in analyzers:
-            analyzers[ident] = analyzer(_new_report(live, now))
-        return analyzers[ident]
-    meta_key = MetadataKey(item.namespace, item.user_key, item.slot).encode()
-    if live is not None or db.get("metadata", meta_key) is not None:
+    owner = owner_of(db, ks.streams, item)
+    if owner == "stale":
         return stale
-    return orphan
+    if owner == "orphan":
+        return orphan
+    ident = (item.namespace, item.user_key)
+    if ident not in analyzers:
+        analyzers[ident] = analyzer(_new_report(owner, now))
+    return analyzers[ident]

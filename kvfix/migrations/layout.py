@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from hashlib import sha256
 
-from kvfix.analysis.keyspace import LiveStream, choose_cluster, load_keyspace, now_ms
+from kvfix.analysis.keyspace import LiveStream, choose_cluster, load_keyspace, now_ms, owner_of
 from kvfix.analysis.walk import BadKey, Prefix, paused_gc, walk_stream_chunks
 from kvfix.codec.errors import CodecError
 from kvfix.codec.metadata import decode_metadata
@@ -174,12 +174,12 @@ def _live_chunks(
             elif isinstance(item, Prefix):
                 ident = (item.namespace, item.user_key)
                 n = len(item.raw)
-                live = ks.streams.get(ident)
-                if live is not None and live.metadata.version == item.version and live.key.slot == item.slot:
-                    target = StreamRecords(live, item.raw)
+                owner = owner_of(db, ks.streams, item)
+                if isinstance(owner, LiveStream):
+                    target = StreamRecords(owner, item.raw)
                     yield target, [], n
                 else:
-                    target = out.stale if live is not None else out.orphan
+                    target = out.stale if owner == "stale" else out.orphan
             elif isinstance(target, StreamRecords):
                 yield target, item, n
             else:
