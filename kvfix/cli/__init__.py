@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from kvfix import __version__
+from kvfix.cli.backups import backups, restore_cmd
 from kvfix.cli.check import check
 from kvfix.cli.inspect import inspect
 from kvfix.cli.migrate import migrate
@@ -49,6 +50,9 @@ def _command_path(exc: click.UsageError, ctx: click.Context | None) -> str:
 
 
 class KvfixGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # as registered: the workflow's order, not alphabetical
+
     """Turns click's three-line usage errors (usage, hint, error) into :class:`OneLineUsageError`.
 
     Both places a usage error can come from pass here: parsing kvfix's own options
@@ -79,12 +83,10 @@ class KvfixGroup(click.Group):
 def main() -> None:
     """Inspect, check and migrate Apache Kvrocks data directories offline.
 
-    Exit codes: 0 clean, 1 findings at or above --fail-on, 2 could not run, 130 interrupted.
+    Exit codes: 0 clean, 1 findings at or above --fail-on, 2 could not run, 3 written but
+    not verified (run again), 130/143 interrupted (SIGINT/SIGTERM).
     """
 
 
-main.add_command(scan)
-main.add_command(migrate)
-main.add_command(stats)
-main.add_command(inspect)
-main.add_command(check)
+for command in (scan, migrate, check, stats, inspect, backups, restore_cmd):  # the order of the workflow
+    main.add_command(command)
