@@ -18,13 +18,14 @@ from kvfix.cli.writing import (
     stdin_is_terminal,
     write_options,
 )
-from kvfix.errors import VerifyFailed, WriteRefused
+from kvfix.errors import Interrupted, VerifyFailed, WriteRefused
 from kvfix.migrations import MIGRATIONS, for_target, planfile
 from kvfix.migrations.base import ON_CONFLICT_CHOICES, Migration, Plan, PlanOptions
 from kvfix.migrations.run import MigrationJob, execute
 from kvfix.progress import progress_for
 from kvfix.render import render
 from kvfix.render.migrate_report import list_document, list_json, plan_document, plan_json
+from kvfix.signals import NAMES
 from kvfix.store.files import fingerprint
 from kvfix.store.lock import HeldLock
 from kvfix.store.opening import open_read_only
@@ -151,11 +152,20 @@ def migrate(
                 on_backup=lambda saved: click.echo(f"kvfix: {restore_hint(data, saved)}", err=True),
                 progress=progress,
             )
-    emit(
-        fmt,
-        lambda: plan_document(migration, plan, show_path(path), False, result),
-        lambda: plan_json(migration, plan, show_path(path), False, result, lazy=True),
-    )
+    try:
+        emit(
+            fmt,
+            lambda: plan_document(migration, plan, show_path(path), False, result),
+            lambda: plan_json(migration, plan, show_path(path), False, result, lazy=True),
+        )
+    except Interrupted as exc:  # the work is done: only the report was cut short
+        raise_for_run(result)
+        click.echo(
+            f"\nkvfix: all {result.applied.done} streams written and verified; "
+            f"the report was interrupted ({NAMES.get(exc.signum, 'a signal')})",
+            err=True,
+        )
+        return 0
     raise_for_run(result)
     return 0
 
@@ -171,7 +181,7 @@ def _show(fmt: str | None, migration: Migration, plan: Plan, path: str, dry_run:
 def _refuse_blocked(fmt: str | None, migration: Migration, plan: Plan, path: str) -> None:
     if not plan.blocked:
         return
-    _show(fmt, migration, plan, path, True)
+    _show(fmt, migration, plan, path, False)  # a real run, refused: not a dry run
     groups = [f"{show(s.key)}/{show(c.group)}" for s in plan.streams for c in s.conflicts if c.resolution is None]
     raise WriteRefused(
         f"{len(groups)} groups exist in both layouts ({', '.join(groups[:5])}); nothing written; "
