@@ -60,7 +60,7 @@ def run_cli(*args: str, input: str | None = None):
 
 def run_kvfix(*args: str, **kw) -> subprocess.CompletedProcess:
     """Run kvfix as a real process (``python -m kvfix``), as an operator would."""
-    env = {**os.environ, "KVFIX_NO_PROGRESS": "1"}
+    env = {**os.environ, "KVFIX_NO_PROGRESS": "1", **kw.pop("env", {})}
     return subprocess.run(
         [sys.executable, "-m", "kvfix", *map(str, args)], capture_output=True, text=True, env=env, timeout=300, **kw
     )

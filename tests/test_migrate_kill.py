@@ -91,3 +91,46 @@ def test_sigkill_at_progress_points_keeps_every_stream_in_one_layout(tmp_path):
     assert not (db / "rocksdict-config.json").exists()  # a killed run's leftover is removed by the next
     again = run_kvfix("migrate", db, "--yes", "--no-backup", "--format", "json")
     assert again.returncode == 0 and '"streams_to_migrate": 0' in again.stdout
+
+
+def build_big(path: Path) -> Path:
+    """One stream whose two groups hold 1,500 PEL records each: split over many batches."""
+    base = 1_795_775_557_000
+    ids = [StreamId(base + i, 0) for i in range(1500)]
+    s = SynthStream(b"big", entries=[(x, (b"f", b"v")) for x in ids])
+    for g in (b"billing", b"audit"):
+        s.groups.append(("legacy", g, group_value(ids[-1], consumers=2, pending=1500, entries_read=1500)))
+        s.consumers.append(("legacy", g, b"w1", ConsumerValue(750, base, base)))
+        s.consumers.append(("legacy", g, b"w2", ConsumerValue(750, base, base)))
+        s.pel.extend(("legacy", g, x, PelValue(base, 1, b"w1" if i % 2 else b"w2")) for i, x in enumerate(ids))
+    return SynthDB(streams=[s]).write(path)
+
+
+def test_sigkill_inside_a_stream_split_over_many_batches(tmp_path):
+    """A stream too large for one batch moves in parts, its group records last; a re-run
+    finishes a move a killed run left part done, and never calls it a conflict."""
+    db = build_big(tmp_path / "db")
+    env = {"KVFIX_PART_RECORDS": "400"}  # 200 records moved per part: 16 parts for this stream
+    for n in (3, 5):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kvfix", "migrate", str(db), "--yes", "--no-backup", "--format", "json"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **env, "KVFIX_NO_PROGRESS": "1", "KVFIX_BATCH_RECORDS": "1"}
+            | {"KVFIX_TEST_STOP_AT": f"batch:{n}"},
+        )
+        kill_when_stopped(proc)
+        with open_read_only(db) as opened:
+            [s] = scan_database(opened).streams
+        assert s.layout == "mixed"  # part moved: records in both layouts, the group records still legacy
+        assert s.records["legacy_group"] == 2 and s.records["prefixed_group"] == 0
+        plan = run_kvfix("migrate", db, "--dry-run", "--format", "json", env=env)
+        assert plan.returncode == 0, plan.stderr
+        assert '"unresolved_conflicts": 0' in plan.stdout and "finishing a move" in plan.stdout
+    done = run_kvfix("migrate", db, "--yes", "--no-backup", env=env)
+    assert done.returncode == 0, done.stderr
+    with open_read_only(db) as opened:
+        [s] = scan_database(opened).streams
+    assert s.layout == "prefixed" and s.metadata.stream.group_number == 2
+    assert sorted(g.name for g in s.groups.values()) == [b"audit", b"billing"]
+    assert all(len(g.pel) == 1500 and len(g.consumers) == 2 for g in s.groups.values())

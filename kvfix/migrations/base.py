@@ -8,6 +8,7 @@ each), then verified on a read-only open (kvfix.migrations.run).
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -130,6 +131,36 @@ class StreamPlan:
     def blocked(self) -> bool:
         return any(c.resolution is None for c in self.conflicts)
 
+    def parts(self, limit: int) -> list[list[Op]]:
+        """The stream's writes as atomic parts of about ``limit`` ops (one part when it fits).
+
+        A stream too large for one batch moves record by record (each put with the delete
+        of its old key), the group records and the metadata in the last part, and a
+        conflict's losing group record last among the drops.  So after a crash between
+        parts, the group record still sits in the source layout, and a re-run can tell its
+        own half-finished move (target records without a target group record) from a
+        group that really exists twice (see kvfix.migrations.layout.plan_stream).
+        """
+        ops = self.ops()
+        if len(ops) <= limit:
+            return [ops]
+        drops = sorted(self.drops, key=lambda d: d.kind.endswith("_group"))
+        out = _chunks([("stream", d.key, None) for d in drops], limit)
+        pairs = max(1, limit // 2)
+        records = [r for r in self.rewrites if not r.kind.endswith("_group")]
+        for i in range(0, len(records), pairs):
+            moved = records[i : i + pairs]
+            out.append(
+                [*(("stream", r.new_key, r.value) for r in moved), *(("stream", r.old_key, None) for r in moved)]
+            )
+        last: list[Op] = []
+        for r in self.rewrites:
+            if r.kind.endswith("_group"):
+                last += [("stream", r.new_key, r.value), ("stream", r.old_key, None)]
+        if self.metadata is not None:
+            last.append(("metadata", self.metadata.key, self.metadata.new))
+        return [*out, last] if last else out
+
     def ops(self) -> list[Op]:
         """The stream's single batch: drops, puts, deletes of the old keys, metadata."""
         out: list[Op] = [("stream", d.key, None) for d in self.drops]
@@ -138,6 +169,21 @@ class StreamPlan:
         if self.metadata is not None:
             out.append(("metadata", self.metadata.key, self.metadata.new))
         return out
+
+
+def _chunks(ops: list[Op], limit: int) -> list[list[Op]]:
+    return [ops[i : i + limit] for i in range(0, len(ops), max(1, limit))]
+
+
+class Split(NamedTuple):
+    """A unit written as several atomic parts, in order; done when its last part is."""
+
+    parts: list[list[Op]]
+
+
+#: Ops of one stream in one atomic part when the stream is too large for one batch
+#: (``KVFIX_PART_RECORDS`` for tests of split streams).
+PART_RECORDS = int(os.environ.get("KVFIX_PART_RECORDS", "50000"))
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from kvfix.codec.stream import (
     with_layout,
 )
 from kvfix.migrations.base import (
+    PART_RECORDS,
     Conflict,
     Drop,
     MetadataChange,
@@ -45,6 +46,7 @@ from kvfix.migrations.base import (
     PlanOptions,
     Rewrite,
     Skipped,
+    Split,
     StreamPlan,
     describe,
 )
@@ -241,6 +243,20 @@ def _differences(src: list[GroupRecord], tgt: list[GroupRecord], source: Layout,
     return tuple(diffs)
 
 
+def continues_a_move(src: list[GroupRecord], tgt: list[GroupRecord]) -> bool:
+    """Whether a group's records in both layouts are a split move that stopped part way.
+
+    A split stream moves its group record last (StreamPlan.parts), and each record's put
+    and the delete of its old key are in one batch: so the target side has no group
+    record yet, the source side still has it, and no record exists on both sides.  A
+    group created again by a server always has its own group record.
+    """
+    if any(r.kind in _GROUP_KINDS for r in tgt) or not any(r.kind in _GROUP_KINDS for r in src):
+        return False
+    moved = {r.sub for r in tgt}
+    return not any(relocated_subkey(r.sub, r.kind) in moved for r in src)
+
+
 def plan_stream(
     sr: StreamRecords, source: Layout, target: Layout, options: PlanOptions, meta_raw: bytes
 ) -> StreamPlan | None:
@@ -256,7 +272,12 @@ def plan_stream(
     final = {r.sub: (r.value, r.kind in _GROUP_KINDS) for r in sr.records if _KIND_LAYOUT[r.kind] == target}
     for group in sorted(src):
         move = src[group]
-        if group in tgt:
+        if group in tgt and continues_a_move(move, tgt[group]):
+            notes.append(
+                f"group {show(group)}: finishing a move an earlier kvfix run left part done "
+                f"({len(tgt[group])} records already {target})"
+            )
+        elif group in tgt:
             diffs = _differences(move, tgt[group], source, target)
             if not diffs:
                 resolution, losers, why = "identical", move, f"duplicate of the identical {target} record"
@@ -399,8 +420,10 @@ class StreamOps:
     def __len__(self) -> int:
         return len(self._streams)
 
-    def __iter__(self) -> Iterator[list[Op]]:
-        return (s.ops() for s in self._streams)
+    def __iter__(self) -> Iterator[list[Op] | Split]:
+        for s in self._streams:
+            parts = s.parts(PART_RECORDS)
+            yield parts[0] if len(parts) == 1 else Split(parts)
 
 
 def verify_plan(db: Database, plan: Plan, streams_done: int | None = None) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from kvfix.analysis.walk import paused_gc
 from kvfix.errors import Interrupted, KvfixError, WriteRefused
-from kvfix.migrations.base import Migration, Plan, PlanOptions
+from kvfix.migrations.base import Migration, Plan, PlanOptions, Split
 from kvfix.progress import Progress
 from kvfix.signals import SIGNALS
 from kvfix.store.backup import make_backup
@@ -165,17 +165,22 @@ def take_backup(data: DataDir, lock: HeldLock, target: Path) -> Path:
 BATCH_RECORDS = int(os.environ.get("KVFIX_BATCH_RECORDS", "50000"))
 
 
-def batches(units: Iterable[Sequence[Op]], limit: int) -> Iterator[tuple[list[Op], int]]:
-    """(ops, number of units in them): consecutive whole units, up to ``limit`` records."""
+def batches(units: Iterable[Sequence[Op] | Split], limit: int) -> Iterator[tuple[list[Op], int]]:
+    """(ops, units completed by them): whole atomic parts, up to about ``limit`` records.
+
+    A unit is one atomic part, or a :class:`~kvfix.migrations.base.Split` of several
+    written in order; a unit counts as done with the batch that holds its last part.
+    """
     ops: list[Op] = []
     n = 0
     for unit in units:
-        if n and len(ops) + len(unit) > limit:
-            yield ops, n
-            ops, n = [], 0
-        ops.extend(unit)
+        for part in unit.parts if isinstance(unit, Split) else (unit,):
+            if ops and len(ops) + len(part) > limit:
+                yield ops, n
+                ops, n = [], 0
+            ops.extend(part)
         n += 1
-    if n:
+    if n or ops:
         yield ops, n
 
 
