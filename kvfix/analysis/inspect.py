@@ -16,7 +16,7 @@ from typing import Any
 
 from kvfix.analysis.inspect_records import DECODERS, Record, hash_ttl_field
 from kvfix.analysis.inspect_records import iso_ms as iso_ms  # re-exported for the renderer
-from kvfix.analysis.inspect_summary import check_label_index, summarise
+from kvfix.analysis.inspect_summary import check_label_index, hash_mode, summarise
 from kvfix.analysis.keyspace import choose_cluster
 from kvfix.analysis.keyspace import now_ms as _now_ms
 from kvfix.codec.errors import CodecError
@@ -24,12 +24,7 @@ from kvfix.codec.hash_ttl import HashFieldExpiryTail, decode_hash_tail
 from kvfix.codec.keys import MetadataKey, decode_internal_key, key_prefix, slot_of, successor
 from kvfix.codec.metadata import KeyType, Metadata, decode_metadata
 from kvfix.codec.topk import TOPK_TYPE_ID, TopKTail, decode_topk_tail
-from kvfix.codec.types import (
-    HASH_FIELD_EXPIRE_FLAG,
-    JsonTail,
-    TypeTail,
-    decode_type_tail,
-)
+from kvfix.codec.types import JsonTail, TypeTail, decode_type_tail
 from kvfix.store.database import Database
 from kvfix.textsafe import show_path
 
@@ -126,7 +121,7 @@ def inspect_key(
         rep.problems.append(f"metadata does not decode: {exc}")
         return rep
     _decode_tail(rep, meta)
-    if meta.extra_flags and _hash_mode(meta) != "pr2402":
+    if meta.extra_flags and hash_mode(meta) != "pr2402":
         rep.notes.append(
             f"metadata flag bits 0x{meta.extra_flags:02x} are set: an encoding newer than this kvfix; records shown raw"
         )
@@ -136,21 +131,6 @@ def inspect_key(
     if meta.type_id == KeyType.TIMESERIES and meta.known_type:
         check_label_index(db, rep)
     return rep
-
-
-def _hash_mode(meta: Metadata) -> str:
-    """legacy, ttl (field expiration, decoded), pr2402 (flag 0x40, never released), odd (other tail)."""
-    if meta.type_id != KeyType.HASH:
-        return "legacy"
-    if meta.extra_flags & HASH_FIELD_EXPIRE_FLAG:
-        return "pr2402"
-    if not meta.tail:
-        return "legacy"
-    try:
-        decode_hash_tail(meta.tail)
-    except CodecError:
-        return "odd"
-    return "ttl"
 
 
 def _tail_of(meta: Metadata) -> TypeTail | HashFieldExpiryTail | TopKTail | None:
@@ -245,7 +225,7 @@ def _read_records(db: Database, rep: InspectReport, meta: Metadata) -> None:
 
 def _hash_decoder(rep: InspectReport, meta: Metadata, decoder):
     """The field decoder for this hash's encoding; None (raw) for encodings kvfix does not decode."""
-    mode = _hash_mode(meta)
+    mode = hash_mode(meta)
     if mode == "ttl":
         return hash_ttl_field
     if mode == "pr2402":

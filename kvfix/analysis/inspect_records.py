@@ -169,9 +169,7 @@ def _timeseries(cf, sub, value, state):
     if isinstance(key, TSChunkKey):
         chunk = decode_chunk(value)
         shown = [[ts, v] for ts, v in chunk.samples[:SAMPLES_SHOWN]]
-        return _rec(
-            cf, "chunk", chunk_id=key.first_ts, count=chunk.count, compressed=chunk.compressed, samples=shown
-        )
+        return _rec(cf, "chunk", chunk_id=key.first_ts, count=chunk.count, compressed=chunk.compressed, samples=shown)
     if isinstance(key, TSLabelKey):
         return _rec(cf, "label", label=key.label, value=value)
     rule = decode_downstream_rule(value)

@@ -179,10 +179,18 @@ class TypeCounts:
     bytes: int = 0  # key + value bytes: metadata records plus those subkey records
     metadata_32bit: int = 0
     metadata_64bit: int = 0
+    #: Type-specific counts (hash field expiration, TimeSeries chunks and samples, TopK records).
+    detail: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: TypeCounts) -> None:
         for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+            if name != "detail":
+                setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name, n in other.detail.items():
+            self.detail[name] = self.detail.get(name, 0) + n
+
+    def bump(self, name: str, n: int = 1) -> None:
+        self.detail[name] = self.detail.get(name, 0) + n
 
 
 @dataclass
@@ -240,6 +248,9 @@ class StatsReport:
     cf_totals: dict[str, list[int]] = field(default_factory=dict)
     undecodable_metadata: int = 0
     findings: list[Finding] = field(default_factory=list)
+    #: TimeSeries label index (``index`` CF) entries per namespace: [records, bytes].
+    label_index: dict[bytes, list[int]] = field(default_factory=dict)
+    label_index_undecodable: int = 0
 
     def counts(self, ns: bytes, type_name: str) -> TypeCounts:
         types = self.namespaces.setdefault(ns, {})

@@ -16,7 +16,7 @@ from kvfix.cli.options import (
     salvage_option,
 )
 from kvfix.cli.params import EscapedBytes
-from kvfix.codec.metadata import TYPE_NAMES
+from kvfix.codec.metadata import ALL_TYPE_NAMES
 from kvfix.errors import EXIT_FINDINGS
 from kvfix.progress import progress_for
 from kvfix.render.stats_report import stats_document, stats_json
@@ -46,7 +46,7 @@ from kvfix.store.opening import open_read_only
     "--type",
     "types",
     multiple=True,
-    type=click.Choice(sorted(TYPE_NAMES.values())),
+    type=click.Choice(sorted(ALL_TYPE_NAMES.values())),
     help="Only keys of this type, as TYPE prints it (repeatable).",
 )
 @click.option(

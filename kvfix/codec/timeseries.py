@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from itertools import pairwise
 
 from kvfix.codec.errors import CodecError
 from kvfix.codec.ints import Reader, u32, u64
@@ -138,7 +139,7 @@ def decode_chunk(raw: bytes) -> TSChunk:
     if len(body) != count * _SAMPLE.size:
         raise CodecError(f"chunk of {count} samples has {len(body)} sample bytes, expected {count * _SAMPLE.size}")
     samples = tuple(_SAMPLE.iter_unpack(body))
-    if any(a[0] >= b[0] for a, b in zip(samples, samples[1:], strict=False)):
+    if any(a[0] >= b[0] for a, b in pairwise(samples)):
         raise CodecError("chunk sample timestamps are not strictly increasing")
     return TSChunk(flags, count, samples)
 

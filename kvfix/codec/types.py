@@ -42,7 +42,9 @@ _ALL = (1 << 64) - 1
 
 #: Bytes per bitmap fragment (kBitmapSegmentBytes).
 BITMAP_FRAGMENT_BYTES = 1024
-#: Metadata flag bit Kvrocks (2026+) sets on a hash whose field values carry an expire prefix.
+#: Metadata flag bit the unreleased hash field expiration of Kvrocks PR #2402 set on a hash whose
+#: field values carry an expire prefix.  The released encoding has no flag bit: it appends the
+#: field-expiration fields to the hash metadata instead (kvfix.codec.hash_ttl).
 HASH_FIELD_EXPIRE_FLAG = 0x40
 
 

@@ -9,6 +9,9 @@ from typing import Any
 
 from kvfix.analysis.inspect import InspectReport, iso_ms, iso_us
 from kvfix.analysis.inspect_records import Record
+from kvfix.codec.hash_ttl import HashFieldExpiryTail
+from kvfix.codec.timeseries import CHUNK_TYPES, DUPLICATE_POLICIES, enum_name
+from kvfix.codec.types import TimeSeriesTail
 from kvfix.render.document import Document
 from kvfix.render.jsonout import text_and_hex
 from kvfix.textsafe import show
@@ -67,6 +70,12 @@ def _tail_json(rep: InspectReport) -> dict[str, Any] | None:
         out["payload_hex"] = rep.tail.payload.hex()  # type: ignore[union-attr]
     if "source_key" in out:
         out["source_key_hex"] = rep.tail.source_key.hex()  # type: ignore[union-attr]
+    if isinstance(rep.tail, HashFieldExpiryTail):
+        out["lower_at"] = iso_ms(rep.tail.lower) if rep.tail.lower else None
+        out["upper_at"] = iso_ms(rep.tail.upper) if rep.tail.upper else None
+    if isinstance(rep.tail, TimeSeriesTail):
+        out["chunk_type_name"] = enum_name(CHUNK_TYPES, rep.tail.chunk_type)
+        out["duplicate_policy_name"] = enum_name(DUPLICATE_POLICIES, rep.tail.duplicate_policy)
     return out
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from kvfix.analysis.stats_model import StatsReport, TopKey, TypeCounts
+from kvfix.codec.databases import database_of
+from kvfix.codec.keys import DEFAULT_NAMESPACE
 from kvfix.render.document import Document
 from kvfix.render.jsonout import text_and_hex
 from kvfix.render.scan_report import finding_json, findings_table
@@ -13,8 +15,8 @@ from kvfix.textsafe import show
 SCHEMA = 1
 
 
-def _counts(tc: TypeCounts) -> dict[str, int]:
-    return {
+def _counts(tc: TypeCounts) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "keys": tc.keys,
         "expired": tc.expired,
         "dead": tc.dead,
@@ -23,11 +25,20 @@ def _counts(tc: TypeCounts) -> dict[str, int]:
         "metadata_32bit": tc.metadata_32bit,
         "metadata_64bit": tc.metadata_64bit,
     }
+    if tc.detail:  # only types that have any (hash field expiration, timeseries, topk)
+        out["detail"] = dict(sorted(tc.detail.items()))
+    return out
+
+
+def _uses_databases(r: StatsReport) -> bool:
+    """A ``db<n>`` namespace is present: show SELECT numbers beside namespaces in tables."""
+    return any(ns != DEFAULT_NAMESPACE and database_of(ns) is not None for ns in r.namespaces)
 
 
 def _top(t: TopKey) -> dict[str, Any]:
     return {
         **text_and_hex("namespace", t.namespace),
+        "database": database_of(t.namespace),
         **text_and_hex("key", t.key),
         "slot": t.slot,
         "type": t.type_name,
@@ -47,6 +58,7 @@ def stats_json(r: StatsReport) -> dict[str, Any]:
             total.add(tc)
         namespaces[show(ns)] = {
             "namespace_hex": ns.hex(),
+            "database": database_of(ns),
             "types": {name: _counts(types[name]) for name in sorted(types)},
             "total": _counts(total),
         }
@@ -77,6 +89,11 @@ def stats_json(r: StatsReport) -> dict[str, Any]:
         "column_families": {cf: {"records": t[0], "bytes": t[1]} for cf, t in sorted(r.cf_totals.items())},
         "undecodable_metadata": r.undecodable_metadata,
         "findings": [finding_json(x) for x in r.findings],
+        "label_index": {
+            show(ns): {"namespace_hex": ns.hex(), "database": database_of(ns), "records": t[0], "bytes": t[1]}
+            for ns, t in sorted(r.label_index.items())
+        },
+        "label_index_undecodable": r.label_index_undecodable,
     }
 
 
@@ -108,27 +125,7 @@ def stats_document(r: StatsReport) -> Document:
         f"{tot.keys} live keys, {tot.expired} expired, {tot.dead} dead · {tot.records} subkey records · "
         f"{_size(tot.bytes)} · metadata {tot.metadata_64bit} 64-bit / {tot.metadata_32bit} 32-bit"
     )
-    rows = []
-    for ns in sorted(r.namespaces):
-        for name, tc in sorted(r.namespaces[ns].items()):
-            rows.append(
-                [
-                    show(ns),
-                    name,
-                    tc.keys,
-                    tc.expired,
-                    tc.dead,
-                    tc.records,
-                    tc.bytes,
-                    tc.metadata_64bit,
-                    tc.metadata_32bit,
-                ]
-            )
-    doc.table(
-        "Keys by namespace and type",
-        ["namespace", "type", "keys", "expired", "dead", "records", "bytes", "64-bit", "32-bit"],
-        rows,
-    )
+    _keys_table(doc, r)
     for title, items in (
         (f"Top {r.top_n} keys by bytes", r.top_by_bytes),
         (f"Top {r.top_n} keys by records", r.top_by_records),
@@ -162,5 +159,38 @@ def stats_document(r: StatsReport) -> Document:
         ["column family", "records", "bytes"],
         [[cf, t[0], t[1]] for cf, t in sorted(r.cf_totals.items())],
     )
+    _detail_tables(doc, r)
     findings_table(doc, r.findings)
     return doc
+
+
+def _keys_table(doc: Document, r: StatsReport) -> None:
+    with_db = _uses_databases(r)
+    rows: list[list[object]] = []
+    for ns in sorted(r.namespaces):
+        db = database_of(ns)
+        for name, tc in sorted(r.namespaces[ns].items()):
+            row: list[object] = [show(ns)]
+            if with_db:
+                row.append("" if db is None else db)
+            row += [name, tc.keys, tc.expired, tc.dead, tc.records, tc.bytes, tc.metadata_64bit, tc.metadata_32bit]
+            rows.append(row)
+    headers = ["namespace", *(["database"] if with_db else []), "type", "keys", "expired", "dead", "records"]
+    doc.table("Keys by namespace and type", [*headers, "bytes", "64-bit", "32-bit"], rows)
+
+
+def _detail_tables(doc: Document, r: StatsReport) -> None:
+    """Counts of the newer encodings, and the TimeSeries label index; nothing when there are none."""
+    rows = [
+        [show(ns), name, counter, n]
+        for ns in sorted(r.namespaces)
+        for name, tc in sorted(r.namespaces[ns].items())
+        for counter, n in sorted(tc.detail.items())
+    ]
+    if rows:
+        doc.table("Type details", ["namespace", "type", "count", "n"], rows)  # type: ignore[arg-type]
+    if r.label_index or r.label_index_undecodable:
+        index_rows: list[list[object]] = [[show(ns), t[0], t[1]] for ns, t in sorted(r.label_index.items())]
+        if r.label_index_undecodable:
+            index_rows.append(["(undecodable)", r.label_index_undecodable, ""])
+        doc.table("TimeSeries label index (index column family)", ["namespace", "entries", "bytes"], index_rows)
