@@ -54,11 +54,12 @@ class RichProgress(Progress):
     def update(
         self, *, streams: int | None = None, records: int | None = None, total_streams: int | None = None
     ) -> None:
-        fields: dict[str, object] = {}
-        if records is not None:
-            elapsed = self._bar.tasks[0].elapsed or 0.0
-            fields.update(records=records, rate=records / elapsed if elapsed > 0 else 0.0)
-        self._bar.update(self._task, completed=streams, total=total_streams, **fields)
+        if records is None:
+            self._bar.update(self._task, completed=streams, total=total_streams)
+            return
+        elapsed = self._bar.tasks[0].elapsed or 0.0
+        rate = records / elapsed if elapsed > 0 else 0.0
+        self._bar.update(self._task, completed=streams, total=total_streams, records=records, rate=rate)
 
 
 def wants_progress() -> bool:

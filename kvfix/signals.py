@@ -15,7 +15,7 @@ from types import FrameType
 
 from kvfix.errors import Interrupted
 
-NAMES = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM"}
+NAMES: dict[int, str] = {int(signal.SIGINT): "SIGINT (Ctrl-C)", int(signal.SIGTERM): "SIGTERM"}
 
 
 class Signals:

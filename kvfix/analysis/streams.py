@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from typing import cast
 
 from kvfix.analysis.model import Collision, ConsumerInfo, GroupInfo, PelInfo, StreamReport
 from kvfix.analysis.releases import ScansHitting, legacy_misread_by
@@ -103,7 +104,7 @@ class LegacyRecords:
         }
         scans = ScansHitting(cursors)
         head = b""
-        alias, hit = ZERO_ID, ()
+        alias, hit = ZERO_ID, cast(tuple[str, ...], ())
         for kind, group, sub in self.subkeys():
             if sub[:16] != head:  # the records of one group share their alias id
                 head = sub[:16]

@@ -74,7 +74,10 @@ def inspect(
     if report is not None and live_note:
         report.notes.insert(0, live_note)
     if report is None:
-        fail(f"no such key: {show(ns)}/{show(user_key)}", EXIT_FINDINGS)
+        where = f"{show(ns)}/{show(user_key)}"
+        if partial:  # absent from what could be read is not absent
+            fail(f"{where} not found in what could be read; the read was partial ({partial[0]})", EXIT_FINDINGS)
+        fail(f"no such key: {where}", EXIT_FINDINGS)
         return EXIT_FINDINGS
     emit(fmt, lambda: inspect_document(report, raw), lambda: inspect_json(report, raw))
     return EXIT_FINDINGS if partial else 0

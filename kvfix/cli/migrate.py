@@ -152,21 +152,21 @@ def migrate(
                 on_backup=lambda saved: click.echo(f"kvfix: {restore_hint(data, saved)}", err=True),
                 progress=progress,
             )
-    try:
-        emit(
-            fmt,
-            lambda: plan_document(migration, plan, show_path(path), False, result),
-            lambda: plan_json(migration, plan, show_path(path), False, result, lazy=True),
-        )
-    except Interrupted as exc:  # the work is done: only the report was cut short
-        raise_for_run(result)
-        click.echo(
-            f"\nkvfix: all {result.applied.done} streams written and verified; "
-            f"the report was interrupted ({NAMES.get(exc.signum, 'a signal')})",
-            err=True,
-        )
-        return 0
-    raise_for_run(result)
+        try:
+            emit(
+                fmt,
+                lambda: plan_document(migration, plan, show_path(path), False, result),
+                lambda: plan_json(migration, plan, show_path(path), False, result, lazy=True),
+            )
+        except Interrupted as exc:  # the work is done: only the report was cut short
+            raise_for_run(result)
+            click.echo(
+                f"\nkvfix: all {result.applied.done} streams written and verified; "
+                f"the report was interrupted ({NAMES.get(exc.signum, 'a signal')})",
+                err=True,
+            )
+            return 0
+        raise_for_run(result)  # the LOCK is held until the report is out
     return 0
 
 

@@ -249,7 +249,7 @@ def _decode_stream_tail(r: Reader) -> StreamTail:
     ids = [StreamId(r.u64("stream id ms"), r.u64("stream id seq")) for _ in range(5)]
     entries_added = r.u64("entries_added")
     group_number = None if r.at_end() else r.u64("group_number")
-    return StreamTail(*ids, entries_added=entries_added, group_number=group_number)
+    return StreamTail(ids[0], ids[1], ids[2], ids[3], ids[4], entries_added, group_number)
 
 
 def _decode_newer(

@@ -19,6 +19,7 @@ whole key and the value, and says when the record stays ambiguous.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -333,7 +334,7 @@ def decode_pel_value(data: bytes) -> PelValue:
     return PelValue(time_ms, count, owner)
 
 
-_VALUE_DECODERS = {
+_VALUE_DECODERS: dict[str, Callable[[bytes], StreamValue]] = {
     "entry": decode_entry_value,
     "group": decode_group_value,
     "consumer": decode_consumer_value,

@@ -30,6 +30,7 @@ Metadata tails (after ``flags | expire | version | size``):
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kvfix.codec.errors import CodecError
@@ -126,7 +127,7 @@ def decode_bitmap_index(sub: bytes) -> int:
 
 def bitmap_bit_positions(offset: int, fragment: bytes) -> list[int]:
     """Redis bit offsets (GETBIT numbering) set in a fragment; Kvrocks stores bit 0 as the LSB."""
-    out = []
+    out: list[int] = []
     for i, byte in enumerate(fragment):
         if byte:
             out.extend((offset + i) * 8 + b for b in range(8) if byte >> b & 1)
@@ -313,7 +314,7 @@ def decode_timeseries_tail(tail: bytes) -> TimeSeriesTail:
 TypeTail = BloomTail | JsonTail | HyperLogLogTail | TDigestTail | TimeSeriesTail
 
 #: type id -> decoder of Metadata.tail, for the types whose tail the base codec keeps verbatim.
-TAIL_DECODERS = {
+TAIL_DECODERS: dict[int, Callable[[bytes], TypeTail]] = {
     9: decode_bloom_tail,
     10: decode_json_tail,
     11: decode_hll_tail,

@@ -254,7 +254,7 @@ class Migration(ABC):
     def plan(self, db: Database, options: PlanOptions) -> Plan: ...
 
     @abstractmethod
-    def units(self, plan: Plan) -> Sequence[Sequence[Op]]:
+    def units(self, plan: Plan) -> Sequence[Sequence[Op] | Split]:
         """The plan's writes: one atomic batch per stream, built when it is written."""
 
     @abstractmethod

@@ -13,9 +13,10 @@ it differs (so a consistent legacy stream round-trips byte for byte).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from hashlib import sha256
+from typing import overload
 
 from kvfix.analysis.keyspace import LiveStream, choose_cluster, load_keyspace, now_ms, owner_of
 from kvfix.analysis.walk import BadKey, Prefix, paused_gc, walk_stream_chunks
@@ -76,11 +77,13 @@ class GroupRecord:
     value: bytes
     kind: RecordKind
     group: bytes
-    _decoded: tuple[GroupRecordKey, object] | None = None
+    _decoded: tuple[object, object] | None = None
 
     @property
     def layout(self) -> Layout:
-        return _KIND_LAYOUT[self.kind]
+        layout = _KIND_LAYOUT[self.kind]
+        assert layout is not None  # a group record's kind always has one
+        return layout
 
     @property
     def value_sha256(self) -> str:
@@ -411,8 +414,8 @@ def _build_plan(db: Database, migration_id: str, source: Layout, target: Layout,
     )
 
 
-class StreamOps:
-    """Each stream's batch, built only when it is written (a plan's ops are never all held)."""
+class StreamOps(Sequence[list[Op] | Split]):
+    """Each stream's writes, built only when they are written (a plan's ops are never all held)."""
 
     def __init__(self, streams: tuple[StreamPlan, ...]) -> None:
         self._streams = streams
@@ -420,10 +423,15 @@ class StreamOps:
     def __len__(self) -> int:
         return len(self._streams)
 
-    def __iter__(self) -> Iterator[list[Op] | Split]:
-        for s in self._streams:
-            parts = s.parts(PART_RECORDS)
-            yield parts[0] if len(parts) == 1 else Split(parts)
+    @overload
+    def __getitem__(self, i: int) -> list[Op] | Split: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[list[Op] | Split]: ...
+    def __getitem__(self, i: int | slice) -> list[Op] | Split | Sequence[list[Op] | Split]:
+        if isinstance(i, slice):
+            return StreamOps(self._streams[i])
+        parts = self._streams[i].parts(PART_RECORDS)
+        return parts[0] if len(parts) == 1 else Split(parts)
 
 
 def verify_plan(db: Database, plan: Plan, streams_done: int | None = None) -> list[str]:

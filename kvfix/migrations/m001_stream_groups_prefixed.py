@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from kvfix.codec.stream import LEGACY, PREFIXED, Layout
 from kvfix.migrations import layout
-from kvfix.migrations.base import Migration, Plan, PlanOptions, Status
+from kvfix.migrations.base import Migration, Plan, PlanOptions, Split, Status
 from kvfix.store.database import Database, Op
 
 
@@ -27,7 +27,7 @@ class _LayoutMigration(Migration):
     def plan(self, db: Database, options: PlanOptions) -> Plan:
         return layout.build_plan(db, self.id, self.source, self.target, options)
 
-    def units(self, plan: Plan) -> Sequence[Sequence[Op]]:
+    def units(self, plan: Plan) -> Sequence[Sequence[Op] | Split]:
         if plan.migration_id != self.id:
             raise ValueError(f"plan of {plan.migration_id} given to {self.id}")
         return layout.StreamOps(plan.streams)

@@ -12,7 +12,6 @@ that says how far it got; nothing is ever left half-written inside a unit.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from kvfix.store.backup import make_backup
 from kvfix.store.database import Database, Op
 from kvfix.store.files import Fingerprint, file_names, fingerprint, first_difference, foreign_files
 from kvfix.store.lock import HeldLock
-from kvfix.store.opening import open_read_only, open_read_write, refuse_newer_writer
+from kvfix.store.opening import ROCKSDICT_CONFIG, open_read_only, open_read_write, refuse_newer_writer
 from kvfix.store.paths import DataDir
 from kvfix.testpoints import reached
 from kvfix.textsafe import show_path
@@ -41,8 +40,8 @@ class Job(Protocol):
         """Under the write lock: does the database still give exactly this plan?"""
         ...
 
-    def units(self) -> Sequence[Sequence[Op]]:
-        """One atomic batch each (a stream's whole change), in order."""
+    def units(self) -> Sequence[Sequence[Op] | Split]:
+        """One unit each (a stream's whole change), in order: atomic, or a Split of atomic parts."""
         ...
 
     def verify(self, db: Database, done: int | None) -> list[str]:
@@ -62,7 +61,7 @@ class MigrationJob:
         same_state = self.plan.db_state is not None and db.state() == self.plan.db_state
         return same_state or self.migration.plan(db, self.options) == self.plan
 
-    def units(self) -> Sequence[Sequence[Op]]:
+    def units(self) -> Sequence[Sequence[Op] | Split]:
         return self.migration.units(self.plan)
 
     def verify(self, db: Database, done: int | None) -> list[str]:
@@ -135,9 +134,7 @@ def execute(
             flush_error = flush(db)
             with SIGNALS.interruptible():
                 problems, unverified = verify(data, lock, job, applied, flush_error)
-        with contextlib.suppress(OSError):
-            lock.reacquire()  # RocksDB's close released the process's lock
-        foreign = foreign_files(data.db, before)
+            foreign = foreign_files(data.db, before - {ROCKSDICT_CONFIG}, ignore={ROCKSDICT_CONFIG})
         problems += [f"foreign file left in {data.shown()}: {name}" for name in foreign]
     return RunResult(saved, applied, tuple(problems), unverified, tuple(foreign))
 
@@ -184,7 +181,7 @@ def batches(units: Iterable[Sequence[Op] | Split], limit: int) -> Iterator[tuple
         yield ops, n
 
 
-def write_units(db: Database, units: Sequence[Sequence[Op]], progress: Progress) -> Applied:
+def write_units(db: Database, units: Sequence[Sequence[Op] | Split], progress: Progress) -> Applied:
     """Whole units in synced batches; a signal stops after the current batch, a failed write at once."""
     total = len(units)
     done = written = 0
@@ -228,8 +225,8 @@ def verify(
     """Verify on a read-only open; (problems, why verification did not run or finish)."""
     if SIGNALS.received is not None and applied.stopped is None:
         return [], f"{SIGNALS.name()} after the last write"
-    reached("verify")
     try:
+        reached("verify")
         with open_read_only(data, lock=lock) as db:
             problems = job.verify(db, None if applied.complete else applied.done)
     except Interrupted as exc:

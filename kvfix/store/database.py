@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rocksdict import ReadOptions, WriteBatch, WriteOptions
 
@@ -19,7 +19,7 @@ Op = tuple[str, bytes, bytes | None]
 
 def _read_options() -> ReadOptions:
     ro = ReadOptions()
-    ro.fill_cache(False)  # one pass over everything: caching it would only evict
+    cast(Any, ro).fill_cache(False)  # one pass over everything: caching would only evict
     ro.set_verify_checksums(True)
     return ro
 
@@ -42,6 +42,8 @@ class Database:
     read_errors: list[str] = field(default_factory=list)
     #: A secondary instance over a running server's directory: the view as of its open.
     live: bool = False
+    #: Why closing failed (after a full disk), if it did.
+    close_error: str | None = None
 
     # --- errors ---------------------------------------------------------------------------
 

@@ -16,9 +16,9 @@ def file_names(db_path: Path) -> set[str]:
     return {p.name for p in db_path.iterdir()}
 
 
-def foreign_files(db_path: Path, before: set[str]) -> list[str]:
+def foreign_files(db_path: Path, before: set[str], ignore: frozenset[str] | set[str] = frozenset()) -> list[str]:
     """Names added to db_path since ``before`` that are not RocksDB's own data files."""
-    return sorted(n for n in file_names(db_path) - before if not ROCKSDB_FILE.match(n))
+    return sorted(n for n in file_names(db_path) - before - set(ignore) if not ROCKSDB_FILE.match(n))
 
 
 def fingerprint(db_path: Path) -> Fingerprint:

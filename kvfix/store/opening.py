@@ -15,6 +15,7 @@ a smaller, healthy-looking database.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -122,7 +123,8 @@ def _open_checked(data: DataDir, shadow: Path, cfs: tuple[str, ...], log_dir: st
         try:  # RocksDB's default recovery stops at the damage: if that opens, the damage is in a log
             rdict = _open(shadow, cfs, log_dir, "point_in_time", AccessType.read_only())
         except Exception:
-            raise Unreadable(f"{data.shown()}: RocksDB could not open it read-only ({text})") from exc
+            kind = ReadError if "Corruption" in text or "checksum" in text else Unreadable
+            raise kind(f"{data.shown()}: read error: RocksDB could not open it read-only ({text})") from exc
         logs = ", ".join(wal_files(data.db)) or "the write-ahead log"
         errors.append(
             f"{data.shown()}: read error in {logs}: damaged before its end ({text}); "
@@ -309,9 +311,26 @@ def open_read_write(data: DataDir, lock: HeldLock) -> Iterator[Database]:
             try:
                 yield db
             finally:
-                db.close()
+                # Everything of kvfix's is gone before the close, which releases the LOCK
+                # (POSIX locks belong to the process); it is taken back at once.
+                (data.db / ROCKSDICT_CONFIG).unlink(missing_ok=True)
+                close_quietly(db)
+                with contextlib.suppress(OSError):
+                    lock.reacquire()
     finally:
-        (data.db / ROCKSDICT_CONFIG).unlink(missing_ok=True)
+        if (data.db / ROCKSDICT_CONFIG).exists():  # a failed open: rocksdict may have written it
+            (data.db / ROCKSDICT_CONFIG).unlink(missing_ok=True)
+
+
+def close_quietly(db: Database) -> None:
+    """Close after writes; a failing close (a full disk) must not hide what the run did.
+
+    Every batch was synced to the write-ahead log, so what was written is on disk either
+    way; the run's own result says what happened (a failed write or flush)."""
+    try:
+        db.close()
+    except Exception as exc:
+        db.close_error = _one_line(exc)
 
 
 @contextmanager
