@@ -18,7 +18,7 @@ def test_example_data_scans_as_legacy_and_stays_untouched() -> None:
     before = tree_digest(EXAMPLE)
     result = run_kvfix("scan", EXAMPLE, "--format", "json")
     assert result.returncode == 1, result.stderr  # legacy records are findings
-    assert '"layout": "legacy"' in result.stdout
+    assert '"layout":"legacy"' in result.stdout
     assert tree_digest(EXAMPLE) == before
 
 
@@ -29,8 +29,20 @@ def test_walkthrough_runs_every_step() -> None:
     )
     assert result.returncode == 0, result.stderr
     exits = [int(x) for x in re.findall(r"^\(exit (\d+)\)$", result.stdout, re.M)]
-    # scan finds legacy records; list, dry run, migrate, re-scan, check, rollback succeed;
-    # the final scan sees legacy records again (the rollback target).
-    assert exits == [1, 0, 0, 0, 0, 0, 0, 1], result.stdout[-3000:]
+    # scan finds legacy records; list, dry run, migrate, re-scan, check, backups, rollback
+    # succeed; for the 2.9 it is rolled back to, the final scan and check are clean.
+    assert exits == [1, 0, 0, 0, 0, 0, 0, 0, 0, 0], result.stdout[-3000:]
     assert "verify: ok" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_walkthrough_fails_when_a_step_ends_otherwise(tmp_path) -> None:
+    """set -e and the stated exit codes: a step that ends with another code stops the script."""
+    script = (ROOT / "examples" / "walkthrough.sh").read_text().replace("expect 1 kvfix scan", "expect 0 kvfix scan", 1)
+    copy = tmp_path / "examples" / "walkthrough.sh"
+    copy.parent.mkdir()
+    copy.write_text(script)
+    (tmp_path / "examples" / "data").symlink_to(ROOT / "examples" / "data")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "CI": "1"}
+    result = subprocess.run(["bash", str(copy)], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 1 and "expected exit 0" in result.stderr

@@ -44,7 +44,18 @@ def stream_findings(rep: StreamReport, n_legacy: int, empty: int, lo: StreamId, 
         )
         if empty:
             msg += f"; {empty} of them (16-byte subkeys, empty group names) are misread by 2.8-2.9 too"
-        add(finding("SCAN_COLLISION", msg, ns, key, records=n_legacy, first_alias=str(lo), last_alias=str(hi)))
+        add(
+            finding(
+                "SCAN_COLLISION",
+                msg,
+                ns,
+                key,
+                records=n_legacy,
+                first_alias=str(lo),
+                last_alias=str(hi),
+                empty_names=empty,
+            )
+        )
     if rep.layout == "mixed":
         add(finding("MIXED_LAYOUT", "group records in both layouts in one stream", ns, key))
     for (lay, name), legacy_group in sorted(rep.groups.items()):

@@ -10,6 +10,7 @@ import click
 
 from kvfix.analysis.check import CheckReport, check_database, read_every_record
 from kvfix.analysis.repair_job import RepairJob, all_repair_plans, repair_plans
+from kvfix.analysis.targets import Target, retarget
 from kvfix.cli.options import (
     emit,
     finding_report_options,
@@ -20,6 +21,7 @@ from kvfix.cli.options import (
     resolve_format,
     salvage_option,
 )
+from kvfix.cli.target import target_option
 from kvfix.cli.writing import (
     backup_location,
     check_write_options,
@@ -73,6 +75,7 @@ from kvfix.textsafe import show_path
 @write_options
 @salvage_option
 @live_option
+@target_option
 @handle_errors
 def check(
     path: str,
@@ -90,6 +93,7 @@ def check(
     plan_file: Path | None,
     salvage: bool,
     live: bool,
+    target: Target,
 ) -> int:
     """Verify the invariants of every stream of a Kvrocks data directory (its dir or dir/db).
 
@@ -113,6 +117,7 @@ def check(
     if not repair or dry_run:
         with open_read_only(path, salvage=salvage, live=live) as db, progress_for("checking") as progress:
             report = check_database(db, cluster=cluster, progress=progress)
+            retarget(report.scan, target)
             if verify_checksums:
                 report.verified_records = read_every_record(db)
             report.scan.findings.extend(read_error_findings(db))

@@ -167,6 +167,8 @@ def migrate(
             )
             return 0
         raise_for_run(result)  # the LOCK is held until the report is out
+    release = "--target 2.9" if to == "legacy" else "--target 2.10"
+    click.echo(f"kvfix: next: kvfix scan {show_path(path)} {release} (the release you will start)", err=True)
     return 0
 
 
