@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import run_kvfix, tree_digest
+from conftest import run_kvfix, tree_digest, unpack
 
 ROOT = Path(__file__).parent.parent
 EXAMPLE = ROOT / "examples" / "data" / "legacy-basic"
@@ -46,3 +46,35 @@ def test_walkthrough_fails_when_a_step_ends_otherwise(tmp_path) -> None:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "CI": "1"}
     result = subprocess.run(["bash", str(copy)], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 1 and "expected exit 0" in result.stderr
+
+
+def _gate(tmp_path: Path, data: Path, *args: str) -> tuple[subprocess.CompletedProcess, Path]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env["GITHUB_STEP_SUMMARY"] = str(tmp_path / "summary.md")
+    script = ROOT / "examples" / "ci" / "kvfix-gate.sh"
+    proc = subprocess.run(
+        ["bash", str(script), str(data), *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
+    return proc, tmp_path / "summary.md"
+
+
+def test_ci_gate_writes_json_and_summary_from_one_run(tmp_path) -> None:
+    import json
+
+    clean = unpack("prefixed-basic", tmp_path / "data")
+    proc, summary = _gate(tmp_path, clean, "error")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads((tmp_path / "kvfix-check.json").read_text())
+    assert doc["command"] == "check" and "verified_records" in doc
+    assert summary.read_text().startswith("#") and "kvfix check" in summary.read_text()
+    legacy = unpack("legacy-basic", tmp_path / "legacy")
+    proc, _ = _gate(tmp_path, legacy, "error")
+    assert proc.returncode == 1 and "::error::kvfix check found problems" in proc.stdout
+    proc, _ = _gate(tmp_path, tmp_path / "nothing-here")
+    assert proc.returncode == 2 and "no db/CURRENT" in proc.stdout
+
+
+def test_ci_example_installs_from_the_repository_and_runs_the_gate() -> None:
+    text = (ROOT / "examples" / "ci" / "kvfix-check.yml").read_text()
+    assert "pip install ./kvfix-src" in text and 'pip install "kvfix' not in text
+    assert "kvfix-gate.sh" in text and "run-id:" not in text and "gh run list" in text
