@@ -26,6 +26,7 @@ from kvfix.cli.writing import (
     backup_location,
     check_write_options,
     confirm_or_refuse,
+    plan_file_options,
     raise_for_run,
     remove_leftover_config,
     restore_hint,
@@ -59,19 +60,7 @@ from kvfix.textsafe import show_path
     is_flag=True,
     help="Also read every record of every column family, so every block of every SST file is checksummed.",
 )
-@click.option(
-    "--save-plan",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="With --repair --dry-run: write the complete repair plan to this file (JSON Lines).",
-)
-@click.option(
-    "--plan",
-    "plan_file",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    default=None,
-    help="With --repair: apply exactly this saved plan, or refuse if the database no longer gives it.",
-)
+@plan_file_options
 @write_options
 @salvage_option
 @live_option
@@ -143,12 +132,8 @@ def check(
         plans = repair_plans(report)
         if plan_file is not None:
             header, _ = _plan_header(cluster, identity, data, len(plans))
-            diff = planfile.first_difference(plan_file, header, planfile.repair_lines(plans))
-            if diff is not None:
-                raise WriteRefused(
-                    f"{show_path(plan_file)}: the database no longer gives this plan ({diff}); nothing written; "
-                    "make a new one with --repair --dry-run --save-plan"
-                )
+            remake = "--repair --dry-run --save-plan"
+            planfile.refuse_unless_same(plan_file, header, planfile.repair_lines(plans), remake)
         if not plans:
             remove_leftover_config(data)
             return _show_plan(fmt, summary_file, report, fail_on, dry_run=False)

@@ -12,6 +12,7 @@ from kvfix.cli.writing import (
     backup_location,
     check_write_options,
     confirm_or_refuse,
+    plan_file_options,
     raise_for_run,
     remove_leftover_config,
     restore_hint,
@@ -52,19 +53,7 @@ from kvfix.textsafe import show, show_path
     help="A group in both layouts: refuse, or keep one side (the other side's records are deleted).",
 )
 @click.option("--list", "list_only", is_flag=True, help="List known migrations and whether each applies to PATH.")
-@click.option(
-    "--save-plan",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="With --dry-run: write the complete plan to this file (JSON Lines), for review and --plan.",
-)
-@click.option(
-    "--plan",
-    "plan_file",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    default=None,
-    help="Apply exactly this saved plan (its options included), or refuse if the database no longer gives it.",
-)
+@plan_file_options
 @write_options
 @output_options
 @cluster_option
@@ -218,9 +207,4 @@ def _check_saved(
     plan_file: Path, migration: Migration, plan: Plan, to: str, options: PlanOptions, identity: str, data: DataDir
 ) -> None:
     header, _ = _plan_header(migration, plan, to, options, identity, data)
-    diff = planfile.first_difference(plan_file, header, planfile.migration_lines(plan))
-    if diff is not None:
-        raise WriteRefused(
-            f"{show_path(plan_file)}: the database no longer gives this plan ({diff}); nothing written; "
-            "make a new one with --dry-run --save-plan"
-        )
+    planfile.refuse_unless_same(plan_file, header, planfile.migration_lines(plan), "--dry-run --save-plan")

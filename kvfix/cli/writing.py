@@ -102,3 +102,20 @@ def remove_leftover_config(data: DataDir) -> None:
     if leftover_config(data.db):
         (data.db / ROCKSDICT_CONFIG).unlink(missing_ok=True)
         click.echo(f"kvfix: removed {show_path(data.db / ROCKSDICT_CONFIG)} left by an earlier kvfix run", err=True)
+
+
+def plan_file_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--save-plan FILE (with --dry-run) and --plan FILE: review a plan, then apply exactly it."""
+    func = click.option(
+        "--plan",
+        "plan_file",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        default=None,
+        help="Apply exactly this saved plan (its options included), or refuse if the database no longer gives it.",
+    )(func)
+    return click.option(
+        "--save-plan",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="With --dry-run: write the complete plan to this file (JSON Lines), for review and --plan.",
+    )(func)

@@ -121,3 +121,13 @@ def first_difference(path: Path, header: dict[str, Any], lines: Iterable[dict[st
 def _brief(raw: bytes) -> str:
     text = raw.decode("utf-8", "replace").strip()
     return (text[:160] + "…") if len(text) > 160 else (text or "nothing")
+
+
+def refuse_unless_same(path: Path, header: dict[str, Any], lines: Iterable[dict[str, Any]], remake: str) -> None:
+    """Raise WriteRefused (nothing written) naming the first difference, unless the file holds this plan."""
+    diff = first_difference(path, header, lines)
+    if diff is not None:
+        raise WriteRefused(
+            f"{show_path(path)}: the database no longer gives this plan ({diff}); nothing written; "
+            f"make a new one with {remake}"
+        )
