@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from kvfix.codec.errors import CodecError
-from kvfix.codec.hash_ttl import HashFieldExpiryTail, decode_hash_tail
+from kvfix.codec.hash_ttl import HashFieldExpiryTail, hash_encoding
 from kvfix.codec.metadata import KeyType, Metadata
 from kvfix.codec.timeseries import TSLabelIndexKey
 from kvfix.codec.types import HASH_FIELD_EXPIRE_FLAG, popcount
@@ -25,17 +24,7 @@ _COUNTED = (KeyType.HASH, KeyType.SET, KeyType.LIST, KeyType.ZSET, KeyType.SORTE
 
 def hash_mode(meta: Metadata) -> str:
     """legacy, ttl (field expiration, decoded), pr2402 (flag 0x40, never released), odd (other tail)."""
-    if meta.type_id != KeyType.HASH:
-        return "legacy"
-    if meta.extra_flags & HASH_FIELD_EXPIRE_FLAG:
-        return "pr2402"
-    if not meta.tail:
-        return "legacy"
-    try:
-        decode_hash_tail(meta.tail)
-    except CodecError:
-        return "odd"
-    return "ttl"
+    return hash_encoding(meta.type_id, meta.extra_flags, meta.tail, HASH_FIELD_EXPIRE_FLAG)
 
 
 def summarise(rep: InspectReport, meta: Metadata) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kvfix.analysis.stats_model import TypeCounts
-from kvfix.codec.errors import CodecError
-from kvfix.codec.hash_ttl import FIELD_EXPIRE_PREFIX_BYTES, decode_hash_tail
+from kvfix.codec.hash_ttl import FIELD_EXPIRE_PREFIX_BYTES
+from kvfix.codec.hash_ttl import hash_encoding as codec_hash_encoding
 from kvfix.codec.metadata import KeyType, Metadata
 from kvfix.codec.timeseries import CHUNK, CHUNK_COMPRESSED, DOWNSTREAM, LABEL, chunk_count
 from kvfix.codec.topk import TOPK_TYPE_ID, classify_topk_subkey
@@ -22,15 +22,8 @@ Detail = Callable[[TypeCounts, bytes, bytes], None]
 
 def hash_encoding(meta: Metadata) -> str:
     """legacy, field_expiration (decodable), undecoded (PR #2402 flag layout or another tail)."""
-    if meta.extra_flags & HASH_FIELD_EXPIRE_FLAG:
-        return "undecoded"
-    if not meta.tail:
-        return "legacy"
-    try:
-        decode_hash_tail(meta.tail)
-    except CodecError:
-        return "undecoded"
-    return "field_expiration"
+    mode = codec_hash_encoding(meta.type_id, meta.extra_flags, meta.tail, HASH_FIELD_EXPIRE_FLAG)
+    return {"ttl": "field_expiration", "legacy": "legacy"}.get(mode, "undecoded")
 
 
 def count_key(tc: TypeCounts, meta: Metadata) -> None:

@@ -74,3 +74,20 @@ def decode_hash_field_value(raw: bytes) -> HashFieldValue:
     if len(raw) < FIELD_EXPIRE_PREFIX_BYTES:
         raise CodecError(f"field value is {len(raw)} bytes, shorter than the {FIELD_EXPIRE_PREFIX_BYTES}-byte expiry")
     return HashFieldValue(int.from_bytes(raw[:FIELD_EXPIRE_PREFIX_BYTES], "big"), raw[FIELD_EXPIRE_PREFIX_BYTES:])
+
+
+def hash_encoding(type_id: int, extra_flags: int, tail: bytes, flag: int) -> str:
+    """How a hash's fields are stored: "legacy" (plain values), "ttl" (field expiration,
+    this module's layout), "pr2402" (the unmerged layout behind flag bit ``flag``) or "odd"
+    (another tail: recognised, not decoded).  Other types are "legacy"."""
+    if type_id != 2:  # KeyType.HASH
+        return "legacy"
+    if extra_flags & flag:
+        return "pr2402"
+    if not tail:
+        return "legacy"
+    try:
+        decode_hash_tail(tail)
+    except CodecError:
+        return "odd"
+    return "ttl"
