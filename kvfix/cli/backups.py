@@ -28,10 +28,9 @@ from kvfix.textsafe import show_path
 def backups(path: str, where: Path | None, fmt: str | None) -> int:
     """List the backups kvfix made of PATH's database, newest first, with sizes and dates.
 
+    \b
     Examples:
-
       kvfix backups /var/lib/kvrocks
-
       kvfix backups /var/lib/kvrocks --in /backups --format json
     """
     data = resolve(path)
@@ -64,8 +63,8 @@ def restore_cmd(backup: str, path: str, yes: bool) -> int:
     beside db/ (SST files hard-linked) and checks the copy, then moves the current db/
     aside (never deleted) and the copy into its place.
 
+    \b
     Examples:
-
       kvfix restore /var/lib/kvrocks.kvfix-backup-20261201T231011Z /var/lib/kvrocks
     """
     data = resolve(path)

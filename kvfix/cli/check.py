@@ -91,6 +91,13 @@ def check(
     original files) it rewrites wrong metadata, group and consumer counters and ids, one
     atomic batch per stream, then checks again.  Exit codes as scan: 0 clean, 1 findings
     at or above --fail-on, 2 could not run (or the repair did not verify).
+
+    \b
+    Examples:
+      kvfix check /var/lib/kvrocks --verify-checksums
+      kvfix check /var/lib/kvrocks --live --format json > report.json
+      kvfix check /var/lib/kvrocks --repair --dry-run --save-plan repair.jsonl
+      kvfix check /var/lib/kvrocks --repair --plan repair.jsonl
     """
     if not repair and (yes or dry_run or backup_dir is not None or no_backup):
         raise click.UsageError("--yes, --dry-run, --backup-dir and --no-backup go with --repair")

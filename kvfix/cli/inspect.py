@@ -54,6 +54,12 @@ def inspect(
     KEY is text; \\xNN escapes (as kvfix prints keys) stand for arbitrary bytes, or give
     --key-hex. A key that does not exist prints "no such key" on stderr and exits 1.
     Opens read-only; never changes a byte or a file name of PATH.
+
+    \b
+    Examples:
+      kvfix inspect /var/lib/kvrocks orders
+      kvfix inspect /var/lib/kvrocks orders --namespace tenant_a --raw
+      kvfix inspect /var/lib/kvrocks --key-hex 00ff61 --live
     """
     if (key is None) == (key_hex is None):
         raise click.UsageError("give exactly one of KEY or --key-hex")

@@ -77,6 +77,12 @@ def migrate(
     Refuses a database held by a running server and holds its LOCK until the end.
     Backs up the original files first, writes one atomic synced batch per stream, then
     re-reads and verifies.  --dry-run prints the exact plan and changes nothing.
+
+    \b
+    Examples:
+      kvfix migrate /var/lib/kvrocks --dry-run --save-plan plan.jsonl
+      kvfix migrate /var/lib/kvrocks --plan plan.jsonl
+      kvfix migrate /var/lib/kvrocks --to legacy --yes     # roll back to 2.9
     """
     check_write_options(backup_dir, no_backup)
     if save_plan is not None and not dry_run:

@@ -74,6 +74,11 @@ def stats(
 
     Live keys are those SCAN would list (neither expired nor dead). Opens read-only; never
     changes a byte or a file name of PATH. Exits 0 whenever it ran (1 when --salvage met a read error).
+
+    \b
+    Examples:
+      kvfix stats /var/lib/kvrocks --top 20
+      kvfix stats /var/lib/kvrocks --live --namespace tenant_a --type hash --match 'user:*'
     """
     filters = StatsFilter(
         namespace=namespace,
