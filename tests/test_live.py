@@ -78,7 +78,11 @@ def live(tmp_path):
 
 def test_live_commands_read_a_consistent_view_and_write_nothing(live):
     db, writer = live
-    untouched = {n: h for n, h in digests(db).items() if n in ("IDENTITY",) or n.startswith("OPTIONS-")}
+    # the writer's own rocksdict-config.json (written at its open), IDENTITY, OPTIONS: kvfix must change none
+    untouched = {
+        n: h for n, h in digests(db).items() if n in ("IDENTITY", "rocksdict-config.json") or n.startswith("OPTIONS-")
+    }
+    assert "rocksdict-config.json" in untouched
     for _ in range(2):
         scan = run_kvfix("scan", db, "--live", "--format", "json")
         assert scan.returncode in (0, 1), scan.stderr
