@@ -14,6 +14,7 @@ type only when its bytes fit the type's layout (see kvfix.codec.topk); otherwise
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -245,7 +246,16 @@ def decode_metadata(data: bytes) -> Metadata:
     return Metadata(type_id, is_64, expire_ms, version, size, stream, lst, r.rest(), raw_expire, extra)
 
 
+_TAIL_11 = struct.Struct(">11Q")
+
+
 def _decode_stream_tail(r: Reader) -> StreamTail:
+    if r.remaining in (88, 96):  # the two layouts Kvrocks writes: one unpack, not twelve reads
+        v = _TAIL_11.unpack_from(r.data, r.pos)
+        r.pos += 88
+        group_number = None if r.at_end() else r.u64("group_number")
+        ids = [StreamId(v[i], v[i + 1]) for i in range(0, 10, 2)]
+        return StreamTail(ids[0], ids[1], ids[2], ids[3], ids[4], v[10], group_number)
     ids = [StreamId(r.u64("stream id ms"), r.u64("stream id seq")) for _ in range(5)]
     entries_added = r.u64("entries_added")
     group_number = None if r.at_end() else r.u64("group_number")
