@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
 
 from kvfix import __version__
-from kvfix.cli.backups import backups, restore_cmd
-from kvfix.cli.check import check
-from kvfix.cli.inspect import inspect
-from kvfix.cli.migrate import migrate
-from kvfix.cli.scan import scan
-from kvfix.cli.stats import stats
 from kvfix.errors import EXIT_CANNOT_RUN
 from kvfix.textsafe import safe_text
 
@@ -49,9 +44,30 @@ def _command_path(exc: click.UsageError, ctx: click.Context | None) -> str:
     return " ".join(["kvfix", *reversed(names)])
 
 
+#: Command name -> module and function, in the order of the workflow (as --help lists them).
+#: A command's module is imported only when it runs: start-up is part of every command's time.
+COMMANDS = {
+    "scan": ("kvfix.cli.scan", "scan"),
+    "migrate": ("kvfix.cli.migrate", "migrate"),
+    "check": ("kvfix.cli.check", "check"),
+    "stats": ("kvfix.cli.stats", "stats"),
+    "inspect": ("kvfix.cli.inspect", "inspect"),
+    "backups": ("kvfix.cli.backups", "backups"),
+    "restore": ("kvfix.cli.backups", "restore_cmd"),
+}
+
+
 class KvfixGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)  # as registered: the workflow's order, not alphabetical
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, name = COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(module), name)
+        assert isinstance(command, click.Command)
+        return command
 
     """Turns click's three-line usage errors (usage, hint, error) into :class:`OneLineUsageError`.
 
@@ -86,7 +102,3 @@ def main() -> None:
     Exit codes: 0 clean, 1 findings at or above --fail-on, 2 could not run, 3 written but
     not verified (run again), 130/143 interrupted (SIGINT/SIGTERM).
     """
-
-
-for command in (scan, migrate, check, stats, inspect, backups, restore_cmd):  # the order of the workflow
-    main.add_command(command)
