@@ -1,0 +1,779 @@
+"""kvfix over a matrix of database shapes, measured as operators run it.
+
+    python benchmarks/shapes.py                    # quick sizes (a few minutes on 2 cores)
+    python benchmarks/shapes.py --large            # the big end (up to ~30 minutes)
+    python benchmarks/shapes.py --only huge-pel --size 1000000
+    python benchmarks/shapes.py --keep DIR --json results.json --repeat 3
+
+Shapes (``--only`` takes the name or its number; ``--size`` (alias ``--scale``) replaces the
+number in brackets, with or without --large):
+
+1. ``entries``: 10 streams x [100,000] entries, 100 legacy groups (1 consumer) and 1,000 PEL
+   records per stream (kvfix.synth.bulk_load's default); --large: 1,000,000 entries.
+2. ``small-streams``: [20,000] streams of 10 entries, 1 legacy group, 1 consumer, 1 PEL record
+   each; --large: 100,000 and 1,000,000 streams.
+3. ``huge-pel``: 1 stream, 10 legacy groups (1 consumer each), [100,000] PEL records (a tenth
+   as many entries; each group's PEL points at the same entries, as Redis allows); --large: 1M, 10M.
+4. ``many-groups``: 1 stream, [1,000] legacy groups with 1 consumer and 2 PEL records each;
+   --large: 10,000.
+5. ``mixed``: x[1] of: 2 streams x 10,000 entries (10 groups), 1,000 small streams, one
+   10,000-PEL stream, one 100-group stream, and 10,000 strings/hashes/zsets; --large: x10.
+
+Every database is generated in a child process (batches of 200,000 encoded records). Then,
+for each shape:
+
+- R: one raw rocksdict pass (``sum(len(c) for c in db.chunks(cf))`` after
+  ``open_read_only``), each column family in a fresh process: ``stream`` (R) and the four
+  families stats reads (R4 = stream + default + metadata + zset_score).  The open is timed
+  apart and not part of R.
+- Each command as a whole ``python -m kvfix ...`` process with KVFIX_NO_PROGRESS=1, stdout
+  to a file, stderr captured: scan, check, stats (each plain and ``--format json``),
+  ``migrate --dry-run``, and ``migrate --yes --no-backup`` (plain and JSON), each real
+  migrate on a fresh copy (shutil.copytree + os.sync() before timing).  Wall time from the
+  driver, peak RSS from ``/usr/bin/time -f "%e %M"`` (os.wait4's ru_maxrss, the fallback,
+  may start at the driver's own RSS) and the process tree's summed RSS sampled every 0.2 s
+  (shown as "tree" when worker processes add to it), output bytes and lines, exit code.  A
+  command still running after ``--timeout`` (600 s, --large 1800 s) is killed and recorded
+  as TIMEOUT; one whose tree grows past ``--max-rss-mb`` (8 GB, or half the RAM if less) is
+  killed and recorded as KILLED-RSS, so a shape that does not fit does not take the machine
+  down.  Each command runs once (as an operator would); on a shared, noisy machine
+  ``--repeat N`` reports the fastest of N runs (and the largest RSS of them).
+
+Targets (PASS/FAIL per command; exit 0 and 1 count as "ran", anything else misses):
+
+- time: scan <= 2R + 0.5 s; check <= 3R + 0.5 s; stats <= 3 R4 + 0.5 s; a real migrate
+  >= 100,000 legacy records/s (group + consumer + PEL records, from the generator) after
+  the same 0.5 s start-up allowance, i.e. wall <= legacy / 100,000 + 0.5 s (the table also
+  shows the plain rate, legacy / wall).  ``migrate --dry-run`` has no time target.
+- peak RSS (the larger of the largest process's and the sampled tree's): scan, check,
+  stats <= 150 MB; migrate (dry-run included) <= 400 MB.
+- output: default (plain) output <= 300 lines; JSON <= 4 KB per stream + 2 KB per group.
+
+Prints Markdown (the machine, the start-up time of ``python -m kvfix --version``, one table
+per shape, the misses) on stdout and progress on stderr; ``--json FILE`` is rewritten after
+every shape.  ``--keep DIR`` generates into DIR and keeps the databases and every
+command's output (a database already there with its counts.json is reused).  Exit status:
+0 when every target is met, 1 when any is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+SCAN_R, CHECK_R, STATS_R4, ALLOWANCE_S = 2.0, 3.0, 3.0, 0.5
+MIGRATE_MIN_RATE = 100_000  # legacy records per second
+RSS_READ_MB, RSS_MIGRATE_MB = 150, 400
+PLAIN_MAX_LINES = 300
+JSON_PER_STREAM, JSON_PER_GROUP = 4096, 2048
+STATS_CFS = ("stream", "default", "metadata", "zset_score")
+TIME_BIN = "/usr/bin/time"
+BATCH_RECORDS = 200_000
+
+
+# --- shapes --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shape:
+    number: int
+    name: str
+    quick: tuple[int, ...]
+    large: tuple[int, ...]
+    describe: Callable[[int], str]
+
+
+SHAPES = (
+    Shape(
+        1,
+        "entries",
+        (100_000,),
+        (1_000_000,),
+        lambda n: f"10 streams x {n:,} entries, 100 legacy groups (1 consumer) and 1,000 PEL records per stream",
+    ),
+    Shape(
+        2,
+        "small-streams",
+        (20_000,),
+        (100_000, 1_000_000),
+        lambda n: f"{n:,} streams x 10 entries, 1 legacy group, 1 consumer, 1 PEL record each",
+    ),
+    Shape(
+        3,
+        "huge-pel",
+        (100_000,),
+        (1_000_000, 10_000_000),
+        lambda n: f"1 stream ({max(1, n // 10):,} entries), 10 legacy groups (1 consumer each), {n:,} PEL records",
+    ),
+    Shape(
+        4,
+        "many-groups",
+        (1_000,),
+        (10_000,),
+        lambda n: f"1 stream ({2 * n:,} entries), {n:,} legacy groups with 1 consumer and 2 PEL records each",
+    ),
+    Shape(
+        5,
+        "mixed",
+        (1,),
+        (10,),
+        lambda m: (
+            f"x{m}: 2 streams x {10_000 * m:,} entries (10 groups), {1_000 * m:,} small streams, "
+            f"1 stream with {10_000 * m:,} PEL records, 1 with {100 * m:,} groups, {10_000 * m:,} strings/hashes/zsets"
+        ),
+    ),
+)
+
+
+def find_shape(name: str) -> Shape:
+    for shape in SHAPES:
+        if name in (shape.name, str(shape.number)):
+            return shape
+    raise SystemExit(f"unknown shape {name!r}; one of {', '.join(s.name for s in SHAPES)}")
+
+
+# --- generation (child process) ------------------------------------------------------------
+
+ID_PACK = struct.Struct(">QQ").pack
+EPOCH_MS = 1_793_491_200_000  # kvfix.synth.BULK_EPOCH_MS: 2026-11-01, as XADD * would write
+
+
+@dataclass(frozen=True)
+class StreamsSpec:
+    """Streams alike: ``entries`` entries, ``groups`` legacy groups, each with ``consumers``
+    consumers and ``pel`` PEL records (the group's PEL points at entries from g * pel on)."""
+
+    name: bytes
+    streams: int
+    entries: int
+    groups: int
+    consumers: int = 1
+    pel: int = 0  # per group
+
+
+class Loader:
+    """Ops buffered into WriteBatches of ``BATCH_RECORDS`` (unsynced; flushed at the end)."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.ops: list[tuple[str, bytes, bytes]] = []
+        self.written = 0
+
+    def flush(self) -> None:
+        if self.ops:
+            self.db.write(self.ops, sync=False)
+            self.written += len(self.ops)
+            self.ops = []
+
+    def maybe_flush(self) -> None:
+        if len(self.ops) >= BATCH_RECORDS:
+            self.flush()
+
+
+def _entry_id(i: int) -> tuple[int, int]:
+    return EPOCH_MS + i // 3, i % 3  # three entries per millisecond, like a busy XADD *
+
+
+def _entry_values() -> list[bytes]:
+    from kvfix.codec.stream import EntryValue
+
+    return [EntryValue((b"sensor", b"%d" % i, b"reading", b"%d.%02d" % (i, i % 100))).encode() for i in range(997)]
+
+
+def _group_records(spec: StreamsSpec) -> Iterator[tuple[bytes, bytes]]:
+    """(subkey, value) of every legacy group, consumer and PEL record of one stream."""
+    from kvfix.codec.metadata import StreamId
+    from kvfix.codec.stream import ConsumerKey, ConsumerValue, GroupKey, GroupValue, PelKey, PelValue, encode_subkey
+
+    last = StreamId(*_entry_id(spec.entries - 1))
+    consumers = [b"consumer-%d" % c for c in range(spec.consumers)]
+    pel_values = [PelValue(EPOCH_MS, 1, c).encode() for c in consumers]
+    for g in range(spec.groups):
+        name = b"group-%05d" % g
+        yield encode_subkey(GroupKey("legacy", name)), GroupValue(len(consumers), spec.pel, last, -1, 0).encode()
+        owned = dict.fromkeys(consumers, 0)
+        head = encode_subkey(PelKey("legacy", name, StreamId(0, 0)))[:-16]
+        for j in range(spec.pel if consumers else 0):
+            owner = j % len(consumers)
+            owned[consumers[owner]] += 1
+            yield head + ID_PACK(*_entry_id((g * spec.pel + j) % spec.entries)), pel_values[owner]
+        for c in consumers:
+            cv = ConsumerValue(owned[c], EPOCH_MS, EPOCH_MS)
+            yield encode_subkey(ConsumerKey("legacy", name, c)), cv.encode()
+
+
+def _stream_body(spec: StreamsSpec) -> Iterator[tuple[bytes, bytes]]:
+    values = _entry_values()
+    for i in range(spec.entries):
+        yield ID_PACK(*_entry_id(i)), values[i % len(values)]
+    yield from _group_records(spec)
+
+
+def write_streams(loader: Loader, spec: StreamsSpec, version_base: int) -> dict[str, int]:
+    """Write ``spec.streams`` streams; counts of what was written."""
+    from kvfix.codec.keys import InternalKey, MetadataKey
+    from kvfix.codec.metadata import KeyType, Metadata, StreamId, StreamTail
+    from kvfix.synth import DEFAULT_NS
+
+    first, last = StreamId(*_entry_id(0)), StreamId(*_entry_id(spec.entries - 1))
+    tail = StreamTail(last, first, StreamId(0, 0), first, last, spec.entries, spec.groups)
+    per_stream = spec.entries + spec.groups * (1 + spec.consumers + spec.pel)
+    body = list(_stream_body(spec)) if per_stream <= 50_000 else None
+    ops = loader.ops
+    for s in range(spec.streams):
+        key = b"%s:%07d" % (spec.name, s)
+        version = version_base + s
+        prefix = InternalKey(DEFAULT_NS, key, version, b"").prefix()
+        meta = Metadata(KeyType.STREAM, True, 0, version, spec.entries, stream=tail)
+        ops.append(("metadata", MetadataKey(DEFAULT_NS, key).encode(), meta.encode()))
+        for sub, value in body if body is not None else _stream_body(spec):
+            ops.append(("stream", prefix + sub, value))
+            if body is None and len(ops) >= BATCH_RECORDS:
+                loader.flush()
+                ops = loader.ops
+        loader.maybe_flush()
+        ops = loader.ops
+    n = spec.streams
+    return {
+        "streams": n,
+        "entries": n * spec.entries,
+        "groups": n * spec.groups,
+        "consumers": n * spec.groups * spec.consumers,
+        "pel": n * spec.groups * spec.pel,
+    }
+
+
+def write_plain_keys(loader: Loader, keys: int, version_base: int) -> dict[str, int]:
+    """A third strings, a third 2-field hashes, a third 3-member zsets (as benchmarks/stats_1m.py)."""
+    from kvfix.codec.keys import InternalKey, MetadataKey
+    from kvfix.codec.metadata import KeyType, Metadata
+    from kvfix.codec.types import ZsetScoreKey, encode_zset_member_value
+    from kvfix.synth import DEFAULT_NS as NS
+
+    for i in range(keys):
+        key, version, ops = b"key:%09d" % i, version_base + i, loader.ops
+        mkey = MetadataKey(NS, key).encode()
+        if i % 3 == 0:
+            ops.append(("metadata", mkey, Metadata(KeyType.STRING, True, 0, None, None, tail=b"v%d" % i).encode()))
+        elif i % 3 == 1:
+            ops.append(("metadata", mkey, Metadata(KeyType.HASH, True, 0, version, 2).encode()))
+            ops.extend(("default", InternalKey(NS, key, version, f).encode(), b"x" * (i % 50)) for f in (b"a", b"b"))
+        else:
+            ops.append(("metadata", mkey, Metadata(KeyType.ZSET, True, 0, version, 3).encode()))
+            for j, member in enumerate((b"m1", b"m2", b"m3")):
+                score = float(i % 1000 + j)
+                ops.append(("default", InternalKey(NS, key, version, member).encode(), encode_zset_member_value(score)))
+                score_key = ZsetScoreKey(score, member).encode()
+                ops.append(("zset_score", InternalKey(NS, key, version, score_key).encode(), b""))
+        loader.maybe_flush()
+    return {"plain_keys": keys}
+
+
+def _specs(shape: str, n: int) -> tuple[list[StreamsSpec], int]:
+    """The stream specs and the number of non-stream keys of shape ``shape`` at size ``n``."""
+    if shape == "small-streams":
+        return [StreamsSpec(b"small", n, 10, 1, 1, 1)], 0
+    if shape == "huge-pel":
+        return [StreamsSpec(b"pel", 1, max(1, n // 10), 10, 1, n // 10)], 0
+    if shape == "many-groups":
+        return [StreamsSpec(b"groups", 1, 2 * n, n, 1, 2)], 0
+    if shape == "mixed":
+        return [
+            StreamsSpec(b"big", 2, 10_000 * n, 10, 1, 10),
+            StreamsSpec(b"small", 1_000 * n, 10, 1, 1, 1),
+            StreamsSpec(b"pel", 1, 1_000 * n, 10, 1, 1_000 * n),
+            StreamsSpec(b"groups", 1, 200 * n, 100 * n, 1, 2),
+        ], 10_000 * n
+    raise ValueError(shape)
+
+
+def generate(shape: str, size: int, db_path: Path) -> dict[str, int]:
+    """Write the database of ``shape`` at ``size`` into the new directory ``db_path``."""
+    from kvfix.store.opening import create_database
+    from kvfix.synth import BASE_VERSION, BulkSpec, bulk_load
+
+    if shape == "entries":
+        counts = bulk_load(db_path, BulkSpec(entries=size))
+        return {"streams": BulkSpec().streams, **counts, "plain_keys": 0}
+    specs, plain = _specs(shape, size)
+    totals: dict[str, int] = {}
+    with create_database(db_path) as db:
+        loader = Loader(db)
+        version = BASE_VERSION
+        for spec in specs:
+            for k, v in write_streams(loader, spec, version).items():
+                totals[k] = totals.get(k, 0) + v
+            version += spec.streams
+        totals.update(write_plain_keys(loader, plain, version))
+        loader.flush()
+        db.flush_all()
+    return totals
+
+
+def child_raw(data_dir: str, cf: str) -> dict[str, float]:
+    from kvfix.store.opening import open_read_only
+
+    t0 = time.perf_counter()
+    with open_read_only(data_dir) as db:
+        t1 = time.perf_counter()
+        records = sum(len(c) for c in db.chunks(cf))
+        t2 = time.perf_counter()
+    return {"records": records, "open": t1 - t0, "seconds": t2 - t1}
+
+
+def child_main(args: list[str]) -> None:
+    if args[0] == "generate":
+        t = time.perf_counter()
+        counts: dict[str, Any] = generate(args[1], int(args[2]), Path(args[3]))
+        counts["generate_s"] = time.perf_counter() - t
+        print(json.dumps(counts))
+    elif args[0] == "raw":
+        print(json.dumps(child_raw(args[1], args[2])))
+    else:
+        raise SystemExit(f"unknown child phase {args[0]!r}")
+
+
+# --- measuring (driver) --------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    exit: int | str  # an exit status, "TIMEOUT" or "KILLED-RSS>...": killed by the Guard
+    wall: float
+    rss_mb: float  # the largest process's peak (/usr/bin/time %M)
+    out_bytes: int = 0
+    out_lines: int = 0
+    stderr: str = ""
+    tree_mb: float = 0.0  # the process tree's summed RSS, sampled every 0.2 s
+
+    @property
+    def peak_mb(self) -> float:
+        return max(self.rss_mb, self.tree_mb)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "KVFIX_NO_PROGRESS": "1", "PYTHONPATH": str(REPO)}
+
+
+def session_rss_mb(sid: int, skip: int | None) -> float:
+    """The summed RSS of the live processes of session ``sid`` (the command and its workers)."""
+    total = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == skip:
+            continue
+        try:
+            stat = Path(f"/proc/{name}/stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[3]) != sid:
+                continue
+            total += int(Path(f"/proc/{name}/statm").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class Guard(threading.Thread):
+    """Samples a command's process tree; kills its session past the timeout or the RSS guard."""
+
+    def __init__(self, pid: int, timeout: float, max_rss_mb: float, skip: int | None) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.timeout, self.max_rss_mb, self.skip = pid, timeout, max_rss_mb, skip
+        self.done = threading.Event()
+        self.reason: str | None = None
+        self.peak_mb = 0.0
+
+    def run(self) -> None:
+        t0 = time.monotonic()
+        while not self.done.wait(0.2):
+            rss = session_rss_mb(self.pid, self.skip)
+            self.peak_mb = max(self.peak_mb, rss)
+            if time.monotonic() - t0 > self.timeout:
+                self.reason = "TIMEOUT"
+            elif rss > self.max_rss_mb:
+                self.reason = f"KILLED-RSS>{self.max_rss_mb:.0f}MB"
+            if self.reason:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pid, signal.SIGKILL)  # the session of the process started here
+                return
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout: float  # seconds per command (and per generation)
+    max_rss_mb: float  # the Guard kills a command whose process tree grows past this
+    repeat: int = 1  # runs per command; the fastest is reported
+
+
+def run_measured(cmd: list[str], out_path: Path, limits: Limits) -> Run:
+    """Run ``cmd`` with stdout to ``out_path`` (stderr beside it), under a Guard."""
+    timing = out_path.with_name(out_path.name + ".time")
+    err_path = out_path.with_name(out_path.name + ".err")
+    use_time = os.access(TIME_BIN, os.X_OK)
+    full = [TIME_BIN, "-f", "%e %M", "-o", str(timing), *cmd] if use_time else cmd
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(full, stdout=out, stderr=err, env=_env(), start_new_session=True)
+        guard = Guard(proc.pid, limits.timeout, limits.max_rss_mb, proc.pid if use_time else None)
+        guard.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        guard.done.set()
+        guard.join()
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    rss_kb = float(usage.ru_maxrss) if guard.reason is None else 0.0  # killed: only the tree's samples
+    if use_time and guard.reason is None:
+        rss_kb = float(timing.read_text().split()[-1])  # after "Command exited with non-zero status N"
+    data = out_path.read_bytes()
+    return Run(
+        guard.reason or code,
+        wall,
+        rss_kb / 1024,
+        len(data),
+        data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0),
+        err_path.read_text(errors="replace")[-1500:],
+        guard.peak_mb,
+    )
+
+
+@dataclass(frozen=True)
+class Command:
+    label: str
+    args: tuple[str, ...]
+    kind: str  # scan | check | stats | dry-run | migrate
+    json: bool = False
+    copy: bool = False  # run on a fresh copy of the database
+
+
+COMMANDS = (
+    Command("scan", ("scan",), "scan"),
+    Command("scan --format json", ("scan", "--format", "json"), "scan", json=True),
+    Command("check", ("check",), "check"),
+    Command("check --format json", ("check", "--format", "json"), "check", json=True),
+    Command("stats", ("stats",), "stats"),
+    Command("stats --format json", ("stats", "--format", "json"), "stats", json=True),
+    Command("migrate --dry-run", ("migrate", "--dry-run"), "dry-run"),
+    Command("migrate --yes --no-backup", ("migrate", "--yes", "--no-backup"), "migrate", copy=True),
+    Command(
+        "migrate --yes --no-backup --format json",
+        ("migrate", "--yes", "--no-backup", "--format", "json"),
+        "migrate",
+        json=True,
+        copy=True,
+    ),
+)
+
+
+def run_command(command: Command, data_dir: Path, out_dir: Path, limits: Limits) -> Run:
+    target = data_dir
+    if command.copy:
+        target = data_dir.with_name(data_dir.name + ".migrate-copy")
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(data_dir, target)
+        os.sync()  # the copy's writeback would otherwise compete with migrate's synced writes
+    name = command.label.replace(" ", "_").replace("-", "")
+    argv = [sys.executable, "-m", "kvfix", command.args[0], str(target), *command.args[1:]]
+    try:
+        return run_measured(argv, out_dir / f"{name}.out", limits)
+    finally:
+        if command.copy:
+            shutil.rmtree(target, ignore_errors=True)
+
+
+def child(args: list[str], timeout: float) -> dict[str, Any]:
+    """Run a phase of this file in a fresh process; its JSON result."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", *args], capture_output=True, text=True, env=_env(), timeout=timeout
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"child {args[0]} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout)
+
+
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@dataclass
+class ShapeResult:
+    shape: str
+    size: int
+    description: str
+    counts: dict[str, Any]
+    disk_bytes: int
+    raw: dict[str, dict[str, float]]
+    runs: dict[str, Run] = field(default_factory=dict)
+    misses: dict[str, list[str]] = field(default_factory=dict)
+    load: float = 0.0  # 1-minute load average before the commands (others' processes make noise)
+
+
+def prepare(shape: Shape, size: int, root: Path, limits: Limits) -> tuple[Path, dict[str, Any]]:
+    data_dir = root / f"{shape.name}-{size}"
+    marker = data_dir / "counts.json"
+    if marker.exists():
+        _log(f"[{shape.name} {size:,}] reusing {data_dir}")
+        return data_dir, json.loads(marker.read_text())
+    shutil.rmtree(data_dir, ignore_errors=True)
+    _log(f"[{shape.name} {size:,}] generating ...")
+    counts = child(["generate", shape.name, str(size), str(data_dir / "db")], limits.timeout)
+    marker.write_text(json.dumps(counts))
+    _log(f"[{shape.name} {size:,}] generated in {counts['generate_s']:.1f} s")
+    return data_dir, counts
+
+
+def fastest(runs: list[Run]) -> Run:
+    """The fastest run, with the largest RSS seen; a run that failed or was killed wins over all."""
+    failed = [r for r in runs if r.exit not in (0, 1)]
+    if failed:
+        return failed[0]
+    best = min(runs, key=lambda r: r.wall)
+    best.rss_mb, best.tree_mb = max(r.rss_mb for r in runs), max(r.tree_mb for r in runs)
+    return best
+
+
+def measure(shape: Shape, size: int, root: Path, limits: Limits) -> ShapeResult:
+    data_dir, counts = prepare(shape, size, root, limits)
+    counts["legacy"] = counts["groups"] + counts["consumers"] + counts["pel"]
+    raw = {cf: child(["raw", str(data_dir), cf], limits.timeout) for cf in STATS_CFS}
+    result = ShapeResult(shape.name, size, shape.describe(size), counts, _du(data_dir / "db"), raw)
+    out_dir = data_dir.with_name(data_dir.name + ".out")
+    out_dir.mkdir(exist_ok=True)
+    result.load = os.getloadavg()[0]
+    for command in COMMANDS:
+        _log(f"[{shape.name} {size:,}] {command.label} ...")
+        run = fastest([run_command(command, data_dir, out_dir, limits) for _ in range(limits.repeat)])
+        result.runs[command.label] = run
+        result.misses[command.label] = judge(command, run, result)
+        _log(f"    exit {run.exit}, {run.wall:.2f} s, {run.peak_mb:.0f} MB, {run.out_bytes:,} bytes")
+    return result
+
+
+# --- targets and report --------------------------------------------------------------------
+
+
+def time_limit(command: Command, r: ShapeResult) -> float | None:
+    r_stream = r.raw["stream"]["seconds"]
+    r4 = sum(r.raw[cf]["seconds"] for cf in STATS_CFS)
+    if command.kind == "scan":
+        return SCAN_R * r_stream + ALLOWANCE_S
+    if command.kind == "check":
+        return CHECK_R * r_stream + ALLOWANCE_S
+    if command.kind == "stats":
+        return STATS_R4 * r4 + ALLOWANCE_S
+    if command.kind == "migrate":
+        return r.counts["legacy"] / MIGRATE_MIN_RATE + ALLOWANCE_S
+    return None
+
+
+def base_seconds(command: Command, r: ShapeResult) -> float:
+    """What wall time is compared with: R4 for stats, R otherwise."""
+    cfs = STATS_CFS if command.kind == "stats" else ("stream",)
+    return sum(r.raw[cf]["seconds"] for cf in cfs)
+
+
+def judge(command: Command, run: Run, r: ShapeResult) -> list[str]:
+    """Every target this run misses, each with by how much."""
+    if isinstance(run.exit, str):  # killed by the Guard
+        return [f"{run.exit} after {run.wall:.0f} s (peak sampled {run.peak_mb:.0f} MB)"]
+    misses: list[str] = []
+    if run.exit not in (0, 1):
+        misses.append(f"exit {run.exit}: {_last_line(run.stderr)}")
+    limit = time_limit(command, r)
+    if limit is not None and run.wall > limit:
+        misses.append(f"time {run.wall:.2f} s > {limit:.2f} s ({run.wall / limit:.1f}x)")
+    rss_max = RSS_MIGRATE_MB if command.kind in ("migrate", "dry-run") else RSS_READ_MB
+    if run.peak_mb > rss_max:
+        misses.append(f"RSS {run.peak_mb:.0f} MB > {rss_max} MB ({run.peak_mb / rss_max:.1f}x)")
+    if command.json:
+        budget = JSON_PER_STREAM * r.counts["streams"] + JSON_PER_GROUP * r.counts["groups"]
+        if run.out_bytes > budget:
+            misses.append(f"JSON {_kb(run.out_bytes)} > {_kb(budget)} ({run.out_bytes / budget:.1f}x)")
+    elif run.out_lines > PLAIN_MAX_LINES:
+        misses.append(f"output {run.out_lines:,} lines > {PLAIN_MAX_LINES} ({run.out_lines / PLAIN_MAX_LINES:.1f}x)")
+    return misses
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else "no stderr")[:200].replace("|", "\\|")
+
+
+def _n(count: int, word: str, plural: str | None = None) -> str:
+    return f"{count:,} {word if count == 1 else plural or word + 's'}"
+
+
+def _rss(run: Run) -> str:
+    """The largest process's peak, and the sampled tree's when workers added to it."""
+    tree = f" (tree {run.tree_mb:.0f})" if run.tree_mb > 1.1 * run.rss_mb else ""
+    return f"{run.rss_mb:.0f}{tree}"
+
+
+def _kb(n: float) -> str:
+    return f"{n / 1024:,.1f} KB" if n < 1024**2 else f"{n / 1024**2:,.1f} MB"
+
+
+def raw_table(r: ShapeResult) -> list[str]:
+    lines = ["| column family | records | raw pass s | open s | M records/s |", "| --- | ---: | ---: | ---: | ---: |"]
+    for cf in STATS_CFS:
+        d = r.raw[cf]
+        rate = d["records"] / d["seconds"] / 1e6 if d["seconds"] > 0 else 0.0
+        lines.append(f"| {cf} | {int(d['records']):,} | {d['seconds']:.3f} | {d['open']:.3f} | {rate:.2f} |")
+    return lines
+
+
+def command_table(r: ShapeResult) -> list[str]:
+    lines = [
+        "| command | exit | wall s | x R | limit s | peak RSS MB | output | legacy rec/s | result |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for command in COMMANDS:
+        run = r.runs[command.label]
+        base = base_seconds(command, r)
+        ratio = f"{run.wall / base:.1f}" if base > 0 else "-"
+        limit = time_limit(command, r)
+        rate = f"{r.counts['legacy'] / run.wall:,.0f}" if command.kind in ("migrate", "dry-run") else ""
+        out = f"{_kb(run.out_bytes)}, {run.out_lines:,} lines"
+        misses = r.misses[command.label]
+        verdict = "PASS" if not misses else "FAIL: " + "; ".join(misses)
+        lines.append(
+            f"| `{command.label}` | {run.exit} | {run.wall:.2f} | {ratio} | "
+            f"{'-' if limit is None else f'{limit:.2f}'} | {_rss(run)} | {out} | {rate} | {verdict} |"
+        )
+    return lines
+
+
+def shape_report(r: ShapeResult) -> str:
+    c = r.counts
+    head = [
+        f"### {r.shape} ({r.size:,}): {r.description}",
+        "",
+        f"{_n(c['streams'], 'stream')}, {_n(c['entries'], 'entry', 'entries')}, "
+        f"{_n(c['legacy'], 'legacy record')} ({_n(c['groups'], 'group')}, {_n(c['consumers'], 'consumer')}, "
+        f"{c['pel']:,} PEL), {_n(c['plain_keys'], 'other key')}; generated in {c['generate_s']:.1f} s, "
+        f"{r.disk_bytes / 1e6:,.0f} MB on disk. R = {r.raw['stream']['seconds']:.3f} s, "
+        f"R4 = {sum(r.raw[cf]['seconds'] for cf in STATS_CFS):.3f} s. "
+        f"Load average before the commands: {r.load:.2f} (on {os.cpu_count()} CPUs).",
+        "",
+    ]
+    return "\n".join([*head, *raw_table(r), "", *command_table(r), ""])
+
+
+def machine() -> str:
+    from importlib.metadata import version
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (
+        f"machine: nproc {nproc}, {cpu}, {mem:.1f} GiB RAM, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, rocksdict {version('rocksdict')}"
+    )
+
+
+def summary(results: list[ShapeResult]) -> list[str]:
+    lines = ["## Misses", ""]
+    for r in results:
+        for label, misses in r.misses.items():
+            lines.extend(f"- {r.shape} ({r.size:,}) `{label}`: {m}" for m in misses)
+    if len(lines) == 2:
+        lines.append("none: every target met")
+    return lines
+
+
+def to_json(results: list[ShapeResult]) -> list[dict[str, Any]]:
+    return [
+        {
+            "shape": r.shape,
+            "size": r.size,
+            "description": r.description,
+            "counts": r.counts,
+            "disk_bytes": r.disk_bytes,
+            "raw": r.raw,
+            "load": r.load,
+            "commands": {k: {**vars(run), "misses": r.misses[k]} for k, run in r.runs.items()},
+        }
+        for r in results
+    ]
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--large", action="store_true", help="the big end of every shape instead of the quick sizes")
+    ap.add_argument("--keep", metavar="DIR", type=Path, help="generate into DIR and keep databases and outputs")
+    ap.add_argument("--only", metavar="SHAPE", action="append", help="run this shape only (name or number; repeatable)")
+    ap.add_argument("--size", "--scale", type=int, metavar="N", help="the shape's size instead of its quick/large ones")
+    ap.add_argument("--json", metavar="FILE", type=Path, help="also write the results as JSON to FILE")
+    ap.add_argument("--timeout", type=float, help="seconds per command before TIMEOUT (default 600, --large 1800)")
+    ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    ap.add_argument(
+        "--max-rss-mb",
+        type=float,
+        default=min(8192.0, ram_mb / 2),
+        help="kill a command whose process tree passes this many MB (default: 8192 or half the RAM)",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="runs per command, the fastest reported (default 1)")
+    ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.child:
+        child_main(args.child)
+        return
+    limits = Limits(args.timeout or (1800.0 if args.large else 600.0), args.max_rss_mb, max(1, args.repeat))
+    shapes = [find_shape(s) for s in args.only] if args.only else list(SHAPES)
+    root = args.keep or Path(tempfile.mkdtemp(prefix="kvfix-shapes-"))
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"# kvfix shapes benchmark\n\n{machine()}\n")
+    start = run_measured([sys.executable, "-m", "kvfix", "--version"], root / "startup.out", limits)
+    print(
+        f"start-up: `python -m kvfix --version` takes {start.wall:.2f} s, {start.peak_mb:.0f} MB "
+        f"(inside every command's wall time; the time targets allow {ALLOWANCE_S} s)\n",
+        flush=True,
+    )
+    results: list[ShapeResult] = []
+    try:
+        for shape in shapes:
+            for size in [args.size] if args.size else (shape.large if args.large else shape.quick):
+                results.append(measure(shape, size, root, limits))
+                if args.json:  # after every shape, so an interrupted --large run keeps what it measured
+                    doc = {"machine": machine(), "startup": vars(start), "results": to_json(results)}
+                    args.json.write_text(json.dumps(doc, indent=2))
+                print(shape_report(results[-1]), flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    print("\n".join(summary(results)))
+    sys.exit(1 if any(m for r in results for m in r.misses.values()) else 0)
+
+
+if __name__ == "__main__":
+    main()
