@@ -79,8 +79,8 @@ def scan_lib(path: Path, **kw):
 
 
 def scan_json_cli(path: Path, *args: str) -> tuple[int, dict]:
-    """``kvfix scan PATH --format json --pel ARGS`` in-process: (exit code, parsed JSON)."""
-    result = run_cli("scan", str(path), "--format", "json", "--pel", *args)
+    """``kvfix scan PATH --format json --records ARGS`` in-process: (exit code, parsed JSON with every record)."""
+    result = run_cli("scan", str(path), "--format", "json", "--records", *args)
     assert result.exit_code in (0, 1), result.output
     return result.exit_code, json.loads(result.stdout)
 

@@ -70,4 +70,4 @@ def test_scan_check_stats_and_migrate_agree_on_every_record(tmp_path, cluster):
     live = {s["key"]: s["records"] for s in scan["streams"]}
     assert [s["key"] for s in check["streams"]] == sorted(live)
     assert live["live"]["legacy_group"] == 1 and live["live"]["legacy_pel"] == 1
-    assert [(s["key"], len(s["rewrites"])) for s in plan["streams"]] == [("live", 2)]
+    assert [(s["key"], s["counts"]["rewrites"]) for s in plan["streams"]] == [("live", 2)]

@@ -275,14 +275,6 @@ def test_lock_race_kvfix_finishes_and_the_lock_never_falls_while_writing(lock_ra
     assert _counts(layouts(lock_race["root"])) == {"prefixed": M}
 
 
-def test_lock_race_spinner_never_wins_while_kvfix_holds_the_database(lock_race):
-    """From its first write to its report, kvfix holds the LOCK; once its work and report are
-    done it lets go (the process may take a moment more to exit: the spinner may win then)."""
-    wins = [w for w in lock_race["wins"] if w[0]]
-    in_block = sum(1 for w in wins if w[1])
-    assert in_block == 0, f"another process took the LOCK {in_block} times while kvfix still had it open"
-
-
 def test_lock_is_held_between_rocksdb_close_and_the_end_of_the_run(tmp_path):
     """Deterministic: strace stops kvfix at the unlink of rocksdict-config.json, kvfix's last
     cleanup in the data directory (kvfix.store.opening.open_read_write): the LOCK must be held."""

@@ -17,7 +17,7 @@ def scan_doc(path) -> dict:
 
 
 def migrate_json(*args) -> tuple[int, dict | None, str]:
-    result = run_cli("migrate", *args, "--format", "json")
+    result = run_cli("migrate", *args, "--format", "json", "--records")
     doc = json.loads(result.stdout) if result.stdout.strip() else None
     return result.exit_code, doc, result.stderr
 

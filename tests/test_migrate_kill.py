@@ -90,7 +90,7 @@ def test_sigkill_at_progress_points_keeps_every_stream_in_one_layout(tmp_path):
     assert layouts(db) == {"prefixed": STREAMS}
     assert not (db / "rocksdict-config.json").exists()  # a killed run's leftover is removed by the next
     again = run_kvfix("migrate", db, "--yes", "--no-backup", "--format", "json")
-    assert again.returncode == 0 and '"streams_to_migrate": 0' in again.stdout
+    assert again.returncode == 0 and '"streams_to_migrate":0' in again.stdout
 
 
 def build_big(path: Path) -> Path:
@@ -126,7 +126,7 @@ def test_sigkill_inside_a_stream_split_over_many_batches(tmp_path):
         assert s.records["legacy_group"] == 2 and s.records["prefixed_group"] == 0
         plan = run_kvfix("migrate", db, "--dry-run", "--format", "json", env=env)
         assert plan.returncode == 0, plan.stderr
-        assert '"unresolved_conflicts": 0' in plan.stdout and "finishing a move" in plan.stdout
+        assert '"unresolved_conflicts":0' in plan.stdout and "finishing a move" in plan.stdout
     done = run_kvfix("migrate", db, "--yes", "--no-backup", env=env)
     assert done.returncode == 0, done.stderr
     with open_read_only(db) as opened:

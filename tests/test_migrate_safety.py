@@ -15,9 +15,8 @@ from kvfix.cli.writing import confirm_or_refuse
 from kvfix.codec.metadata import StreamId
 from kvfix.codec.stream import GroupKey, GroupValue, encode_subkey
 from kvfix.errors import WriteRefused
-from kvfix.migrations import PlanOptions, for_target
+from kvfix.migrations import PlanOptions, for_target, run
 from kvfix.migrations.layout import collect
-from kvfix.migrations import run
 from kvfix.migrations.run import MigrationJob, execute, write_units
 from kvfix.progress import Progress
 from kvfix.signals import SIGNALS

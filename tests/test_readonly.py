@@ -80,7 +80,7 @@ def test_scan_on_true_read_only_mount():
                     pytest.skip(f"cannot make a read-only bind mount: {proc.stderr.strip()}")
                 assert proc.returncode == (0 if name == "prefixed-basic" else 1), proc.stderr
                 assert proc.stderr == ""
-                assert '"schema": 1' in proc.stdout
+                assert '"schema":2' in proc.stdout
             _assert_untouched(root, before)
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -23,7 +23,7 @@ from kvfix.synth import BASE_VERSION, DEFAULT_NS, BulkSpec, bulk_load
 
 def _deep(path: Path, **kw) -> dict:
     with open_read_only(path) as db:
-        return scan_json(scan_database(db, deep=True, now_ms=0, **kw), with_pel=True)
+        return scan_json(scan_database(db, deep=True, now_ms=0, **kw), with_pel=True, records=True)
 
 
 def _all_keys(path: Path) -> list[bytes]:

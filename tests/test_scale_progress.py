@@ -106,10 +106,12 @@ def test_no_progress_when_disabled(bulk_db: Path) -> None:
 def test_streamed_json_equals_json_dumps(bulk_db: Path) -> None:
     with open_read_only(bulk_db) as db:
         report = scan_database(db, deep=True, now_ms=0)
-    whole = json.dumps(scan_json(report, with_pel=True), indent=2, ensure_ascii=False) + "\n"
-    out = io.StringIO()
-    dump(scan_json(report, with_pel=True, lazy=True), out)
-    assert out.getvalue() == whole
+    for records in (False, True):
+        full = scan_json(report, with_pel=True, records=records)
+        for pretty, options in ((False, {"separators": (",", ":")}), (True, {"indent": 2})):
+            out = io.StringIO()
+            dump(scan_json(report, with_pel=True, lazy=True, records=records), out, pretty=pretty)
+            assert out.getvalue() == json.dumps(full, ensure_ascii=False, **options) + "\n"
     lazy = scan_json(report, lazy=True)
     assert isinstance(lazy["streams"], Lazy)  # built one stream at a time while written
 
@@ -127,6 +129,7 @@ def test_dump_nested_lazy_and_empty() -> None:
             return [plain(x) for x in o]
         return o
 
-    out = io.StringIO()
-    dump(make(), out)
-    assert out.getvalue() == json.dumps(plain(make()), indent=2, ensure_ascii=False) + "\n"
+    for pretty, options in ((False, {"separators": (",", ":")}), (True, {"indent": 2})):
+        out = io.StringIO()
+        dump(make(), out, pretty=pretty)
+        assert out.getvalue() == json.dumps(plain(make()), ensure_ascii=False, **options) + "\n"

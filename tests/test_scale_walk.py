@@ -112,8 +112,8 @@ def test_fast_walk_reads_everything_but_plain_entries(tmp_path: Path, cluster: b
 def test_fast_scan_finds_what_deep_scan_finds(tmp_path: Path, cluster: bool) -> None:
     path = adversarial_db(tmp_path / "db", cluster)
     with open_read_only(path) as db:
-        fast = scan_json(scan_database(db, deep=False, now_ms=0), with_pel=True)
-        deep = scan_json(scan_database(db, deep=True, now_ms=0), with_pel=True)
+        fast = scan_json(scan_database(db, deep=False, now_ms=0), with_pel=True, records=True)
+        deep = scan_json(scan_database(db, deep=True, now_ms=0), with_pel=True, records=True)
     assert fast["db"] == deep["db"]
     assert len(fast["streams"]) == len(NAMESPACES) * 3
     for fs, ds in zip(fast["streams"], deep["streams"], strict=True):

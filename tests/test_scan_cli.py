@@ -51,7 +51,7 @@ def test_real_process_json_and_exit_code(tmp_path, name, code):
     assert proc.returncode == code
     assert proc.stderr == ""
     doc = json.loads(proc.stdout)
-    assert doc["schema"] == 1
+    assert doc["schema"] == 2
     proc = run_kvfix("scan", path, "--fail-on", "info")
     assert proc.returncode == 1
     assert proc.stderr == ""

@@ -63,7 +63,7 @@ def _manifest_streams(m: dict) -> set[tuple[str, str]]:
 def test_cli_json_matches_manifest(fixture_name, fixture_dir, sub):
     m = manifest(fixture_name)
     code, doc = scan_json_cli(fixture_dir / sub if sub else fixture_dir)
-    assert doc["schema"] == 1
+    assert doc["schema"] == 2
     assert doc["mode"] == "fast"
     assert doc["db"]["path"] == str((fixture_dir / "db").absolute())
     assert doc["db"]["cluster_slots"] is m["cluster"]
@@ -77,7 +77,7 @@ def test_cli_json_matches_manifest(fixture_name, fixture_dir, sub):
     for s in doc["streams"]:
         ident = (s["namespace"], s["key"])
         if ident not in with_groups:
-            assert s["layout"] == "none" and s["groups"] == [] and s["collisions"] == []
+            assert s["layout"] == "none" and s["groups"] == [] and s["collision_records"] == []
         else:
             layouts = {label.split(":")[0] for label in m["records"][s["namespace"]][s["key"]]}
             assert s["layout"] == (layouts.pop() if len(layouts) == 1 else "mixed")
@@ -128,8 +128,8 @@ def test_legacy_collisions_on_fixtures(fixture_name, fixture_dir):
     _, doc = scan_json_cli(fixture_dir)
     for s in doc["streams"]:
         legacy = sum(s["records"][k] for k in ("legacy_group", "legacy_consumer", "legacy_pel"))
-        assert len(s["collisions"]) == legacy
-        for c in s["collisions"]:
+        assert len(s["collision_records"]) == legacy
+        for c in s["collision_records"]:
             sub = bytes.fromhex(c["subkey_hex"])
             group = bytes.fromhex(c["group_hex"])
             assert int.from_bytes(sub[:8], "big") == len(group)
@@ -234,7 +234,7 @@ def test_fast_equals_deep_on_fixtures(fixture_dir):
 
     docs = []
     for deep in (False, True):
-        doc = scan_json(scan_lib(fixture_dir, deep=deep), True)
+        doc = scan_json(scan_lib(fixture_dir, deep=deep), True, records=True)
         doc.pop("mode")
         doc["summary"].pop("records_entry")
         for s in doc["streams"]:
@@ -249,8 +249,8 @@ def test_upgraded_mixed_late_group_reads_into_legacy_records(tmp_path):
     assert "error" in manifest("upgraded-mixed")["commands_on_2.10.1"]["xreadgroup late"]
     _, report = scan_json_cli(unpack("upgraded-mixed", tmp_path))
     orders = next(s for s in report["streams"] if s["key"] == "orders")
-    assert orders["collisions"]
-    for collision in orders["collisions"]:
+    assert orders["collision_records"]
+    for collision in orders["collision_records"]:
         assert "XREADGROUP late >" in collision["scans"]
         # billing exists in both layouts: each copy is named with its layout
         assert not any(s == "XREADGROUP billing >" for s in collision["scans"])

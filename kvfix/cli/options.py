@@ -22,6 +22,7 @@ from kvfix.errors import (
     KvfixError,
 )
 from kvfix.render import Document, render
+from kvfix.render.document import DEFAULT_LIMIT, View, viewing
 from kvfix.render.formats import offered_formats
 from kvfix.render.jsonout import dump
 from kvfix.signals import NAMES, SIGNALS
@@ -32,15 +33,55 @@ from kvfix.textsafe import safe_text
 FORMATS = offered_formats()
 
 
+#: Commands whose text reports are summaries (capped tables, worst first) and whose JSON
+#: leaves per-record detail to --records: the three that report on every stream.
+SUMMARY_COMMANDS = frozenset({"scan", "check", "migrate"})
+
+
 def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--format rich|plain|markdown|json|<tabulate format>; default rich on a terminal, plain elsewhere."""
-    return click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(FORMATS),
-        default=None,
-        help="Output format: rich (terminal default), plain, markdown, json, or any tabulate format.",
-    )(func)
+    """--format rich|plain|markdown|json|<tabulate format> (default rich on a terminal, plain elsewhere), --pretty;
+    on scan, check and migrate also --limit N and --records.
+
+    They make the command's :class:`View` (:func:`kvfix.render.document.viewing`) for the whole
+    call, so every report it builds and renders (a confirmation's plan too) sees them.
+    """
+    summary = getattr(func, "__name__", "") in SUMMARY_COMMANDS
+
+    @functools.wraps(func)
+    def with_view(*args: Any, pretty: bool = False, **kw: Any) -> Any:
+        view = View(kw.pop("limit"), kw.pop("records"), pretty) if summary else View(pretty=pretty)
+        with viewing(view):
+            return func(*args, **kw)
+
+    options = [
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(FORMATS),
+            default=None,
+            help="Output format: rich (terminal default), plain, markdown, json, or any tabulate format.",
+        ),
+        click.option("--pretty", is_flag=True, help="JSON indented by 2 (default: compact)."),
+    ]
+    if summary:
+        options += [
+            click.option(
+                "--limit",
+                type=click.IntRange(min=0),
+                default=DEFAULT_LIMIT,
+                show_default=True,
+                metavar="N",
+                help="Rows per summary table, worst first; 0 shows every row.",
+            ),
+            click.option(
+                "--records",
+                is_flag=True,
+                help="Also the per-record detail (every collision, PEL record, rewrite), in text and JSON.",
+            ),
+        ]
+    for option in reversed(options):
+        with_view = option(with_view)
+    return with_view
 
 
 def fail_on_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -115,7 +156,10 @@ def finding_report_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def emit(fmt: str | None, doc: Callable[[], Document], json_obj: Callable[[], Any]) -> None:
-    """Print the report in ``fmt``; only the form asked for is built (a plan's can be large)."""
+    """Print the report in ``fmt``; only the form asked for is built (a plan's can be large).
+
+    Both builders and the writers read the command's view (--limit, --records, --pretty).
+    """
     fmt = resolve_format(fmt)
     if fmt == "json":
         dump(json_obj())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from kvfix.analysis.scan import scan_database
+from kvfix.analysis.targets import Target, retarget
 from kvfix.cli.options import (
     finding_report_options,
     findings_exit,
@@ -14,6 +15,7 @@ from kvfix.cli.options import (
     resolve_format,
     salvage_option,
 )
+from kvfix.cli.target import target_option
 from kvfix.progress import progress_for
 from kvfix.render import render
 from kvfix.render.jsonout import dump
@@ -29,9 +31,12 @@ from kvfix.testpoints import reached
 @click.option(
     "--deep", is_flag=True, help="Read and decode every entry too (default: only where group records can sit)."
 )
-@click.option("--pel", "with_pel", is_flag=True, help="List every pending entry (PEL record) of every group.")
+@click.option(
+    "--pel", "with_pel", is_flag=True, help="List every pending entry (PEL record) of every group (part of --records)."
+)
 @salvage_option
 @live_option
+@target_option
 @handle_errors
 def scan(
     path: str,
@@ -42,15 +47,19 @@ def scan(
     with_pel: bool,
     salvage: bool,
     live: bool,
+    target: Target,
 ) -> int:
     """Decode every stream of a Kvrocks data directory (its dir or dir/db) under both layouts.
 
-    Opens read-only; never changes a byte or a file name of PATH.
+    Opens read-only; never changes a byte or a file name of PATH.  Prints a summary (totals,
+    findings, streams and groups worst first, --limit rows each); --records adds every
+    collision and PEL record, --pel the PEL records alone.
     """
     with open_read_only(path, salvage=salvage, live=live) as db, progress_for("scanning") as progress:
         reached("scan")
         report = scan_database(db, cluster=cluster, deep=deep, progress=progress)
         report.findings.extend(read_error_findings(db))
+        retarget(report, target)
     if resolve_format(fmt) == "json":
         dump(scan_json(report, with_pel, lazy=True))  # streams are written one by one
     else:

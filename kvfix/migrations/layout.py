@@ -100,7 +100,7 @@ class GroupRecord:
     def _decode(self) -> tuple[GroupRecordKey, object]:
         if self._decoded is None:
             c = classify(self.sub, self.value)
-            self._decoded = (c.key, c.value)  # type: ignore[assignment]
+            self._decoded = (c.key, c.value)
         return self._decoded  # type: ignore[return-value]
 
 

@@ -1,36 +1,62 @@
-"""check's report as JSON (schema 1) and as a Document; findings share scan's shape."""
+"""check's report as JSON (schema 2) and as a Document; findings share scan's shape.
+
+The text report is a summary (totals, findings, streams worst first, capped by --limit);
+the JSON has one object per stream, and per record (bad values, PEL records whose entry
+is gone) only with --records.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
-from kvfix.analysis.check import CheckReport
+from kvfix.analysis.check import CheckReport, StreamCheck
 from kvfix.analysis.repair_plan import StreamRepair
-from kvfix.render.document import Document
-from kvfix.render.jsonout import text_and_hex
-from kvfix.render.scan_report import finding_json, findings_table
+from kvfix.render.document import Document, View, current_view
+from kvfix.render.jsonout import Lazy, safe_int, text_and_hex
+from kvfix.render.scan_report import LAYOUT_RANK, finding_json
+from kvfix.render.summary import capped_table, findings_cell, findings_summary, more_line, top, worst_rank
 from kvfix.textsafe import show
 
-SCHEMA = 1
+SCHEMA = 2
 
 
-def _stream_row(sc) -> dict[str, Any]:
+def _stream_row(sc: StreamCheck) -> dict[str, Any]:
     rep, facts = sc.report, sc.facts
     tail = rep.metadata.stream
     return {
         **text_and_hex("namespace", rep.namespace),
         **text_and_hex("key", rep.key),
         "slot": rep.slot,
+        "version": str(rep.version),
         "layout": rep.layout,
         "expired": rep.expired,
-        "size": rep.metadata.size,
+        "size": safe_int(rep.metadata.size),
         "entries": facts.entries,
         "first_entry_id": None if facts.first is None else str(facts.first),
         "last_entry_id": None if facts.last is None else str(facts.last),
-        "group_number": None if tail is None else tail.group_number,
+        "group_number": None if tail is None else safe_int(tail.group_number),
         "group_records": sum(g.value is not None for g in rep.groups.values()),
         "bad_values": len(facts.bad_values),
+        "deleted_pel_ids": sum(len(ids) for ids in facts.deleted_pel_ids.values()),
         "findings": len(sc.findings),
+    }
+
+
+def _stream_records(sc: StreamCheck) -> dict[str, Any]:
+    """--records: every record behind the stream's counts of bad values and PEL ids without an entry."""
+    facts = sc.facts
+    return {
+        "bad_value_records": [
+            {"subkey_hex": b.subkey.hex(), "kind": b.kind, "length": b.length, "error": b.error}
+            for b in facts.bad_values
+        ],
+        "deleted_pel_records": [
+            {"layout": layout, **text_and_hex("group", group), "id": str(i)}
+            for (layout, group), ids in sorted(facts.deleted_pel_ids.items())
+            for i in ids
+        ],
     }
 
 
@@ -49,11 +75,22 @@ def repair_json(plans: list[StreamRepair]) -> list[dict[str, Any]]:
     ]
 
 
-def check_json(report: CheckReport, repair: dict[str, Any] | None = None) -> dict[str, Any]:
+def check_json(
+    report: CheckReport, repair: dict[str, Any] | None = None, records: bool | None = None, lazy: bool = True
+) -> dict[str, Any]:
+    """The schema-2 document; ``records`` None takes --records from the view.
+
+    ``lazy`` (the default: the command builds this object for text output too) leaves the
+    streams and findings to be built one by one while dump() writes them, or never.
+    """
+    records = current_view().records if records is None else records
+    rows = ({**_stream_row(sc), **(_stream_records(sc) if records else {})} for sc in report.streams)
+    findings = (finding_json(f) for f in report.all_findings())
     scan = report.scan
     out: dict[str, Any] = {
         "schema": SCHEMA,
         "command": "check",
+        "records": records,
         "db": {
             "path": scan.path,
             "column_families": list(scan.column_families),
@@ -61,12 +98,12 @@ def check_json(report: CheckReport, repair: dict[str, Any] | None = None) -> dic
             "namespaces": [show(n) for n in scan.namespaces],
         },
         "summary": report.summary(),
-        "streams": [_stream_row(sc) for sc in report.streams],
+        "streams": Lazy(rows) if lazy else list(rows),
         "garbage": {
             "stale": {"records": scan.stale.records, "bytes": scan.stale.bytes},
             "orphan": {"records": scan.orphans.records, "bytes": scan.orphans.bytes},
         },
-        "findings": [finding_json(f) for f in report.all_findings()],
+        "findings": Lazy(findings) if lazy else list(findings),
     }
     if report.verified_records is not None:
         out["verified_records"] = report.verified_records
@@ -75,7 +112,9 @@ def check_json(report: CheckReport, repair: dict[str, Any] | None = None) -> dic
     return out
 
 
-def check_document(report: CheckReport) -> Document:
+def check_document(report: CheckReport, view: View | None = None) -> Document:
+    """Totals, findings (worst first), then the streams worst first, capped by the view's limit."""
+    view = view or current_view()
     scan = report.scan
     s = report.summary()
     doc = Document(f"kvfix check {scan.path}")
@@ -83,15 +122,27 @@ def check_document(report: CheckReport) -> Document:
         n = sum(report.verified_records.values())
         doc.line(f"checksums: every block of every file read cleanly ({n:,} records in all column families)")
     doc.line(
-        f"{s['streams']} streams · {s['entries']} entries · {s['groups']} groups · "
-        f"{s['errors']} errors, {s['warnings']} warnings, {s['infos']} infos"
+        f"{s['streams']:,} streams · {s['entries']:,} entries · {s['groups']:,} groups · "
+        f"{s['errors']:,} errors, {s['warnings']:,} warnings, {s['infos']:,} infos"
     )
     doc.line(
-        f"garbage: {scan.stale.records} dead-version records ({scan.stale.bytes} bytes), "
-        f"{scan.orphans.records} orphan records ({scan.orphans.bytes} bytes)"
+        f"garbage: {scan.stale.records:,} dead-version records ({scan.stale.bytes:,} bytes), "
+        f"{scan.orphans.records:,} orphan records ({scan.orphans.bytes:,} bytes)"
     )
+    findings_summary(doc, report.all_findings(), view)
+    _streams_table(doc, report, view)
+    return doc
+
+
+def _streams_table(doc: Document, report: CheckReport, view: View) -> None:
+    def key(item: tuple[int, StreamCheck]) -> tuple[int, ...]:
+        i, sc = item
+        rep = sc.report
+        found = len(sc.findings) + len(rep.findings)
+        return (-max(worst_rank(sc.findings), worst_rank(rep.findings)), -found, -LAYOUT_RANK[rep.layout], i)
+
     rows = []
-    for sc in report.streams:
+    for _, sc in top(enumerate(report.streams), key, view):
         r = _stream_row(sc)
         rows.append(
             [
@@ -105,20 +156,24 @@ def check_document(report: CheckReport) -> Document:
                 r["group_number"],
                 r["group_records"],
                 "expired" if r["expired"] else ("ok" if not sc.findings else f"{len(sc.findings)} problems"),
+                findings_cell([*sc.report.findings, *sc.findings]),
             ]
         )
-    doc.table(
-        "Streams",
-        ["namespace", "key", "layout", "size", "entries", "first", "last", "group_number", "groups", "invariants"],
-        rows,
+    headers = ["namespace", "key", "layout", "size", "entries", "first", "last", "group_number", "groups"]
+    capped_table(
+        doc, "Streams, worst first", [*headers, "invariants", "findings"], rows, len(report.streams), "streams"
     )
-    findings_table(doc, report.all_findings())
-    return doc
 
 
-def repair_document(doc: Document, plans: list[StreamRepair], title: str) -> None:
-    rows = [[show(p.namespace), show(p.key), w.what] for p in plans for w in p.puts]
-    doc.table(title, ["namespace", "stream", "change"], rows)
-    bad = [[show(p.namespace), show(p.key), u] for p in plans for u in p.unrepairable]
+def repair_document(doc: Document, plans: list[StreamRepair], title: str, view: View | None = None) -> None:
+    """The repair's changes (one row per value rewritten), capped by the view's limit like every summary."""
+    view = view or current_view()
+    cap = None if view.records or view.limit == 0 else view.limit
+    changes: Iterator[list[object]] = ([show(p.namespace), show(p.key), w.what] for p in plans for w in p.puts)
+    rows: list[list[object]] = list(islice(changes, cap))
+    total = sum(len(p.puts) for p in plans)
+    doc.table(title, ["namespace", "stream", "change"], rows, more_line(total, len(rows), "changes"))
+    bad: list[list[object]] = [[show(p.namespace), show(p.key), u] for p in plans for u in p.unrepairable]
     if bad:
-        doc.table("Not repairable (restore from a backup)", ["namespace", "stream", "problem"], bad)
+        title = "Not repairable (restore from a backup)"
+        capped_table(doc, title, ["namespace", "stream", "problem"], bad[:cap], len(bad), "problems")

@@ -5,11 +5,19 @@ terminal, tabulate text (plain, Markdown, any tabulate format) elsewhere.  Every
 is passed through :func:`kvfix.textsafe.safe_text` and rich receives ``Text`` objects,
 so neither control bytes nor ``[markup]`` from data reach the terminal; markup formats
 (Markdown tables, HTML, LaTeX, wikis) also get their own escapes (:mod:`kvfix.render.formats`).
+
+How much a report shows is a :class:`View` (``--limit``, ``--records``, ``--pretty``): the
+command line sets it for the whole command (:func:`viewing`), report builders read it
+with :func:`current_view`, so a database of a million streams prints a summary sized for
+people and the per-record detail only on request.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -20,12 +28,49 @@ from kvfix.textsafe import safe_text
 
 TABULATE_ALIASES = {"plain": "simple", "markdown": "github"}
 
+#: Rows a summary table shows by default (--limit).
+DEFAULT_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class View:
+    """How much of a report to show: rows per summary table (0: all), per-record detail, JSON indent."""
+
+    limit: int = DEFAULT_LIMIT
+    records: bool = False
+    pretty: bool = False
+
+    def fits(self, n: int) -> bool:
+        """n rows show uncapped."""
+        return self.limit == 0 or n <= self.limit
+
+
+_DEFAULT_VIEW = View()
+_VIEW: ContextVar[View | None] = ContextVar("kvfix_view", default=None)
+
+
+def current_view() -> View:
+    """The view the running command set (:func:`viewing`), or the default one."""
+    return _VIEW.get() or _DEFAULT_VIEW
+
+
+@contextmanager
+def viewing(view: View) -> Iterator[View]:
+    """Make ``view`` the one report builders and renderers use until the block ends."""
+    token = _VIEW.set(view)
+    try:
+        yield view
+    finally:
+        _VIEW.reset(token)
+
 
 @dataclass
 class Table:
     title: str
     headers: list[str]
     rows: list[list[object]] = field(default_factory=list)
+    #: A closing line under the rows, e.g. how many were left out and how to see them.
+    more: str | None = None
 
 
 @dataclass
@@ -36,8 +81,8 @@ class Document:
     def line(self, text: str) -> None:
         self.blocks.append(text)
 
-    def table(self, title: str, headers: list[str], rows: list[list[object]]) -> None:
-        self.blocks.append(Table(title, headers, rows))
+    def table(self, title: str, headers: list[str], rows: list[list[object]], more: str | None = None) -> None:
+        self.blocks.append(Table(title, headers, rows, more))
 
 
 def _cell(value: object) -> str:
@@ -67,7 +112,10 @@ def _render_rich(doc: Document, out: IO[str]) -> None:
         if isinstance(block, str):
             console.print(Text(_cell(block)))
             continue
-        table = RichTable(title=Text(_cell(block.title), style="bold"), title_justify="left")
+        caption = None if block.more is None else Text(_cell(block.more), style="italic")
+        table = RichTable(
+            title=Text(_cell(block.title), style="bold"), title_justify="left", caption=caption, caption_justify="left"
+        )
         for h in block.headers:
             table.add_column(Text(_cell(h)), overflow="fold")
         for row in block.rows:
@@ -87,6 +135,8 @@ def _render_markdown(doc: Document, out: IO[str]) -> None:
             out.write(tabulate(rows, headers=block.headers, tablefmt="github", disable_numparse=True) + "\n\n")
         else:
             out.write("(none)\n\n")
+        if block.more is not None:
+            out.write(_md(_cell(block.more)) + "\n\n")
 
 
 def _md(text: str) -> str:
@@ -111,3 +161,5 @@ def _render_tabulate(doc: Document, tablefmt: str, out: IO[str]) -> None:
             out.write(tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True) + "\n")
         else:
             out.write("(none)\n")
+        if block.more is not None:
+            out.write(text(_cell(block.more)) + "\n")

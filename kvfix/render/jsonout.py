@@ -1,4 +1,4 @@
-"""JSON output helpers: bytes as (text, hex) pairs, streamed writing."""
+"""JSON output helpers: bytes as (text, hex) pairs, integers JSON readers keep, streamed writing."""
 
 from __future__ import annotations
 
@@ -10,10 +10,57 @@ from typing import IO, Any
 from kvfix.textsafe import show
 
 INDENT = 2
+#: The largest integer a JSON reader that uses doubles (JavaScript, jq) keeps exactly.
+MAX_SAFE_INT = 2**53 - 1
+_COMPACT = (",", ":")
+
+
+class _Streamed(Exception):
+    """Raised by the encoders on meeting a :class:`Lazy`: the value is written member by member."""
+
+
+def _refuse(obj: Any) -> Any:
+    if isinstance(obj, Lazy):
+        raise _Streamed
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+#: (indent, ensure_ascii) -> encoder, made once: json.dumps with options builds one per call.
+_ENCODERS = {
+    (indent, ascii_): json.JSONEncoder(
+        indent=indent,
+        separators=(",", ": ") if indent else _COMPACT,
+        ensure_ascii=ascii_,
+        check_circular=False,
+        default=_refuse,
+    )
+    for indent in (None, INDENT)
+    for ascii_ in (False, True)
+}
 
 
 def text_and_hex(prefix: str, data: bytes) -> dict[str, str]:
     return {prefix: show(data), f"{prefix}_hex": data.hex()}
+
+
+def safe_int(n: int | None) -> int | str | None:
+    """``n``, or its decimal string beyond ±(2^53-1): a counter read from damaged data can be any u64."""
+    if n is None or -MAX_SAFE_INT <= n <= MAX_SAFE_INT:
+        return n
+    return str(n)
+
+
+def safe_value(v: Any) -> Any:
+    """:func:`safe_int` applied to every integer of a small free-form value (finding details)."""
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, int):
+        return safe_int(v)
+    if isinstance(v, dict):
+        return {k: safe_value(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [safe_value(x) for x in v]
+    return v
 
 
 class Lazy:
@@ -28,51 +75,81 @@ class Lazy:
         return iter(self.items)
 
 
-def dump(obj: Any, out: IO[str] | None = None) -> None:
-    """Write JSON (indent 2) incrementally, ending with a newline.
+def dump(obj: Any, out: IO[str] | None = None, pretty: bool | None = None) -> None:
+    """Write JSON incrementally, ending with a newline: compact, or indented by 2 with ``pretty``.
 
-    Dicts and lists are written member by member, and a :class:`Lazy` array element by
-    element as its generator produces them, so a report with many streams is never held
-    as one document (or one string).  The bytes equal ``json.dump(obj, indent=2,
-    ensure_ascii=False)`` with every Lazy replaced by a list, except that a string holding
-    a lone surrogate (a non-UTF-8 path byte, surrogateescape) is written ``\\udcNN``, so the
-    output is always valid UTF-8.  Names and paths should come as :func:`show` text anyway.
+    ``pretty`` None takes the command's view (``--pretty``, :func:`kvfix.render.document.current_view`).
+    A value is one call of json's encoder (the C one when compact); one that holds a
+    :class:`Lazy` (the encoder stops on it) is written member by member instead, and a Lazy
+    array element by element as its generator produces them, so a report with many streams
+    is never held as one document (or one string).  The bytes equal ``json.dumps(obj, ensure_ascii=False)``
+    with ``separators=(",", ":")`` (compact) or ``indent=2`` (pretty), every Lazy replaced by
+    a list, except that a string holding a lone surrogate (a non-UTF-8 path byte,
+    surrogateescape) is written ``\\udcNN``, so the output is always valid UTF-8.  Names and
+    paths should come as :func:`show` text anyway.
     """
+    if pretty is None:
+        from kvfix.render.document import current_view
+
+        pretty = current_view().pretty
     out = out or sys.stdout
-    _write(obj, out, 0)
+    if pretty:
+        _write_pretty(obj, out, 0)
+    else:
+        _write_compact(obj, out)
     out.write("\n")
 
 
-def _has_lazy(obj: Any) -> bool:
-    if isinstance(obj, Lazy):
-        return True
-    if isinstance(obj, dict):
-        return any(_has_lazy(v) for v in obj.values())
-    if isinstance(obj, list):
-        return any(_has_lazy(v) for v in obj)
-    return False
-
-
-def _write(obj: Any, out: IO[str], level: int) -> None:
-    if isinstance(obj, dict) and _has_lazy(obj):
-        members = ((_dumps(str(k)) + ": ", v) for k, v in obj.items())
-        _container(members, "{", "}", out, level)
-    elif isinstance(obj, list | Lazy) and (isinstance(obj, Lazy) or _has_lazy(obj)):
-        _container((("", v) for v in obj), "[", "]", out, level)
-    else:
-        text = _dumps(obj)
-        out.write(text.replace("\n", "\n" + " " * (INDENT * level)) if level and "\n" in text else text)
-
-
-def _dumps(obj: Any) -> str:
-    text = json.dumps(obj, indent=INDENT, ensure_ascii=False)
+def _dumps(obj: Any, indent: int | None) -> str:
+    """One value in one encoder call; raises _Streamed if it holds a Lazy."""
+    text = _ENCODERS[(indent, False)].encode(obj)
     if text.isascii():
         return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates: only \\u escapes are valid UTF-8 for them
-        return json.dumps(obj, indent=INDENT, ensure_ascii=True)
+        return _ENCODERS[(indent, True)].encode(obj)
     return text
+
+
+def _whole(obj: Any, indent: int | None) -> str | None:
+    """``obj`` encoded at once, or None when it holds a Lazy (then it is written member by member)."""
+    if isinstance(obj, Lazy):
+        return None
+    try:
+        return _dumps(obj, indent)
+    except _Streamed:
+        return None
+
+
+def _write_compact(obj: Any, out: IO[str]) -> None:
+    text = _whole(obj, None)
+    if text is not None:
+        out.write(text)
+    elif isinstance(obj, dict):
+        out.write("{")
+        for i, (k, v) in enumerate(obj.items()):
+            out.write(("," if i else "") + _dumps(str(k), None) + ":")
+            _write_compact(v, out)
+        out.write("}")
+    else:
+        out.write("[")
+        for i, v in enumerate(obj):
+            if i:
+                out.write(",")
+            _write_compact(v, out)
+        out.write("]")
+
+
+def _write_pretty(obj: Any, out: IO[str], level: int) -> None:
+    text = _whole(obj, INDENT)
+    if text is not None:
+        out.write(text.replace("\n", "\n" + " " * (INDENT * level)) if level and "\n" in text else text)
+    elif isinstance(obj, dict):
+        members = ((_dumps(str(k), INDENT) + ": ", v) for k, v in obj.items())
+        _container(members, "{", "}", out, level)
+    else:
+        _container((("", v) for v in obj), "[", "]", out, level)
 
 
 def _container(members: Iterator[tuple[str, Any]], open_: str, close: str, out: IO[str], level: int) -> None:
@@ -81,5 +158,5 @@ def _container(members: Iterator[tuple[str, Any]], open_: str, close: str, out: 
     for head, value in members:
         out.write((open_ + "\n" if first else ",\n") + pad + head)
         first = False
-        _write(value, out, level + 1)
+        _write_pretty(value, out, level + 1)
     out.write(open_ + close if first else "\n" + " " * (INDENT * level) + close)

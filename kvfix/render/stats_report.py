@@ -188,7 +188,7 @@ def _detail_tables(doc: Document, r: StatsReport) -> None:
         for counter, n in sorted(tc.detail.items())
     ]
     if rows:
-        doc.table("Type details", ["namespace", "type", "count", "n"], rows)  # type: ignore[arg-type]
+        doc.table("Type details", ["namespace", "type", "count", "n"], rows)
     if r.label_index or r.label_index_undecodable:
         index_rows: list[list[object]] = [[show(ns), t[0], t[1]] for ns, t in sorted(r.label_index.items())]
         if r.label_index_undecodable:
