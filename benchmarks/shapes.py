@@ -62,7 +62,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import shutil
 import signal
 import struct
@@ -679,22 +678,11 @@ def shape_report(r: ShapeResult) -> str:
 
 
 def machine() -> str:
-    from importlib.metadata import version
+    """The machine line of benchmarks/bench.py (one place that reads /proc and the versions)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench import machine as bench_machine
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (
-        f"machine: nproc {nproc}, {cpu}, {mem:.1f} GiB RAM, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, rocksdict {version('rocksdict')}"
-    )
+    return f"machine: {bench_machine()}"
 
 
 def summary(results: list[ShapeResult]) -> list[str]:
