@@ -57,3 +57,12 @@ def test_without_yes_and_terminal_restore_refuses(tmp_path):
     before = tree_digest(tmp_path)
     assert run_cli("restore", backup, d).exit_code == 2
     assert tree_digest(tmp_path) == before
+
+
+def test_backup_keeps_the_archived_logs(tmp_path):
+    d = unpack("legacy-namespaces", tmp_path / "data")
+    archived = {p.name: p.read_bytes() for p in (d / "db" / "archive").iterdir()}
+    assert archived, "the fixture keeps an archived write-ahead log"
+    assert run_cli("migrate", d, "--yes").exit_code == 0
+    [backup] = [p for p in (tmp_path / "data").iterdir() if ".kvfix-backup-" in p.name]
+    assert {p.name: p.read_bytes() for p in (backup / "archive").iterdir()} == archived

@@ -27,10 +27,17 @@ _SKIP = ("LOCK", "rocksdict-config.json")
 _LINKABLE = (".sst", ".blob")
 
 
+#: RocksDB's subdirectory of archived write-ahead logs (Kvrocks keeps them for replication).
+ARCHIVE = "archive"
+
+
 def _members(db_path: Path) -> list[str]:
+    """The files a backup holds, as paths relative to the database directory."""
     names = []
     for entry in os.scandir(db_path):
-        if (
+        if entry.is_dir(follow_symlinks=False) and entry.name == ARCHIVE:
+            names += [f"{ARCHIVE}/{e.name}" for e in os.scandir(entry.path) if e.is_file(follow_symlinks=False)]
+        elif (
             entry.is_file(follow_symlinks=False)
             and entry.name not in _SKIP
             and not entry.name.startswith(_SKIP_PREFIXES)
@@ -49,7 +56,7 @@ def _fsync(path: Path, directory: bool = False) -> None:
 
 def _put(src: Path, dst: Path) -> bool:
     """Hard link an immutable file, else copy it; returns whether it was linked."""
-    if src.suffix in _LINKABLE:
+    if src.suffix in _LINKABLE or src.parent.name == ARCHIVE:  # archived logs are never written again
         try:
             os.link(src, dst)
             return True
@@ -71,6 +78,8 @@ def make_backup(data: DataDir, target: Path, on_file: Callable[[int, int], None]
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.mkdir()
+        if any(n.startswith(f"{ARCHIVE}/") for n in names):
+            (target / ARCHIVE).mkdir()
     except OSError as exc:
         raise BackupFailed(
             f"cannot create backup directory {show_path(target)}: {exc.strerror}; nothing written"
