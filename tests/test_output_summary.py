@@ -22,7 +22,7 @@ from kvfix.synth import SynthDB, SynthStream, group_value
 
 STREAMS = 2_000
 GROUPS = (b"billing", b"audit")
-MAX_LINES = 60
+MAX_LINES = 64  # a screen or two, the closing "next:" step included
 MORE = re.compile(r"^… and ([\d,]+) more (\w+): --limit 0 for all, or --format json$", re.M)
 
 

@@ -58,8 +58,10 @@ def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--format",
             "fmt",
             type=click.Choice(FORMATS),
+            metavar="FORMAT",
             default=None,
-            help="Output format: rich (terminal default), plain, markdown, json, or any tabulate format.",
+            help="rich (terminal default), plain, markdown, json, or a tabulate format such as github or grid "
+            "(a wrong name lists them all).",
         ),
         click.option("--pretty", is_flag=True, help="JSON indented by 2 (default: compact)."),
     ]

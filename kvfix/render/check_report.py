@@ -12,11 +12,12 @@ from itertools import islice
 from typing import Any
 
 from kvfix.analysis.check import CheckReport, StreamCheck
+from kvfix.analysis.invariants import REPAIRABLE
 from kvfix.analysis.repair_plan import StreamRepair
 from kvfix.render.document import Document, View, current_view
 from kvfix.render.jsonout import Lazy, safe_int, text_and_hex
 from kvfix.render.scan_report import LAYOUT_RANK, finding_json
-from kvfix.render.summary import capped_table, findings_cell, findings_summary, more_line, top, worst_rank
+from kvfix.render.summary import capped_table, findings_cell, findings_summary, more_line, next_steps, top, worst_rank
 from kvfix.textsafe import show
 
 SCHEMA = 2
@@ -131,6 +132,7 @@ def check_document(report: CheckReport, view: View | None = None) -> Document:
     )
     findings_summary(doc, report.all_findings(), view)
     _streams_table(doc, report, view)
+    next_steps(doc, report.all_findings(), scan.path, REPAIRABLE)
     return doc
 
 

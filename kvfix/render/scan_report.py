@@ -15,7 +15,7 @@ from kvfix.analysis.model import RECORD_COUNT_KEYS, Collision, GroupInfo, ScanRe
 from kvfix.codec.metadata import StreamId
 from kvfix.render.document import Document, View, current_view
 from kvfix.render.jsonout import Lazy, safe_int, safe_value, text_and_hex
-from kvfix.render.summary import capped_table, findings_cell, findings_summary, top, where, worst_rank
+from kvfix.render.summary import capped_table, findings_cell, findings_summary, next_steps, top, where, worst_rank
 from kvfix.textsafe import label, show
 
 SCHEMA = 2
@@ -239,6 +239,7 @@ def scan_document(report: ScanReport, with_pel: bool = False, view: View | None 
     if with_pel or view.records:
         headers = ["namespace", "stream", "group", "layout", "id", "consumer", "deliveries"]
         doc.table("Pending entries", headers, list(pel_rows(report)))
+    next_steps(doc, report.all_findings(), report.path)
     return doc
 
 

@@ -8,6 +8,7 @@ closes with a line saying how many were left out and how to see them (:func:`mor
 from __future__ import annotations
 
 import heapq
+import shlex
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -110,3 +111,24 @@ def findings_summary(doc: Document, findings: list[Finding], view: View) -> None
         rows,
         more_line(len(codes), len(rows), "codes"),
     )
+
+
+def next_steps(doc: Document, findings: list[Finding], path: str, repairable: frozenset[str] = frozenset()) -> None:
+    """The command to run next, said at the end of a report, after a blank line (none: nothing to do)."""
+    codes = {f.code for f in findings}
+    shown = shlex.quote(path)
+    steps = []
+    if "READ_ERROR" in codes:
+        steps.append("next: the report is partial (READ_ERROR): restore the damaged files from a backup")
+    if "LAYOUT_CONFLICT" in codes:
+        steps.append(f"next: kvfix migrate {shown} --dry-run --on-conflict keep-prefixed (or keep-legacy)")
+    elif codes & {"LEGACY_LAYOUT", "SCAN_COLLISION", "MIXED_LAYOUT"}:
+        steps.append(f"next: kvfix migrate {shown} --dry-run --save-plan plan.jsonl")
+    if any(f.code == "ROLLBACK_HAZARD" and f.severity == "error" for f in findings):
+        steps.append(f"next: kvfix migrate {shown} --to legacy --dry-run")
+    if codes & repairable:
+        steps.append(f"repairable: kvfix check {shown} --repair --dry-run")
+    for i, step in enumerate(steps):
+        if i == 0:
+            doc.line("")
+        doc.line(step)
