@@ -105,3 +105,8 @@ def show_path(path: object) -> str:
     import os
 
     return show(os.fsencode(path))  # type: ignore[arg-type]
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """ "1 problem", "2 problems", "1,200 group records": a count people read."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

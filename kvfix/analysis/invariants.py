@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from kvfix.analysis.findings import Finding, Severity, finding
 from kvfix.analysis.model import GroupInfo, StreamReport
 from kvfix.codec.metadata import ZERO_ID, StreamId
-from kvfix.textsafe import show
+from kvfix.textsafe import counted, show
 
 #: Codes check adds to scan's, with severity and meaning (the README's check section lists them).
 CHECK_CODES: dict[str, tuple[Severity, str]] = {
@@ -175,7 +175,7 @@ def invariant_findings(rep: StreamReport, facts: StreamFacts) -> list[Finding]:
         )
     n_groups = group_record_count(rep, facts)
     if (tail.group_number or 0) != n_groups:
-        msg = f"group_number is {tail.group_number}, the stream has {n_groups} group records (both layouts)"
+        msg = f"group_number is {tail.group_number}, the stream has {counted(n_groups, 'group record')} (both layouts)"
         out.append(check_finding("GROUP_COUNT_MISMATCH", msg, rep, n_groups, tail.group_number))
     for (layout, name), g in sorted(rep.groups.items()):
         bad = facts.bad_consumers.get((layout, name), set())

@@ -7,7 +7,7 @@ from kvfix.analysis.model import StreamReport
 from kvfix.analysis.releases import RELEASE_LABELS
 from kvfix.codec.metadata import StreamId
 from kvfix.codec.stream import LEGACY, PREFIXED
-from kvfix.textsafe import label, show
+from kvfix.textsafe import counted, label, show
 
 #: Examples quoted in one finding message before "and N more".
 EXAMPLES = 3
@@ -30,7 +30,7 @@ def stream_findings(rep: StreamReport, n_legacy: int, empty: int, lo: StreamId, 
         add(
             finding(
                 "LEGACY_LAYOUT",
-                f"{n_legacy} group records in the legacy layout (groups: {_names(legacy_groups)}); "
+                f"{counted(n_legacy, 'group record')} in the legacy layout (groups: {_names(legacy_groups)}); "
                 "2.10+ answers NOGROUP for them: run kvfix migrate",
                 ns,
                 key,

@@ -32,7 +32,7 @@ from kvfix.store.lock import HeldLock
 from kvfix.store.opening import open_read_only
 from kvfix.store.paths import DataDir, resolve
 from kvfix.testpoints import reached
-from kvfix.textsafe import show, show_path
+from kvfix.textsafe import counted, show, show_path
 
 
 @click.command()
@@ -122,7 +122,7 @@ def migrate(
             remove_leftover_config(data)
             _show(fmt, migration, plan, path, False)
             if problems:
-                raise VerifyFailed(f"verification failed: {problems[0]} ({len(problems)} problems)")
+                raise VerifyFailed(f"verification failed: {problems[0]} ({counted(len(problems), 'problem')})")
             click.echo(
                 f"kvfix: nothing to migrate; verified: no live stream holds {plan.source} group records", err=True
             )

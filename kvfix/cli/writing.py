@@ -15,7 +15,7 @@ from kvfix.migrations.run import RunResult
 from kvfix.signals import NAMES, SIGNALS
 from kvfix.store.opening import ROCKSDICT_CONFIG, leftover_config
 from kvfix.store.paths import DataDir, backup_target
-from kvfix.textsafe import show_path
+from kvfix.textsafe import counted, show_path
 
 
 def write_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -81,20 +81,22 @@ def raise_for_run(result: RunResult, noun: str = "streams") -> None:
     a = result.applied
     where = f"; the backup is at {show_path(result.backup)}" if result.backup else ""
     if result.problems:
-        raise VerifyFailed(f"verification failed: {result.problems[0]} ({len(result.problems)} problems){where}")
-    counted = f"{a.done} of {a.total} {noun} written"
+        raise VerifyFailed(
+            f"verification failed: {result.problems[0]} ({counted(len(result.problems), 'problem')}){where}"
+        )
+    so_far = f"{a.done} of {a.total} {noun} written"
     state = " and verified" if result.unverified is None else f", not verified ({result.unverified})"
     each = ", each wholly in its old or its new form" if a.done < a.total else ""
     again = "run the same command again to " + ("finish" if a.done < a.total else "verify")
     if a.signum is not None or SIGNALS.received is not None:
         signum = a.signum if a.signum is not None else SIGNALS.received
         raise RunInterrupted(
-            f"interrupted by {NAMES.get(signum or 0, 'a signal')}: {counted}{state}{each}; {again}", signum
+            f"interrupted by {NAMES.get(signum or 0, 'a signal')}: {so_far}{state}{each}; {again}", signum
         )
     if a.stopped is not None:
-        raise WriteFailed(f"{a.stopped}: {counted}{state}{each}; free space and {again}{where}")
+        raise WriteFailed(f"{a.stopped}: {so_far}{state}{each}; free space and {again}{where}")
     if result.unverified is not None:
-        raise Unverified(f"{counted}{state}; {again}{where}")
+        raise Unverified(f"{so_far}{state}; {again}{where}")
 
 
 def remove_leftover_config(data: DataDir) -> None:

@@ -18,7 +18,7 @@ from kvfix.render.document import Document, View, current_view
 from kvfix.render.jsonout import Lazy, safe_int, text_and_hex
 from kvfix.render.scan_report import LAYOUT_RANK, finding_json
 from kvfix.render.summary import capped_table, findings_cell, findings_summary, more_line, next_steps, top, worst_rank
-from kvfix.textsafe import show
+from kvfix.textsafe import counted, show
 
 SCHEMA = 2
 
@@ -157,7 +157,7 @@ def _streams_table(doc: Document, report: CheckReport, view: View) -> None:
                 r["last_entry_id"] or "-",
                 r["group_number"],
                 r["group_records"],
-                "expired" if r["expired"] else ("ok" if not sc.findings else f"{len(sc.findings)} problems"),
+                "expired" if r["expired"] else ("ok" if not sc.findings else counted(len(sc.findings), "problem")),
                 findings_cell([*sc.report.findings, *sc.findings]),
             ]
         )
