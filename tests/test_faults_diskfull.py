@@ -67,23 +67,30 @@ def test_backup_dir_on_a_full_filesystem_is_refused_for_repair(tmp_path):
         assert rocksdb_leftovers(root / "db") == [] and kvfix_leftovers(tmpdir) == []
 
 
+def _fill_at(tmp_path, mnt, point: str):
+    """A migrate of a generated database on ``mnt`` whose disk the ballast fills at ``point``;
+    (kvfix dir, exit code, stderr, the run's TMPDIR), the ballast removed again."""
+    root = write_sst_db(mnt / "kv" / "db", STREAMS).parent
+    ballast = mnt / "ballast"
+    with stopped_at(tmp_path, ["migrate", root, "--yes"], point) as run:
+        fill(ballast)
+        run.resume()
+        code = run.wait()
+    err = run.stderr()
+    assert rocksdb_leftovers(root / "db") == [] and kvfix_leftovers(run.tmpdir) == []
+    os.unlink(ballast)
+    return root, code, err, run.tmpdir
+
+
 def test_disk_full_during_the_batches(tmp_path):
     """The ballast fills the disk after the 5th stream: a later batch fails; every stream stays whole."""
     with tmpfs(tmp_path / "mnt", "16m") as mnt:
-        root = write_sst_db(mnt / "kv" / "db", STREAMS).parent
-        ballast = mnt / "ballast"
-        with stopped_at(tmp_path, ["migrate", root, "--yes"], "batch:5") as run:
-            fill(ballast)
-            run.resume()
-            code = run.wait()
-        err = run.stderr()
-        assert rocksdb_leftovers(root / "db") == [] and kvfix_leftovers(run.tmpdir) == []
-        os.unlink(ballast)
+        root, code, err, run_tmp = _fill_at(tmp_path, mnt, "batch:5")
         seen = dict(layouts(root))  # each stream wholly in one layout: no "mixed"
         assert set(seen) == {"prefixed", "legacy"} and sum(seen.values()) == STREAMS, seen
         n = seen["prefixed"]
         assert 5 <= n < STREAMS
-        again = kvfix(run.tmpdir, "migrate", root, "--yes")
+        again = kvfix(run_tmp, "migrate", root, "--yes")
         assert again.returncode == 0, again.stderr
         assert f"applied {STREAMS - n} of {STREAMS - n} streams (done); verify: ok" in again.stdout
         assert dict(layouts(root)) == {"prefixed": STREAMS}
@@ -99,17 +106,9 @@ def test_disk_full_during_the_batches(tmp_path):
 def test_disk_full_at_the_flush(tmp_path):
     """The ballast fills the disk after the last batch: every stream is written, the flush fails."""
     with tmpfs(tmp_path / "mnt", "16m") as mnt:
-        root = write_sst_db(mnt / "kv" / "db", STREAMS).parent
-        ballast = mnt / "ballast"
-        with stopped_at(tmp_path, ["migrate", root, "--yes"], "flush") as run:
-            fill(ballast)
-            run.resume()
-            code = run.wait()
-        err = run.stderr()
-        assert rocksdb_leftovers(root / "db") == [] and kvfix_leftovers(run.tmpdir) == []
-        os.unlink(ballast)
+        root, code, err, run_tmp = _fill_at(tmp_path, mnt, "flush")
         assert dict(layouts(root)) == {"prefixed": STREAMS}
-        again = kvfix(run.tmpdir, "migrate", root, "--yes")
+        again = kvfix(run_tmp, "migrate", root, "--yes")
         assert again.returncode == 0, again.stderr
         assert "nothing to migrate; verified" in again.stderr, again.stderr
         assert rocksdb_leftovers(root / "db") == []
