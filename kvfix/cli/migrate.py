@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from kvfix.cli.options import cluster_option, emit, handle_errors, output_options, resolve_format
+from kvfix.cli.options import cluster_option, emit, handle_errors, resolve_format, summary_output_options
 from kvfix.cli.writing import (
     backup_location,
     check_write_options,
@@ -55,7 +55,7 @@ from kvfix.textsafe import counted, show, show_path
 @click.option("--list", "list_only", is_flag=True, help="List known migrations and whether each applies to PATH.")
 @plan_file_options
 @write_options
-@output_options
+@summary_output_options
 @cluster_option
 @handle_errors
 def migrate(

@@ -33,19 +33,20 @@ from kvfix.textsafe import safe_text
 FORMATS = offered_formats()
 
 
-#: Commands whose text reports are summaries (capped tables, worst first) and whose JSON
-#: leaves per-record detail to --records: the three that report on every stream.
-SUMMARY_COMMANDS = frozenset({"scan", "check", "migrate"})
-
-
 def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--format rich|plain|markdown|json|<tabulate format> (default rich on a terminal, plain elsewhere), --pretty;
-    on scan, check and migrate also --limit N and --records.
+    """--format rich|plain|markdown|json|<tabulate format> (default rich on a terminal, plain elsewhere), --pretty."""
+    return _output_options(func, summary=False)
 
-    They make the command's :class:`View` (:func:`kvfix.render.document.viewing`) for the whole
-    call, so every report it builds and renders (a confirmation's plan too) sees them.
-    """
-    summary = getattr(func, "__name__", "") in SUMMARY_COMMANDS
+
+def summary_output_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """output_options plus --limit N and --records: for the reports on every stream (scan, check,
+    migrate), whose text is a capped summary and whose JSON leaves per-record detail to --records."""
+    return _output_options(func, summary=True)
+
+
+def _output_options(func: Callable[..., Any], summary: bool) -> Callable[..., Any]:
+    """The options make the command's :class:`View` (:func:`kvfix.render.document.viewing`) for the
+    whole call, so every report it builds and renders (a confirmation's plan too) sees them."""
 
     @functools.wraps(func)
     def with_view(*args: Any, pretty: bool = False, **kw: Any) -> Any:
@@ -153,8 +154,8 @@ def resolve_format(fmt: str | None) -> str:
 
 
 def finding_report_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--format, --fail-on and --cluster/--no-cluster: what a command that reports findings takes."""
-    return output_options(fail_on_option(cluster_option(func)))
+    """Summary output options, --fail-on and --cluster/--no-cluster: what scan and check take."""
+    return summary_output_options(fail_on_option(cluster_option(func)))
 
 
 def emit(fmt: str | None, doc: Callable[[], Document], json_obj: Callable[[], Any]) -> None:
