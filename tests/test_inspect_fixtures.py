@@ -62,7 +62,7 @@ def test_cli_json(unpacked, name, ns, key):
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     entry = manifest(name)["keyspace"][ns][key]
-    assert doc["schema"] == 1 and doc["key"] == key and doc["namespace"] == ns
+    assert doc["schema"] == 2 and doc["key"] == key and doc["namespace"] == ns
     assert doc["metadata"]["type"] == entry["type"]
     assert doc["metadata"]["pttl"] == entry["pttl"]
     assert doc["metadata"]["created_at"] is None or doc["metadata"]["created_at"].startswith("20")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import jsonschema
 import pytest
 from conftest import run_cli
 from stats_inspect_data import FUTURE_MS, HOSTILE_KEYS, NS, PAST_MS, Builder, rich_database
@@ -14,6 +16,7 @@ from kvfix.codec.types import HASH_FIELD_EXPIRE_FLAG
 from kvfix.store.opening import open_read_only
 
 NOW = 1_795_000_000_000
+SCHEMAS = Path(__file__).parent.parent / "schemas"
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["plain", "cluster"])
@@ -154,3 +157,27 @@ def test_namespaces(rich):
     assert _inspect(rich, b"t", namespace=b"tenant_a").value == b"tenant"
     assert _inspect(rich, b"t") is None
     assert _inspect(rich, b"s64", namespace=NS) is not None
+
+
+def test_json_integers_beyond_2_53_are_strings(tmp_path):
+    """Damaged counters and big ids: a JSON number up to 2^53-1, a decimal string beyond (schema 2)."""
+    big = 2**60
+    b = Builder()
+    b.hash(b"h", {b"f": b"v"}, expire_ms=big, size=big)
+    b.sortedint(b"si", [7, big])
+    b.bitmap(b"bm", {big: b"\x01"}, size=big)
+    path = b.db.write(tmp_path / "db")
+    schema = jsonschema.Draft202012Validator(json.loads((SCHEMAS / "inspect.schema.json").read_text()))
+    docs = {}
+    for key in ("h", "si", "bm"):
+        res = run_cli("inspect", path, key, "--format", "json")
+        assert res.exit_code == 0, res.stderr
+        docs[key] = doc = json.loads(res.stdout)
+        schema.validate(doc)
+        assert doc == json.loads(res.stdout, parse_int=float), key  # nothing a double rounds
+    h = docs["h"]["metadata"]
+    assert (h["size"], h["expire_ms"], h["version"]) == (str(big), str(big), str(_inspect(path, b"h").metadata.version))
+    assert isinstance(h["pttl"], str) and int(h["pttl"]) > 2**53
+    assert docs["si"]["value"] == [7, str(big)] and [r["id"] for r in docs["si"]["records"]] == [7, str(big)]
+    frag = docs["bm"]["records"][0]
+    assert docs["bm"]["value"]["bytes"] == str(big) and frag["offset"] == str(big) and frag["bits"] == [str(big * 8)]

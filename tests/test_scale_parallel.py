@@ -13,9 +13,12 @@ import pytest
 from test_scale_walk import adversarial_db
 
 import kvfix.analysis.scan as scan_module
+from kvfix.analysis.keyspace import survey_keyspace
 from kvfix.analysis.scan import scan_database
+from kvfix.analysis.walk import Half
 from kvfix.codec.ints import u64
-from kvfix.codec.keys import internal_prefix
+from kvfix.codec.keys import decode_metadata_key, internal_prefix
+from kvfix.codec.metadata import stream_version
 from kvfix.render.scan_report import scan_json
 from kvfix.store.opening import open_read_only
 from kvfix.synth import BASE_VERSION, DEFAULT_NS, BulkSpec, bulk_load
@@ -37,13 +40,30 @@ def _all_keys(path: Path) -> list[bytes]:
     return keys
 
 
+def _splits(path: Path, cluster: bool) -> list[Half]:
+    """A split at every stream's metadata key, and inside each stream at several of its keys."""
+    keys = _all_keys(path)
+    out: list[Half] = []
+    with open_read_only(path) as db:
+        for chunk in db.chunks("metadata"):
+            for mkey, value in chunk:
+                out.append(Half(mkey, True))
+                version = stream_version(value)
+                if version is None:
+                    continue
+                k = decode_metadata_key(mkey, cluster)
+                raw = internal_prefix(k.namespace, k.user_key, version, k.slot)
+                mine = [key for key in keys if key.startswith(raw)]
+                out += [Half(mkey, True, mine[i]) for i in range(0, len(mine), max(1, len(mine) // 3))]
+    return out[:: max(1, len(out) // 14)]  # each split costs a second process: a spread of them
+
+
 @pytest.mark.parametrize("cluster", [False, True])
 def test_any_split_gives_the_same_report(tmp_path: Path, cluster: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     path = adversarial_db(tmp_path / "db", cluster)
     one = _deep(path, workers=1)
-    keys = _all_keys(path)
-    splits = [keys[i] for i in range(1, len(keys), max(1, len(keys) // 12))]
-    splits += [keys[0], keys[-1], keys[-1] + b"\x00", b"\x00", b"\xff" * 40]
+    splits = _splits(path, cluster)
+    assert len(splits) >= 14 and any(h.inside for h in splits) and any(not h.inside for h in splits)
     for split in splits:
         monkeypatch.setattr(scan_module, "_split_point", lambda *a, s=split, **k: s)
         assert _deep(path) == one, split
@@ -54,10 +74,11 @@ def test_split_inside_one_stream(tmp_path: Path) -> None:
     one = _deep(tmp_path / "db", workers=1)
     assert one["summary"]["records_entry"] == counts["entries"]
     with open_read_only(tmp_path / "db") as db:
-        ks = scan_module.load_keyspace(db, False)
+        ks = survey_keyspace(db, False)
     split = scan_module._split_point(ks, True, scan_module.StreamAnalyzer, 2)
     raw = internal_prefix(DEFAULT_NS, b"stream:00000", BASE_VERSION, None)
-    assert split is not None and split.startswith(raw) and len(split) == len(raw) + 16  # among the entries
+    assert split is not None and split.inside is not None
+    assert split.inside.startswith(raw) and len(split.inside) == len(raw) + 16  # among the entries
     seen: list[int] = []
     absorb = scan_module.WalkResult.absorb
 
@@ -72,14 +93,15 @@ def test_split_inside_one_stream(tmp_path: Path) -> None:
     # legacy region, 0xFF*8 region of the same stream
     with pytest.MonkeyPatch.context() as mp:
         for inside in (raw + u64(9), raw + u64(9) + b"group-001", raw + b"\xff" * 8, raw + b"\xff" * 8 + b"\x03"):
-            mp.setattr(scan_module, "_split_point", lambda *a, s=inside, **k: s)
+            half = Half(split.at, True, inside)
+            mp.setattr(scan_module, "_split_point", lambda *a, s=half, **k: s)
             assert _deep(tmp_path / "db") == one
 
 
 def test_split_point_only_for_large_plain_deep_scans(tmp_path: Path) -> None:
     bulk_load(tmp_path / "db", BulkSpec(streams=3, entries=1_000, groups=2, consumers=1, pel=4))
     with open_read_only(tmp_path / "db") as db:
-        ks = scan_module.load_keyspace(db, False)
+        ks = survey_keyspace(db, False)
 
     class Sub(scan_module.StreamAnalyzer):
         pass

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from kvfix.analysis.keyspace import survey_keyspace
 from kvfix.analysis.scan import scan_database
-from kvfix.analysis.walk import NAME_LIMIT, BadKey, Prefix, walk_stream_cf
+from kvfix.analysis.walk import NAME_LIMIT, BadKey, Garbage, Visit, walk_keyspace
 from kvfix.codec.ints import U64_MAX, read_u64
 from kvfix.codec.metadata import StreamId
 from kvfix.codec.stream import ConsumerValue, EntryKey, PelValue, subkey_readings
@@ -81,9 +82,28 @@ def adversarial_db(path: Path, cluster: bool) -> Path:
     return synth.write(path)
 
 
+def _flat(db, cluster: bool, deep: bool) -> list:  # type: ignore[no-untyped-def]
+    """The walk's events with each live stream's records as (subkey, value) pairs after its prefix."""
+    out: list = []
+    n = 0
+    for x in walk_keyspace(db, survey_keyspace(db, cluster), deep):
+        if isinstance(x, Visit):
+            out.append(x.raw)
+            n = len(x.raw)
+        elif isinstance(x, list):
+            out.extend((k[n:], v) for k, v in x)
+        else:
+            out.append(x)
+    return out
+
+
 def _walk(path: Path, cluster: bool, deep: bool) -> list:
     with open_read_only(path) as db:
-        return list(walk_stream_cf(db, cluster, deep))
+        return _flat(db, cluster, deep)
+
+
+def _is_prefix(x: object) -> bool:
+    return isinstance(x, bytes)
 
 
 def _skippable(sub: bytes, value: bytes) -> bool:
@@ -99,13 +119,18 @@ def test_fast_walk_reads_everything_but_plain_entries(tmp_path: Path, cluster: b
     path = adversarial_db(tmp_path / "db", cluster)
     fast = _walk(path, cluster, deep=False)
     deep = _walk(path, cluster, deep=True)
-    assert [x for x in fast if isinstance(x, Prefix)] == [x for x in deep if isinstance(x, Prefix)]
+    assert [x for x in fast if _is_prefix(x)] == [x for x in deep if _is_prefix(x)]
+    assert len([x for x in deep if _is_prefix(x)]) == len(NAMESPACES) * 3
     assert not any(isinstance(x, BadKey) for x in deep)
-    # Same records per prefix, except plain entries between NAME_LIMIT and 2^64-1.
-    expected = [x for x in deep if isinstance(x, Prefix) or not _skippable(*x)]
+    # dead versions and the orphan: counted whole, the same in both walks
+    garbage = [x for x in deep if isinstance(x, Garbage)]
+    assert garbage == [x for x in fast if isinstance(x, Garbage)]
+    assert sorted(g.owner for g in garbage) == ["orphan"] + ["stale"] * len(NAMESPACES) * 3
+    # Same records per live prefix, except plain entries between NAME_LIMIT and 2^64-1.
+    expected = [x for x in deep if not isinstance(x, tuple) or not _skippable(*x)]
     assert fast == expected
     skipped = len(deep) - len(fast)
-    assert skipped == len(NAMESPACES) * 3 * 2 * 3  # NAME_LIMIT+1 and two timestamps, in every prefix
+    assert skipped == len(NAMESPACES) * 3 * 3  # NAME_LIMIT+1 and two timestamps, in every live prefix
 
 
 @pytest.mark.parametrize("cluster", [False, True])
@@ -143,8 +168,8 @@ def test_fast_scan_finds_what_deep_scan_finds(tmp_path: Path, cluster: bool) -> 
 
 def _records_read(path: Path) -> tuple[int, int]:
     with open_read_only(path) as db:
-        items = list(walk_stream_cf(db, False, deep=False))
-    return sum(not isinstance(x, Prefix) for x in items), sum(isinstance(x, Prefix) for x in items)
+        items = _flat(db, False, deep=False)
+    return sum(isinstance(x, tuple) for x in items), sum(_is_prefix(x) for x in items)
 
 
 def test_fast_walk_reads_no_more_records_when_entries_grow(tmp_path: Path) -> None:
@@ -159,7 +184,7 @@ def test_fast_walk_reads_no_more_records_when_entries_grow(tmp_path: Path) -> No
     assert read_small == read_big == group_records  # legacy records only, not one entry
     # and the deep walk does read them all
     with open_read_only(tmp_path / "big") as db:
-        deep = sum(not isinstance(x, Prefix) for x in walk_stream_cf(db, False, deep=True))
+        deep = sum(isinstance(x, tuple) for x in _flat(db, False, deep=True))
     assert deep == group_records + big["entries"]
 
 

@@ -34,8 +34,9 @@ from kvfix.analysis.invariants import (
     invariant_findings,
 )
 from kvfix.analysis.model import ScanReport, StreamReport
-from kvfix.analysis.scan import scan_database
+from kvfix.analysis.scan import scan_streams
 from kvfix.analysis.streams import StreamAnalyzer
+from kvfix.analysis.targets import Target
 from kvfix.codec.ints import read_u64
 from kvfix.codec.keys import internal_prefix
 from kvfix.codec.metadata import StreamId
@@ -156,25 +157,36 @@ def find_deleted_pel_ids(db: Database, rep: StreamReport) -> dict[tuple[str, byt
 
 
 def check_database(
-    db: Database, *, cluster: bool | None = None, now_ms: int | None = None, progress: Progress | None = None
+    db: Database,
+    *,
+    cluster: bool | None = None,
+    now_ms: int | None = None,
+    progress: Progress | None = None,
+    target: Target = "2.10",
 ) -> CheckReport:
-    """Deep scan plus invariants of every live stream."""
-    analyzers: list[CheckAnalyzer] = []
+    """Deep scan plus invariants of every live stream (findings as they stand for ``target``)."""
+    checked: list[StreamCheck] = []
 
-    def factory(rep: StreamReport) -> CheckAnalyzer:
-        a = CheckAnalyzer(rep)
-        analyzers.append(a)
-        return a
-
-    scan = scan_database(db, cluster=cluster, deep=True, now_ms=now_ms, progress=progress, analyzer=factory)
-    facts_of = {id(a.report): a.facts for a in analyzers}
-    report = CheckReport(scan)
-    for rep in scan.streams:
-        facts = facts_of.get(id(rep), StreamFacts())
+    def on_stream(a: StreamAnalyzer) -> None:
+        assert isinstance(a, CheckAnalyzer)
+        rep, facts = a.report, a.facts
         if not rep.expired:
             facts.deleted_pel_ids = find_deleted_pel_ids(db, rep)
-        report.streams.append(StreamCheck(rep, facts, invariant_findings(rep, facts)))
-    return report
+        checked.append(StreamCheck(rep, facts, invariant_findings(rep, facts)))
+
+    scan = scan_streams(
+        db,
+        on_stream,
+        cluster=cluster,
+        deep=True,
+        now_ms=now_ms,
+        progress=progress,
+        analyzer=CheckAnalyzer,
+        target=target,
+    )
+    checked.sort(key=lambda sc: (sc.report.namespace, sc.report.key))
+    scan.streams = [sc.report for sc in checked]
+    return CheckReport(scan, checked)
 
 
 def read_every_record(db: Database) -> dict[str, int]:

@@ -57,3 +57,79 @@ def worst(findings: list[Finding]) -> int:
 
 def exceeds(findings: list[Finding], fail_on: str) -> bool:
     return worst(findings) >= SEVERITY_RANK[fail_on]
+
+
+#: Findings of one code kept as examples by a digest (the summary names the first streams).
+EXAMPLES = 4
+
+
+@dataclass
+class CodeTally:
+    """One code's findings in a digest: how many, the worst severity, the first few."""
+
+    count: int = 0
+    severity: Severity = "info"
+    examples: list[Finding] = field(default_factory=list)
+
+
+class FindingsDigest:
+    """Findings counted by code and severity, keeping only the first ``keep`` (None: all).
+
+    A report over a million streams has a million findings; summaries, exit codes and
+    next steps need only the counts, each code's worst severity and a few examples.
+    """
+
+    def __init__(self, keep: int | None = None) -> None:
+        self.keep = keep
+        self.total = 0
+        self.severities: dict[str, int] = {"error": 0, "warning": 0, "info": 0}
+        self.codes: dict[str, CodeTally] = {}
+        #: The first ``keep`` findings, in the order they came.
+        self.first: list[Finding] = []
+
+    def add(self, f: Finding) -> None:
+        self.total += 1
+        self.severities[f.severity] += 1
+        tally = self.codes.get(f.code)
+        if tally is None:
+            tally = self.codes[f.code] = CodeTally(severity=f.severity)
+        tally.count += 1
+        if SEVERITY_RANK[f.severity] > SEVERITY_RANK[tally.severity]:
+            tally.severity = f.severity
+        if len(tally.examples) < EXAMPLES:
+            tally.examples.append(f)
+        if self.keep is None or len(self.first) < self.keep:
+            self.first.append(f)
+
+    def extend(self, findings: list[Finding]) -> FindingsDigest:
+        for f in findings:
+            self.add(f)
+        return self
+
+    @property
+    def complete(self) -> bool:
+        """Every finding is in ``first``."""
+        return len(self.first) == self.total
+
+    def worst(self) -> int:
+        return max((SEVERITY_RANK[s] for s, n in self.severities.items() if n), default=-1)
+
+    def exceeds(self, fail_on: str) -> bool:
+        return self.worst() >= SEVERITY_RANK[fail_on]
+
+    def merged(self, other: FindingsDigest) -> FindingsDigest:
+        """A new digest of this one's findings then ``other``'s (counts exact, examples as kept)."""
+        out = FindingsDigest(self.keep)
+        for d in (self, other):
+            out.total += d.total
+            for s, n in d.severities.items():
+                out.severities[s] += n
+            for code, t in d.codes.items():
+                mine = out.codes.setdefault(code, CodeTally(severity=t.severity))
+                mine.count += t.count
+                if SEVERITY_RANK[t.severity] > SEVERITY_RANK[mine.severity]:
+                    mine.severity = t.severity
+                mine.examples.extend(t.examples[: max(EXAMPLES - len(mine.examples), 0)])
+            room = None if out.keep is None else max(out.keep - len(out.first), 0)
+            out.first.extend(d.first if room is None else d.first[:room])
+        return out

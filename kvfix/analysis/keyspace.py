@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
+from array import array
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from hashlib import blake2b
 
 from kvfix.analysis.findings import Finding, finding
-from kvfix.analysis.walk import Prefix
 from kvfix.codec.errors import CodecError
-from kvfix.codec.keys import MetadataKey, decode_metadata_key, slot_of
-from kvfix.codec.metadata import KeyType, Metadata, decode_metadata
+from kvfix.codec.keys import MetadataKey, decode_metadata_key, key_prefix, slot_of
+from kvfix.codec.metadata import Metadata, decode_metadata, stream_version
 from kvfix.store.database import Database
 from kvfix.textsafe import show
 
@@ -69,46 +71,82 @@ def choose_cluster(db: Database, override: bool | None) -> tuple[bool, list[Find
     return override, [finding("CLUSTER_MODE_MISMATCH", msg + "; results under the override are unreliable")]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LiveStream:
     key: MetadataKey
     metadata: Metadata
 
 
+class LivePrefixes:
+    """The key prefixes (namespace, slot, key: every version's) of the live streams, as hashes.
+
+    The walk asks it of every key incarnation it meets between live streams: a sorted
+    array of 64-bit hashes is 8 bytes a stream where a set of prefixes is ~150.  Two
+    different prefixes share a hash with odds of about n^2 / 2^64 (5e-8 for a million
+    streams); then the records of a key that is not a stream would go uncounted.
+    """
+
+    __slots__ = ("_sorted",)
+
+    def __init__(self, hashes: array[int]) -> None:
+        self._sorted = array("q", sorted(hashes))
+
+    def __contains__(self, raw: bytes) -> bool:
+        h = prefix_hash(raw)
+        i = bisect_left(self._sorted, h)
+        return i < len(self._sorted) and self._sorted[i] == h
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+
+def prefix_hash(raw: bytes) -> int:
+    """A 64-bit hash that is the same in every process (a parallel scan's second one)."""
+    return int.from_bytes(blake2b(raw, digest_size=8).digest(), "big", signed=True)
+
+
+#: Up to this many streams the survey keeps their metadata records (a parallel deep scan
+#: balances its halves with them); beyond it, nothing per stream is kept.
+SIZES_KEPT = 10_000
+
+
 @dataclass
 class Keyspace:
+    """What one pass over the metadata column family tells before the walk: no record is held."""
+
     cluster: bool
-    streams: dict[tuple[bytes, bytes], LiveStream] = field(default_factory=dict)
+    live: LivePrefixes = field(default_factory=lambda: LivePrefixes(array("q")))
+    streams: int = 0
     namespaces: set[bytes] = field(default_factory=set)
     findings: list[Finding] = field(default_factory=list)
+    #: The metadata records (key, value) of every stream in key order; None past SIZES_KEPT.
+    few: list[tuple[bytes, bytes]] | None = field(default_factory=list)
 
 
-def load_keyspace(db: Database, cluster: bool, now_ms: int | None = None) -> Keyspace:
-    """One pass over metadata: live streams (held, they are few) and namespace names."""
+def survey_keyspace(db: Database, cluster: bool) -> Keyspace:
+    """One pass over metadata: namespace names, findings, and the live streams' prefixes."""
     ks = Keyspace(cluster)
     unknown: Counter[int] = Counter()
-    it = db.iterator("metadata")
-    if it is None:
-        return ks
-    it.seek_to_first()
-    while it.valid():
-        raw_key, raw_value = it.key(), it.value()
-        it.next()
-        try:
-            mkey = decode_metadata_key(raw_key, cluster)
-        except CodecError as exc:
-            ks.findings.append(finding("UNDECODABLE_METADATA", f"metadata key {show(raw_key)}: {exc}"))
-            continue
-        ks.namespaces.add(mkey.namespace)
-        try:
-            meta = decode_metadata(raw_value)
-        except CodecError as exc:
-            ks.findings.append(finding("UNDECODABLE_METADATA", f"metadata value: {exc}", mkey.namespace, mkey.user_key))
-            continue
-        if not meta.known_type:
-            unknown[meta.type_id] += 1
-        elif meta.type_id == KeyType.STREAM:
-            ks.streams[(mkey.namespace, mkey.user_key)] = LiveStream(mkey, meta)
+    hashes: array[int] = array("q")
+    few = ks.few
+    for chunk in db.chunks("metadata"):
+        for raw_key, raw_value in chunk:
+            try:
+                mkey = decode_metadata_key(raw_key, cluster)
+            except CodecError as exc:
+                ks.findings.append(finding("UNDECODABLE_METADATA", f"metadata key {show(raw_key)}: {exc}"))
+                continue
+            ks.namespaces.add(mkey.namespace)
+            if stream_version(raw_value) is None:
+                _other_type(ks, unknown, mkey, raw_value)
+                continue
+            hashes.append(prefix_hash(key_prefix(mkey.namespace, mkey.user_key, mkey.slot)))
+            if few is not None:
+                few.append((raw_key, raw_value))
+                if len(few) > SIZES_KEPT:
+                    few = ks.few = None
+    ks.streams = len(hashes)
+    ks.live = LivePrefixes(hashes)
     for type_id, count in sorted(unknown.items()):
         ks.findings.append(
             finding("UNKNOWN_TYPE", f"{count} metadata records of unknown type {type_id}", type_id=type_id, count=count)
@@ -116,16 +154,26 @@ def load_keyspace(db: Database, cluster: bool, now_ms: int | None = None) -> Key
     return ks
 
 
-def owner_of(db: Database, streams: dict[tuple[bytes, bytes], LiveStream], prefix: Prefix) -> LiveStream | str:
-    """Whose records a stream column family prefix holds: the live stream's, or "stale"
-    (a dead version of a key that exists, as a stream or as another type now) or "orphan"
-    (no metadata at all).  scan, check and migrate all file records by this one answer."""
-    live = streams.get((prefix.namespace, prefix.user_key))
-    if live is not None and live.metadata.version == prefix.version and live.key.slot == prefix.slot:
-        return live
-    if live is not None or db.get("metadata", MetadataKey(prefix.namespace, prefix.user_key, prefix.slot).encode()):
-        return "stale"
-    return "orphan"
+def _other_type(ks: Keyspace, unknown: Counter[int], mkey: MetadataKey, raw_value: bytes) -> None:
+    """A metadata record that is not a stream's: count unknown types, report what does not decode."""
+    try:
+        meta = decode_metadata(raw_value)
+    except CodecError as exc:
+        ks.findings.append(finding("UNDECODABLE_METADATA", f"metadata value: {exc}", mkey.namespace, mkey.user_key))
+        return
+    if not meta.known_type:
+        unknown[meta.type_id] += 1
+
+
+def decode_live(mkey: MetadataKey, raw_value: bytes) -> LiveStream | None:
+    """The live stream a metadata record holds, or None (not a stream, or undecodable: the
+    survey reported it)."""
+    if stream_version(raw_value) is None:
+        return None
+    try:
+        return LiveStream(mkey, decode_metadata(raw_value))
+    except CodecError:
+        return None
 
 
 def now_ms() -> int:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from kvfix.analysis.findings import Finding
+from kvfix.analysis.findings import Finding, FindingsDigest
 from kvfix.codec.metadata import Metadata, StreamId
 from kvfix.codec.stream import (
     ConsumerValue,
@@ -261,41 +261,63 @@ class GarbageCount:
 
 
 @dataclass
+class ScanTally:
+    """Totals over the streams of a scan, added up as each is finished (no stream is kept)."""
+
+    streams: int = 0
+    groups: int = 0
+    collisions: int = 0
+    layouts: Counter[str] = field(default_factory=Counter)
+    records: Counter[str] = field(default_factory=Counter)
+    findings: FindingsDigest = field(default_factory=FindingsDigest)
+
+    def add(self, s: StreamReport) -> None:
+        self.streams += 1
+        self.groups += len(s.groups)
+        self.collisions += s.collision_count
+        self.layouts[s.layout] += 1
+        self.records.update(s.records)
+        self.findings.extend(s.findings)
+
+
+@dataclass
 class ScanReport:
     path: str
     column_families: tuple[str, ...]
     cluster_slots: bool
     namespaces: list[bytes]
     deep: bool
+    #: Every stream, when the scan kept them (scan_database); empty when they were streamed.
     streams: list[StreamReport] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     stale: GarbageCount = field(default_factory=GarbageCount)
     orphans: GarbageCount = field(default_factory=GarbageCount)
+    tally: ScanTally = field(default_factory=ScanTally)
 
     def all_findings(self) -> list[Finding]:
+        """Every finding, when the streams were kept (:meth:`digest` works either way)."""
         out = list(self.findings)
         for s in self.streams:
             out.extend(s.findings)
         return out
 
+    def digest(self) -> FindingsDigest:
+        """The report's findings (its own, then the streams'), counted; the first kept as the tally's."""
+        return FindingsDigest(self.tally.findings.keep).extend(self.findings).merged(self.tally.findings)
+
     def summary(self) -> dict[str, int]:
-        totals: Counter[str] = Counter()
-        layouts: Counter[str] = Counter()
-        for s in self.streams:
-            totals.update(s.records)
-            layouts[s.layout] += 1
-        findings = self.all_findings()
-        out = {
-            "streams": len(self.streams),
-            **{f"layout_{k}": layouts[k] for k in ("none", "legacy", "prefixed", "mixed")},
-            "groups": sum(len(s.groups) for s in self.streams),
-            "collisions": sum(s.collision_count for s in self.streams),
-            **{f"records_{k}": totals[k] for k in RECORD_COUNT_KEYS},
+        t = self.tally
+        found = self.digest()
+        return {
+            "streams": t.streams,
+            **{f"layout_{k}": t.layouts[k] for k in ("none", "legacy", "prefixed", "mixed")},
+            "groups": t.groups,
+            "collisions": t.collisions,
+            **{f"records_{k}": t.records[k] for k in RECORD_COUNT_KEYS},
             "stale_records": self.stale.records,
             "orphan_records": self.orphans.records,
-            "errors": sum(f.severity == "error" for f in findings),
-            "warnings": sum(f.severity == "warning" for f in findings),
-            "infos": sum(f.severity == "info" for f in findings),
-            "read_errors": sum(f.code == "READ_ERROR" for f in findings),
+            "errors": found.severities["error"],
+            "warnings": found.severities["warning"],
+            "infos": found.severities["info"],
+            "read_errors": found.codes["READ_ERROR"].count if "READ_ERROR" in found.codes else 0,
         }
-        return out

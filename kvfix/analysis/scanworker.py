@@ -1,11 +1,10 @@
 """The second process of a parallel deep scan: ``python -m kvfix.analysis.scanworker JOB OUT``.
 
-JOB is a pickle written by kvfix.analysis.scan._walk_in_two (database path, cluster
-mode, the live streams, the first key of this process's range); OUT receives the
-pickled WalkResult of the walk from that key to the end of the stream column family.
-Its analyzers count plain entries and keep every other record as raw bytes for the
-parent to decode (StreamAnalyzer.deferred): with many group records, pickling decoded
-records cost more than walking them.
+JOB is a pickle written by kvfix.analysis.scan._walk_in_two (database path, the keyspace
+survey, which half to walk); OUT receives the pickled WalkResult of that half, with its
+streams' analyzers.  They count plain entries and keep every other record as raw bytes
+for the parent to decode (StreamAnalyzer.deferred): with many group records, pickling
+decoded records cost more than walking them.
 """
 
 from __future__ import annotations
@@ -14,9 +13,8 @@ import os
 import pickle
 import sys
 
-from kvfix.analysis.keyspace import Keyspace
 from kvfix.analysis.model import StreamReport
-from kvfix.analysis.scan import walk_range
+from kvfix.analysis.scan import WalkResult, walk_range
 from kvfix.analysis.streams import StreamAnalyzer
 from kvfix.analysis.walk import paused_gc
 from kvfix.store.opening import open_read_only
@@ -26,9 +24,12 @@ def main(argv: list[str]) -> int:
     job_path, out_path = argv
     with open(job_path, "rb") as f:
         job = pickle.load(f)  # written by our parent process
-    ks = Keyspace(job["cluster"], streams=job["streams"])
+    kept: list[StreamAnalyzer] = []
     with open_read_only(job["path"]) as db, paused_gc():
-        result = walk_range(db, ks, job["cluster"], job["deep"], job["now"], _deferring, start=job["start"])
+        result: WalkResult = walk_range(
+            db, job["keyspace"], job["deep"], job["now"], kept.append, _deferring, half=job["half"]
+        )
+    result.analyzers = kept
     result.worker_peak_kib = _vm_hwm_kib()
     tmp = out_path + ".tmp"
     with open(tmp, "wb") as f:

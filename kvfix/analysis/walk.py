@@ -22,14 +22,15 @@ prefix ends by bisection, so it does no Python work per record at all.
 from __future__ import annotations
 
 import gc
-from bisect import bisect_left
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from operator import itemgetter
 
+from kvfix.analysis.keyspace import Keyspace, LiveStream, decode_live
 from kvfix.codec.errors import CodecError
-from kvfix.codec.keys import decode_internal_key, successor
+from kvfix.codec.ints import u64
+from kvfix.codec.keys import MetadataKey, decode_internal_key, decode_metadata_key, key_prefix, successor
+from kvfix.codec.metadata import stream_version
 from kvfix.codec.stream import PREFIX_MARK
 from kvfix.store.database import Database
 from kvfix.store.reading import CheckedIterator
@@ -78,72 +79,212 @@ def paused_gc() -> Iterator[None]:
 CHUNK = 4096
 
 
-def walk_stream_cf(db: Database, cluster: bool, deep: bool) -> Iterator[Prefix | tuple[bytes, bytes] | BadKey]:
-    """Yield a Prefix, then (subkey, value) pairs of that prefix, then the next Prefix ..."""
-    n = 0
-    for item in walk_stream_chunks(db, cluster, deep):
-        if isinstance(item, list):
-            for key, value in item:
-                yield key[n:], value
-        else:
-            if isinstance(item, Prefix):
-                n = len(item.raw)
-            yield item
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """A live stream: its records (lists of whole (key, value) pairs, each key starting with
+    ``raw``) follow until the next event that is not a list."""
+
+    live: LiveStream
+    raw: bytes
 
 
-def walk_stream_chunks(
-    db: Database, cluster: bool, deep: bool, start: bytes | None = None, stop: bytes | None = None
-) -> Iterator[Prefix | BadKey | list[tuple[bytes, bytes]]]:
-    """Like walk_stream_cf, but a prefix's records come as lists of whole (key, value) pairs.
+@dataclass(frozen=True, slots=True)
+class Garbage:
+    """A key incarnation in the stream column family that is no live stream's: "stale" (the
+    key has metadata, of another version or type) or "orphan" (none); its records counted."""
 
-    Every key in a list starts with the last Prefix's ``raw`` (the subkey is
-    ``key[len(raw):]``); lists hold at most CHUNK records and are never empty.  With
-    ``start``/``stop`` only keys in [start, stop) are read (parallel deep scans split the
-    column family; a range that starts inside a prefix yields that Prefix first).
+    prefix: Prefix
+    owner: str
+    records: int
+    bytes: int
+    #: A dead version of a key that is a live stream now (counted in that stream's report too).
+    of_live: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BadMetadata:
+    """A stream's metadata record that does not decode (its records follow as Garbage)."""
+
+    key: MetadataKey
+    error: str
+
+
+Event = Visit | Garbage | BadKey | BadMetadata | list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Half:
+    """Which part of the walk one process takes (a parallel deep scan, :mod:`kvfix.analysis.scan`).
+
+    ``first``: the streams whose metadata key sorts before ``at`` (and, with ``inside``, the
+    records of the stream at ``at`` below that stream column family key); otherwise the rest.
     """
-    if deep:
-        yield from _deep_chunks(db, cluster, start, stop)
+
+    at: bytes
+    first: bool
+    inside: bytes | None = None
+
+
+def walk_keyspace(db: Database, ks: Keyspace, deep: bool, half: Half | None = None) -> Iterator[Event]:
+    """Every live stream in metadata key order, each followed by its records' chunks, and the
+    garbage of the stream column family, each incarnation where the key order puts it.
+
+    Live streams come from the metadata column family (one pass, no stream held); a
+    stream's records are read by seeking to its prefix.  Garbage is found between them:
+    after each live stream's records (and at the start) the walk reads on while the next
+    incarnation is not a live one (``ks.live``), so every key of the column family is
+    seen once and nothing is held per stream.
+    """
+    it = db.iterator("stream")
+    if it is None:
+        if half is None:
+            yield from _without_records(db, ks)
+        return
+    if half is None or half.first:
+        it.seek_to_first()
+        yield from _garbage(db, it, ks)
+    for chunk in db.chunks("metadata", None if half is None or half.first else half.at):
+        for raw_key, raw_value in chunk:
+            if half is not None and half.first and _past(raw_key, half):
+                return
+            yield from _stream(db, it, ks, raw_key, raw_value, deep, half)
+            if half is not None and half.first and raw_key == half.at:
+                return
+
+
+def _without_records(db: Database, ks: Keyspace) -> Iterator[Visit | BadMetadata]:
+    """The live streams of a database with no stream column family (none has a record)."""
+    for chunk in db.chunks("metadata"):
+        for raw_key, raw_value in chunk:
+            version = stream_version(raw_value)
+            if version is None:
+                continue
+            try:
+                mkey = decode_metadata_key(raw_key, ks.cluster)
+            except CodecError:
+                continue
+            live = decode_live(mkey, raw_value)
+            head = key_prefix(mkey.namespace, mkey.user_key, mkey.slot)
+            yield (
+                BadMetadata(mkey, "stream metadata does not decode")
+                if live is None
+                else Visit(live, head + u64(version))
+            )
+
+
+def _past(raw_key: bytes, half: Half) -> bool:
+    """The first half's walk is over at this metadata key (the stream at ``at`` is read in
+    part when the halves split inside it)."""
+    return raw_key > half.at or (raw_key == half.at and half.inside is None)
+
+
+def _stream(
+    db: Database, it: CheckedIterator, ks: Keyspace, raw_key: bytes, raw_value: bytes, deep: bool, half: Half | None
+) -> Iterator[Event]:
+    version = stream_version(raw_value)
+    if version is None:
+        return
+    try:
+        mkey = decode_metadata_key(raw_key, ks.cluster)
+    except CodecError:
+        return  # reported by the survey; its records are garbage
+    head = key_prefix(mkey.namespace, mkey.user_key, mkey.slot)
+    raw = head + u64(version)
+    end = successor(raw)
+    start, stop = raw, end
+    second_inside = half is not None and half.inside is not None and raw_key == half.at and not half.first
+    if half is not None and half.inside is not None and raw_key == half.at:
+        if half.first:
+            stop = half.inside
+        else:
+            start = half.inside
+    if not second_inside:
+        it.seek(head)
+        yield from _versions(it, ks, head, raw)
+    live = decode_live(mkey, raw_value)
+    if live is None:
+        yield BadMetadata(mkey, "stream metadata does not decode")
+        yield _count(it, Prefix(mkey.namespace, mkey.user_key, version, mkey.slot, raw), "stale")
     else:
-        yield from _fast_chunks(db, cluster, start, stop)
+        yield Visit(live, raw)
+        yield from _records(db, it, raw, start, stop, deep)
+    if end is None or stop is not end:
+        return  # the end of the column family, or the other half reads on from here
+    it.seek(end)
+    yield from _versions(it, ks, head, None)
+    yield from _garbage(db, it, ks)
+
+
+def _versions(it: CheckedIterator, ks: Keyspace, head: bytes, until: bytes | None) -> Iterator[Garbage | BadKey]:
+    """The live key's other (dead) versions from the iterator's position, up to ``until``."""
+    while it.valid():
+        key = it.key()
+        if not key.startswith(head) or (until is not None and key.startswith(until)):
+            return
+        try:
+            prefix = _prefix_of(key, ks.cluster)
+        except CodecError as exc:
+            yield BadKey(key, it.value(), str(exc))
+            it.next()
+            continue
+        yield _count(it, prefix, "stale", of_live=True)
+
+
+def _records(
+    db: Database, it: CheckedIterator, raw: bytes, start: bytes, stop: bytes | None, deep: bool
+) -> Iterator[list[tuple[bytes, bytes]]]:
+    """A live stream's record chunks from ``start`` to ``stop``; the fast walk skips the
+    subkeys no group record can have (see the module's docstring)."""
+    it.seek(start)
+    if deep:
+        yield from _region(db, it, stop)
+        return
+    legacy_end = raw + _AFTER_NAME_LIMIT
+    if stop is not None and stop < legacy_end:
+        legacy_end = stop
+    if start < legacy_end:
+        yield from _region(db, it, legacy_end)
+    marked = raw + PREFIX_MARK
+    if stop is None or marked < stop:
+        it.seek(max(marked, start))
+        yield from _region(db, it, stop)
+
+
+def _garbage(db: Database, it: CheckedIterator, ks: Keyspace) -> Iterator[Garbage | BadKey]:
+    """From the iterator's position, every incarnation up to the next live one (or the end)."""
+    while it.valid():
+        key = it.key()
+        try:
+            prefix = _prefix_of(key, ks.cluster)
+        except CodecError as exc:
+            yield BadKey(key, it.value(), str(exc))
+            it.next()
+            continue
+        if prefix.raw[: len(prefix.raw) - 8] in ks.live:
+            return  # a live stream's key: its visit reads every version
+        has_metadata = db.get("metadata", MetadataKey(prefix.namespace, prefix.user_key, prefix.slot).encode())
+        yield _count(it, prefix, "stale" if has_metadata is not None else "orphan")
+
+
+def _count(it: CheckedIterator, prefix: Prefix, owner: str, of_live: bool = False) -> Garbage:
+    """Count one incarnation's records and their subkey + value bytes; the iterator ends past them."""
+    raw = prefix.raw
+    n = len(raw)
+    count = size = 0
+    it.seek(raw)
+    while it.valid():
+        key = it.key()
+        if not key.startswith(raw):
+            break
+        count += 1
+        size += len(key) - n + len(it.value())
+        it.next()
+    return Garbage(prefix, owner, count, size, of_live)
 
 
 def _prefix_of(key: bytes, cluster: bool) -> Prefix:
     ik = decode_internal_key(key, cluster)
     return Prefix(ik.namespace, ik.user_key, ik.version, ik.slot, key[: len(key) - len(ik.subkey)])
-
-
-def _fast_chunks(
-    db: Database, cluster: bool, start: bytes | None = None, stop: bytes | None = None
-) -> Iterator[Prefix | BadKey | list[tuple[bytes, bytes]]]:
-    it = db.iterator("stream")
-    if it is None:
-        return
-    if start is None:
-        it.seek_to_first()
-    else:
-        it.seek(start)
-    while it.valid():
-        key = it.key()
-        if stop is not None and key >= stop:
-            return
-        try:
-            prefix = _prefix_of(key, cluster)
-        except CodecError as exc:
-            yield BadKey(key, it.value(), str(exc))
-            it.next()
-            continue
-        yield prefix
-        raw = prefix.raw
-        end = successor(raw)
-        if stop is not None and (end is None or stop < end):
-            end = stop
-        # Legacy records: subkeys whose first u64 is <= NAME_LIMIT sort below this key.
-        yield from _region(db, it, _bound(raw + _AFTER_NAME_LIMIT, end))
-        it.seek(raw + PREFIX_MARK)
-        yield from _region(db, it, end)
-        if end is None or end == stop:
-            return
-        it.seek(end)
 
 
 #: The subkey just above any legacy record: u64(NAME_LIMIT + 1).
@@ -186,50 +327,3 @@ def _sliced(db: Database, first: bytes, end: bytes | None) -> Iterator[list[tupl
     if end is None:  # to the end of the column family: slices, no per-record check
         return db.chunks("stream", first, CHUNK)
     return db.range_chunks("stream", first, end, CHUNK)
-
-
-def _deep_chunks(
-    db: Database, cluster: bool, start: bytes | None = None, stop: bytes | None = None
-) -> Iterator[Prefix | BadKey | list[tuple[bytes, bytes]]]:
-    """One sequential pass with rocksdict's items(), in slices of CHUNK records.
-
-    Keys under one prefix are contiguous (bytewise order), so when a slice's first and
-    last keys start with the prefix, all of it does; otherwise bisect finds where the
-    prefix ends.  No Python work per record here.
-    """
-    slices = db.chunks("stream", start, CHUNK)
-    raw: bytes | None = None
-    buf: list[tuple[bytes, bytes]] = []
-    pos = 0
-    last = False
-    while True:
-        if pos >= len(buf):
-            if last:
-                return
-            buf = next(slices, [])
-            pos = 0
-            if stop is not None and buf and buf[-1][0] >= stop:
-                buf = buf[: bisect_left(buf, stop, key=itemgetter(0))]
-                last = True
-            if not buf:
-                return
-        if raw is not None:
-            if buf[-1][0].startswith(raw):
-                end = len(buf)
-            else:
-                r = raw
-                end = bisect_left(buf, True, pos, len(buf), key=lambda kv: not kv[0].startswith(r))
-            if end > pos:
-                yield buf if pos == 0 and end == len(buf) else buf[pos:end]
-                pos = end
-                continue
-        key, value = buf[pos]
-        try:
-            prefix = _prefix_of(key, cluster)
-        except CodecError as exc:
-            yield BadKey(key, value, str(exc))
-            raw = None
-            pos += 1
-            continue
-        yield prefix
-        raw = prefix.raw

@@ -10,7 +10,7 @@ import click
 
 from kvfix.analysis.check import CheckReport, check_database, read_every_record
 from kvfix.analysis.repair_job import RepairJob, all_repair_plans, repair_plans
-from kvfix.analysis.targets import Target, retarget
+from kvfix.analysis.targets import Target
 from kvfix.cli.options import (
     emit,
     finding_report_options,
@@ -112,8 +112,7 @@ def check(
         raise click.UsageError("--plan applies a saved plan; it does not go with --dry-run")
     if not repair or dry_run:
         with open_read_only(path, salvage=salvage, live=live) as db, progress_for("checking") as progress:
-            report = check_database(db, cluster=cluster, progress=progress)
-            retarget(report.scan, target)
+            report = check_database(db, cluster=cluster, progress=progress, target=target)
             if verify_checksums:
                 report.verified_records = read_every_record(db)
             report.scan.findings.extend(read_error_findings(db))

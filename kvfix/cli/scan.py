@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
-from kvfix.analysis.scan import scan_database
-from kvfix.analysis.targets import Target, retarget
+from kvfix.analysis.model import ScanReport
+from kvfix.analysis.scan import scan_streams
+from kvfix.analysis.targets import Target, for_target
 from kvfix.cli.options import (
     finding_report_options,
-    findings_exit,
     handle_errors,
     live_option,
     read_error_findings,
@@ -16,10 +18,11 @@ from kvfix.cli.options import (
     salvage_option,
 )
 from kvfix.cli.target import target_option
+from kvfix.errors import EXIT_FINDINGS, EXIT_OK
 from kvfix.progress import progress_for
 from kvfix.render import render
-from kvfix.render.jsonout import dump
-from kvfix.render.scan_report import scan_document, scan_json
+from kvfix.render.document import current_view
+from kvfix.render.scan_report import ScanJsonWriter, ScanTables
 from kvfix.store.opening import open_read_only
 from kvfix.testpoints import reached
 
@@ -55,13 +58,35 @@ def scan(
     findings, streams and groups worst first, --limit rows each); --records adds every
     collision and PEL record, --pel the PEL records alone.
     """
+    view = current_view()
+    fmt = resolve_format(fmt)
+    records = view.records
+    keep = None if records or view.limit == 0 else view.limit
+    if fmt == "json":
+        writer = ScanJsonWriter(sys.stdout, with_pel, records, view.pretty)
+        begin, add = writer.begin, writer.add
+    else:
+        tables = ScanTables(deep, with_pel, view)
+        begin, add = _nothing, tables.add
     with open_read_only(path, salvage=salvage, live=live) as db, progress_for("scanning") as progress:
         reached("scan")
-        report = scan_database(db, cluster=cluster, deep=deep, progress=progress)
-        report.findings.extend(read_error_findings(db))
-        retarget(report, target)
-    if resolve_format(fmt) == "json":
-        dump(scan_json(report, with_pel, lazy=True))  # streams are written one by one
+        report = scan_streams(
+            db,
+            lambda a: add(a.report),
+            cluster=cluster,
+            deep=deep,
+            progress=progress,
+            target=target,
+            on_begin=begin,
+            keep_findings=keep,
+        )
+        report.findings.extend(for_target(read_error_findings(db), target))
+    if fmt == "json":
+        writer.finish(report)
     else:
-        render(scan_document(report, with_pel), resolve_format(fmt))
-    return findings_exit(report.all_findings(), fail_on)
+        render(tables.document(report), fmt)
+    return EXIT_FINDINGS if report.digest().exceeds(fail_on) else EXIT_OK
+
+
+def _nothing(report: ScanReport) -> None:
+    return None

@@ -219,6 +219,19 @@ def _ms_to_s(ms: int) -> int:
     return 1 if ms < 1000 else (ms + 499) // 1000
 
 
+def stream_version(data: bytes) -> int | None:
+    """The version of a stream's metadata value without decoding the rest; None for other types.
+
+    The walk reads it for every metadata record, most of which are not streams.
+    """
+    if not data or data[0] & TYPE_MASK != KeyType.STREAM:
+        return None
+    at = 9 if data[0] & FLAG_64BIT else 5
+    if len(data) < at + 8:
+        return None
+    return int.from_bytes(data[at : at + 8], "big")
+
+
 def decode_metadata(data: bytes) -> Metadata:
     r = Reader(data)
     flags = r.u8("metadata flags")

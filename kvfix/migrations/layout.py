@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, replace
 from hashlib import sha256
 from typing import overload
 
-from kvfix.analysis.keyspace import LiveStream, choose_cluster, load_keyspace, now_ms, owner_of
-from kvfix.analysis.walk import BadKey, Prefix, paused_gc, walk_stream_chunks
+from kvfix.analysis.keyspace import LiveStream, choose_cluster, now_ms, survey_keyspace
+from kvfix.analysis.walk import BadKey, Garbage, Visit, paused_gc, walk_keyspace
 from kvfix.codec.errors import CodecError
 from kvfix.codec.metadata import decode_metadata
 from kvfix.codec.stream import (
@@ -124,7 +124,8 @@ class StreamRecords:
 @dataclass
 class Collected:
     cluster: bool
-    live: dict[Ident, LiveStream]
+    #: How many live streams the walk met.
+    live: int
     streams: dict[Ident, StreamRecords] = field(default_factory=dict)
     stale: Counter[Ident] = field(default_factory=Counter)
     orphan: Counter[Ident] = field(default_factory=Counter)
@@ -133,7 +134,7 @@ class Collected:
 
 def collect(db: Database, cluster: bool | None) -> Collected:
     """Every live stream's group records in both layouts (entries are sought over, not read)."""
-    out = Collected(False, {})
+    out = Collected(False, 0)
     for sr in stream_records(db, cluster, out):
         out.streams[(sr.live.key.namespace, sr.live.key.user_key)] = sr
     return out
@@ -161,34 +162,28 @@ def _live_chunks(
 ) -> Iterator[tuple[StreamRecords, list[tuple[bytes, bytes]], int]]:
     """(stream, chunk of whole keys and values, prefix length) for each live stream's chunk.
 
-    Every live stream whose key has records comes first with an empty chunk, then its
-    records' chunks (a stream's chunks are consecutive).  Fills ``out`` with the keyspace
-    and counts the records of stale versions, orphans and keys that are not internal
-    keys, which it does not yield.
+    Every live stream comes first with an empty chunk, then its records' chunks (the fast
+    walk of :mod:`kvfix.analysis.walk`, the one scan and check use).  Fills ``out`` with the
+    cluster mode, the number of live streams and the records of stale versions, orphans
+    and keys that are not internal keys, which it does not yield.
     """
     use_cluster, _ = choose_cluster(db, cluster)
-    ks = load_keyspace(db, use_cluster)
+    ks = survey_keyspace(db, use_cluster)
     out.cluster, out.live = use_cluster, ks.streams
-    target: StreamRecords | Counter[Ident] | None = None
-    ident: Ident = (b"", b"")
+    target: StreamRecords | None = None
     n = 0
     with paused_gc():
-        for item in walk_stream_chunks(db, use_cluster, deep=False):
-            if isinstance(item, BadKey):
+        for item in walk_keyspace(db, ks, deep=False):
+            if isinstance(item, list):
+                yield target, item, n  # type: ignore[misc]  # chunks follow their Visit
+            elif isinstance(item, Visit):
+                target, n = StreamRecords(item.live, item.raw), len(item.raw)
+                yield target, [], n
+            elif isinstance(item, Garbage):
+                garbage = out.stale if item.owner == "stale" else out.orphan
+                garbage[(item.prefix.namespace, item.prefix.user_key)] += item.records
+            elif isinstance(item, BadKey):
                 out.bad_keys += 1
-            elif isinstance(item, Prefix):
-                ident = (item.namespace, item.user_key)
-                n = len(item.raw)
-                owner = owner_of(db, ks.streams, item)
-                if isinstance(owner, LiveStream):
-                    target = StreamRecords(owner, item.raw)
-                    yield target, [], n
-                else:
-                    target = out.stale if owner == "stale" else out.orphan
-            elif isinstance(target, StreamRecords):
-                yield target, item, n
-            else:
-                target[ident] += len(item)  # type: ignore[index]
 
 
 def _collect_chunk(target: StreamRecords, chunk: list[tuple[bytes, bytes]], n: int) -> None:
@@ -370,7 +365,7 @@ def build_plan(db: Database, migration_id: str, source: Layout, target: Layout, 
 
 def _build_plan(db: Database, migration_id: str, source: Layout, target: Layout, options: PlanOptions) -> Plan:
     """Plan each stream as soon as its records are read, so only one stream's records are held."""
-    col = Collected(False, {})
+    col = Collected(False, 0)
     planned: dict[Ident, StreamPlan] = {}
     undecodable: dict[Ident, int] = {}
     with_records = in_target = 0
@@ -387,7 +382,7 @@ def _build_plan(db: Database, migration_id: str, source: Layout, target: Layout,
             in_target += 1
         else:
             planned[ident] = sp
-    without = len(col.live) - with_records
+    without = col.live - with_records
     streams = [planned[ident] for ident in sorted(planned)]
     skipped = [
         Skipped(*ident, "records that decode as nothing known; left as they are", n)
@@ -407,7 +402,7 @@ def _build_plan(db: Database, migration_id: str, source: Layout, target: Layout,
         col.cluster,
         tuple(streams),
         tuple(skipped),
-        len(col.live),
+        col.live,
         in_target,
         without,
         db.state(),
@@ -463,7 +458,7 @@ def verify_plan(db: Database, plan: Plan, streams_done: int | None = None) -> li
     current: Ident | None = None
     held: dict[bytes, bytes] = {}  # whole key -> value, of the current stream
     n = 0
-    for sr, chunk, prefix_len in _live_chunks(db, plan.cluster, Collected(False, {})):
+    for sr, chunk, prefix_len in _live_chunks(db, plan.cluster, Collected(False, 0)):
         ident = (sr.live.key.namespace, sr.live.key.user_key)
         if ident != current:  # a stream's records come together, in key order
             if current is not None:
@@ -517,8 +512,7 @@ def live_layouts(db: Database, cluster: bool | None = None) -> Counter[str]:
     """How many live streams hold group records in legacy, prefixed, both (mixed) or none."""
     col = collect(db, cluster)
     out: Counter[str] = Counter()
-    for ident in col.live:
-        sr = col.streams.get(ident)
-        layouts = {r.layout for r in sr.records} if sr else set()
+    for sr in col.streams.values():
+        layouts = {r.layout for r in sr.records}
         out["mixed" if len(layouts) == 2 else layouts.pop() if layouts else "none"] += 1
     return out

@@ -6,6 +6,13 @@ is passed through :func:`kvfix.textsafe.safe_text` and rich receives ``Text`` ob
 so neither control bytes nor ``[markup]`` from data reach the terminal; markup formats
 (Markdown tables, HTML, LaTeX, wikis) also get their own escapes (:mod:`kvfix.render.formats`).
 
+Rich tables fit the console's width (:mod:`kvfix.render.terminal`: ids and numbers never
+split, columns of one value folded into a line under the table, a table too wide cut in
+parts that repeat the key columns; an empty table is its title and "none"), and show
+severities in colour: a column named ``severity``, a ``2 (error)`` cell, ``3 errors`` in
+a line.  rich colours only a terminal, never with ``NO_COLOR`` set; plain, Markdown, JSON
+and the tabulate formats are never coloured.
+
 How much a report shows is a :class:`View` (``--limit``, ``--records``, ``--pretty``): the
 command line sets it for the whole command (:func:`viewing`), report builders read it
 with :func:`current_view`, so a database of a million streams prints a summary sized for
@@ -14,17 +21,22 @@ people and the per-record detail only on request.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from tabulate import tabulate
 
 from kvfix.render.formats import cell_escape, safe_tablefmt, text_escape
 from kvfix.textsafe import safe_text
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.text import Text
 
 TABULATE_ALIASES = {"plain": "simple", "markdown": "github"}
 
@@ -101,26 +113,107 @@ def render(doc: Document, fmt: str, out: IO[str] | None = None) -> None:
         _render_tabulate(doc, TABULATE_ALIASES.get(fmt, fmt), out)
 
 
+#: An empty value in the line of folded columns (as :func:`kvfix.textsafe.label` shows an empty name).
+EMPTY = '""'
+#: How a severity shows on a terminal (colour only when rich finds one and NO_COLOR is unset).
+SEVERITY_STYLES = {"error": "red", "warning": "yellow"}
+#: A findings cell of a stream row: how many, and the worst severity (``2 (error)``).
+_SEVERITY_CELL = re.compile(r"[\d,]+\s+\((error|warning|info)\)")
+#: Counts of findings in the lines around the tables (``2 errors, 1 warning``); zero stays plain.
+_SEVERITY_COUNT = re.compile(r"\b[1-9][\d,]* (error|warning)s?\b")
+#: A severity column folded under its table for holding one value (``severity error``).
+_SEVERITY_NOTE = re.compile(r"\bseverity\s(error|warning)\b")
+
+
 def _render_rich(doc: Document, out: IO[str]) -> None:
+    """Tables fitted to the console's width (:mod:`kvfix.render.terminal`), severities in colour."""
     from rich.console import Console
-    from rich.table import Table as RichTable
     from rich.text import Text
 
     console = Console(file=out, highlight=False, emoji=False, markup=False)
     console.print(Text(_cell(doc.title), style="bold"))
     for block in doc.blocks:
         if isinstance(block, str):
-            console.print(Text(_cell(block)))
+            console.print(_rich_line(_cell(block)))
             continue
-        caption = None if block.more is None else Text(_cell(block.more), style="italic")
+        for table in _rich_tables(block, console.width):
+            console.print(table)
+
+
+def _rich_line(text: str) -> Text:
+    from rich.text import Text
+
+    line = Text(text)
+    for m in _SEVERITY_COUNT.finditer(text):
+        line.stylize(SEVERITY_STYLES[m.group(1)], m.start(), m.end())
+    return line
+
+
+def _rich_cell(header: str, text: str) -> Text:
+    """A cell as rich Text (never markup), its severity coloured: a column named severity, or ``N (error)``."""
+    from rich.text import Text
+
+    cell = Text(text)
+    if header.strip().lower() == "severity":
+        style = SEVERITY_STYLES.get(text.strip())
+        if style:
+            cell.stylize(style)
+    elif m := _SEVERITY_CELL.fullmatch(text):
+        style = SEVERITY_STYLES.get(m.group(1))
+        if style:
+            cell.stylize(style, m.start(1), m.end(1))
+    return cell
+
+
+def _rich_tables(block: Table, width: int) -> Iterator[RenderableType]:
+    """A table as one or more rich tables fitting ``width``; an empty one as its title and "none"."""
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    from kvfix.render.terminal import cell_lines, fit
+
+    title = _cell(block.title)
+    more = None if block.more is None else Text(_cell(block.more), style="italic")
+    if not block.rows:
+        yield Text.assemble(Text(title, style="bold"), ": none")
+        if more is not None:
+            yield more
+        return
+    headers = [_cell(h) for h in block.headers]
+    rows = [[_cell(c) for c in row] for row in block.rows]
+    n = max(len(headers), *(len(r) for r in rows))
+    headers += [""] * (n - len(headers))
+    rows = [r + ["-"] * (n - len(r)) for r in rows]
+    layout = fit(headers, rows, width)
+    for part in layout.parts:
         table = RichTable(
-            title=Text(_cell(block.title), style="bold"), title_justify="left", caption=caption, caption_justify="left"
+            title=Text(title + (", continued" if part.continued else ""), style="bold"), title_justify="left"
         )
-        for h in block.headers:
-            table.add_column(Text(_cell(h)), overflow="fold")
-        for row in block.rows:
-            table.add_row(*(Text(_cell(c)) for c in row))
-        console.print(table)
+        columns = list(zip(part.columns, part.widths, strict=True))
+        for i, w in columns:
+            head = Text("\n".join(cell_lines(headers[i], w, header=True)))
+            table.add_column(head, width=w, no_wrap=True, overflow="ellipsis")
+        for row in rows:
+            table.add_row(*(_rich_cell(headers[i], "\n".join(cell_lines(row[i], w))) for i, w in columns))
+        yield table
+    if layout.constant:
+        yield _constant_note(layout.constant, width)
+    if more is not None:
+        yield more
+
+
+def _constant_note(constant: list[tuple[str, str]], width: int) -> Text:
+    """The columns folded out of a table for holding one value in every row, severities coloured."""
+    from rich.text import Text
+
+    from kvfix.render.terminal import note_lines
+
+    items = [f"{header} {value or EMPTY}" for header, value in constant]
+    note = Text("\n".join(note_lines(items, width, lead="same in every row: ")))
+    if any(header.strip().lower() == "severity" for header, _ in constant):
+        for m in _SEVERITY_NOTE.finditer(note.plain):
+            note.stylize(SEVERITY_STYLES[m.group(1)], m.start(1), m.end(1))
+    return note
 
 
 def _render_markdown(doc: Document, out: IO[str]) -> None:

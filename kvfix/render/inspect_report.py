@@ -1,4 +1,10 @@
-"""inspect's report as JSON (schema 1, documented in the README) and as a Document."""
+"""inspect's report as JSON (schema 2, documented in the README) and as a Document.
+
+Integers JSON readers that use doubles (jq, JavaScript) keep: ``metadata.version`` and a list's
+``head``/``tail`` and item ``index`` (about 2^61 and 2^63) are always decimal strings; every
+other integer read from the data is a number up to 2^53-1 and a decimal string beyond
+(:func:`~kvfix.render.jsonout.safe_int`).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +19,10 @@ from kvfix.codec.hash_ttl import HashFieldExpiryTail
 from kvfix.codec.timeseries import CHUNK_TYPES, DUPLICATE_POLICIES, enum_name
 from kvfix.codec.types import TimeSeriesTail
 from kvfix.render.document import Document
-from kvfix.render.jsonout import text_and_hex
+from kvfix.render.jsonout import safe_int, text_and_hex
 from kvfix.textsafe import show
 
-SCHEMA = 1
+SCHEMA = 2
 
 
 def _num(x: float) -> Any:
@@ -27,9 +33,13 @@ def _num(x: float) -> Any:
 
 
 def _jsonable(value: Any) -> Any:
-    """Bytes become shown text; containers recurse (for ``value`` and tails)."""
+    """Bytes become shown text, integers :func:`safe_int`; containers recurse (``value``, tails, records)."""
     if isinstance(value, bytes):
         return show(value)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return safe_int(value)
     if isinstance(value, float):
         return _num(value)
     if isinstance(value, dict):
@@ -56,6 +66,8 @@ def _data_json(data: dict[str, Any]) -> dict[str, Any]:
 
 def record_json(rec: Record, raw: bool) -> dict[str, Any]:
     out = {"cf": rec.cf, "kind": rec.kind, **_data_json(rec.data)}
+    if rec.kind == "item":  # a list index sits around 2^63: always a string, like the list's head and tail
+        out["index"] = str(rec.data["index"])
     if raw:
         out["raw_key_hex"] = rec.raw_key.hex()
         out["raw_value_hex"] = rec.raw_value.hex()
@@ -88,13 +100,13 @@ def metadata_json(rep: InspectReport) -> dict[str, Any] | None:
         "type_id": m.type_id,
         "encoding": "64bit" if m.is_64bit else "32bit",
         "flags_extra": m.extra_flags,
-        "expire_ms": m.expire_ms or None,
+        "expire_ms": safe_int(m.expire_ms or None),
         "expire_at": iso_ms(m.expire_ms) if m.expire_ms else None,
-        "pttl": rep.pttl,
-        "version": m.version,
+        "pttl": safe_int(rep.pttl),
+        "version": None if m.version is None else str(m.version),
         "created_at": None if m.creation_us is None else iso_us(m.creation_us),
-        "size": m.size,
-        "list": None if m.list is None else {"head": m.list.head, "tail": m.list.tail},
+        "size": safe_int(m.size),
+        "list": None if m.list is None else {"head": str(m.list.head), "tail": str(m.list.tail)},
         "stream": None
         if m.stream is None
         else {
@@ -103,8 +115,8 @@ def metadata_json(rep: InspectReport) -> dict[str, Any] | None:
             "max_deleted_entry_id": str(m.stream.max_deleted_entry_id),
             "first_entry_id": str(m.stream.first_entry_id),
             "last_entry_id": str(m.stream.last_entry_id),
-            "entries_added": m.stream.entries_added,
-            "group_number": m.stream.group_number,
+            "entries_added": safe_int(m.stream.entries_added),
+            "group_number": safe_int(m.stream.group_number),
         },
         "tail": _tail_json(rep),
         "tail_error": rep.tail_error,

@@ -160,3 +160,102 @@ def _container(members: Iterator[tuple[str, Any]], open_: str, close: str, out: 
         first = False
         _write_pretty(value, out, level + 1)
     out.write(open_ + close if first else "\n" + " " * (INDENT * level) + close)
+
+
+class DocumentWriter:
+    """One top-level JSON object written member by member, one array element by element.
+
+    For documents whose parts are known one after the other (a scan's streams while it
+    runs, its totals at the end): the bytes equal :func:`dump` of the same object.
+    """
+
+    def __init__(self, out: IO[str], pretty: bool) -> None:
+        self.out, self.pretty = out, pretty
+        self._members = 0
+        self._elements = -1  # -1: not inside an array
+
+    def _key(self, key: str) -> None:
+        out = self.out
+        if self.pretty:
+            out.write(("{\n" if not self._members else ",\n") + " " * INDENT + _dumps(key, INDENT) + ": ")
+        else:
+            out.write(("{" if not self._members else ",") + _dumps(key, None) + ":")
+        self._members += 1
+
+    def member(self, key: str, value: Any) -> None:
+        self._key(key)
+        if self.pretty:
+            _write_pretty(value, self.out, 1)
+        else:
+            _write_compact(value, self.out)
+
+    def open_array(self, key: str) -> None:
+        self._key(key)
+        self.out.write("[")
+        self._elements = 0
+
+    def element(self, value: Any) -> None:
+        self.raw_element(None, value)
+
+    def raw_element(self, text: str | None, value: Any = None) -> None:
+        """An element given as its encoded text (from :class:`ElementSpool`), or as a value."""
+        out = self.out
+        if self.pretty:
+            out.write(("\n" if not self._elements else ",\n") + " " * (2 * INDENT))
+        elif self._elements:
+            out.write(",")
+        self._elements += 1
+        if text is not None:
+            out.write(text)
+        elif self.pretty:
+            _write_pretty(value, out, 2)
+        else:
+            _write_compact(value, out)
+
+    def close_array(self) -> None:
+        if self.pretty and self._elements:
+            self.out.write("\n" + " " * INDENT)
+        self.out.write("]")
+        self._elements = -1
+
+    def close(self) -> None:
+        if self.pretty:
+            self.out.write("\n}" if self._members else "{}")
+        else:
+            self.out.write("}" if self._members else "{}")
+        self.out.write("\n")
+
+
+class ElementSpool:
+    """Array elements encoded now and written later, kept in a temporary file once large."""
+
+    def __init__(self, pretty: bool) -> None:
+        import tempfile
+
+        self.pretty = pretty
+        self._file = tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+", encoding="utf-8")  # noqa: SIM115  (closed by copy_to)
+        self._count = 0
+
+    def add(self, value: Any) -> None:
+        text = _dumps(value, INDENT) if self.pretty else _dumps(value, None)
+        if self.pretty and "\n" in text:
+            text = text.replace("\n", "\n" + " " * (2 * INDENT))
+        self._file.write(text + _SEPARATOR)  # no encoded JSON holds a raw control character
+        self._count += 1
+
+    def copy_to(self, doc: DocumentWriter) -> None:
+        f = self._file
+        f.seek(0)
+        rest = ""
+        while True:
+            block = f.read(1 << 16)
+            if not block:
+                break
+            parts = (rest + block).split(_SEPARATOR)
+            rest = parts.pop()
+            for text in parts:
+                doc.raw_element(text)
+        f.close()
+
+
+_SEPARATOR = "\x00"

@@ -9,7 +9,8 @@ from kvfix.codec.databases import database_of
 from kvfix.codec.keys import DEFAULT_NAMESPACE
 from kvfix.render.document import Document
 from kvfix.render.jsonout import text_and_hex
-from kvfix.render.scan_report import finding_json, findings_table
+from kvfix.render.scan_json import finding_json
+from kvfix.render.summary import findings_table
 from kvfix.textsafe import show
 
 SCHEMA = 1

@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from kvfix.analysis.findings import SCAN_CODES, SEVERITY_RANK, Finding
+from kvfix.analysis.findings import SCAN_CODES, SEVERITY_RANK, Finding, FindingsDigest
 from kvfix.analysis.invariants import CHECK_CODES
 from kvfix.render.document import Document, View
 from kvfix.textsafe import show
@@ -28,6 +28,37 @@ def top(items: Iterable[T], key: Callable[[T], Any], view: View) -> list[T]:
     if view.limit == 0:
         return sorted(items, key=key)
     return heapq.nsmallest(view.limit, items, key=key)
+
+
+class TopRows:
+    """The rows of the first ``limit`` items in key order (all with limit 0), offered one by one.
+
+    A bounded heap: an item's row is built only if its key makes the cut so far, so a
+    million streams cost a comparison each and ``limit`` rows.  Keys are tuples of ints,
+    unique per item (they end with the item's position).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.offered = 0
+        self._heap: list[tuple[tuple[int, ...], tuple[int, ...], list[object]]] = []
+
+    def wants(self, key: tuple[int, ...]) -> bool:
+        """An item with this key would be kept (then call :meth:`add`)."""
+        return self.limit == 0 or len(self._heap) < self.limit or tuple(-k for k in key) > self._heap[0][0]
+
+    def offer(self, key: tuple[int, ...], row: Callable[[], list[object]]) -> None:
+        self.offered += 1
+        if not self.wants(key):
+            return
+        entry = (tuple(-k for k in key), key, row())
+        if self.limit and len(self._heap) >= self.limit:
+            heapq.heapreplace(self._heap, entry)
+        else:
+            heapq.heappush(self._heap, entry)
+
+    def rows(self) -> list[list[object]]:
+        return [row for _, _, row in sorted(self._heap, key=lambda e: e[1])]
 
 
 def more_line(total: int, shown: int, noun: str) -> str | None:
@@ -81,41 +112,46 @@ def meaning(code: str) -> str | None:
     return None if known is None else known[1]
 
 
-def findings_summary(doc: Document, findings: list[Finding], view: View) -> None:
+def findings_table(doc: Document, findings: list[Finding]) -> None:
+    """Every finding, one row each, in report order (stats' table; scan and check use findings_summary)."""
+    rows: list[list[object]] = [[f.severity, f.code, where(f), f.message] for f in findings]
+    doc.table(f"Findings ({len(findings)})", ["severity", "code", "stream", "message"], rows)
+
+
+def findings_summary(doc: Document, findings: list[Finding] | FindingsDigest, view: View) -> None:
     """Findings worst first: one row each when they fit the limit (or with --records), else one row per code."""
-    if view.records or view.fits(len(findings)):
+    digest = findings if isinstance(findings, FindingsDigest) else FindingsDigest().extend(findings)
+    if digest.complete and (view.records or view.fits(digest.total)):
         each: list[list[object]] = [
-            [f.severity, f.code, where(f), f.message] for f in sorted(findings, key=severity_key)
+            [f.severity, f.code, where(f), f.message] for f in sorted(digest.first, key=severity_key)
         ]
-        doc.table(f"Findings ({len(findings):,})", ["severity", "code", "stream", "message"], each)
+        doc.table(f"Findings ({digest.total:,})", ["severity", "code", "stream", "message"], each)
         return
-    codes: dict[str, list[Finding]] = {}
-    counts: dict[str, int] = {}
-    for f in findings:
-        first = codes.setdefault(f.code, [])
-        counts[f.code] = counts.get(f.code, 0) + 1
-        if len(first) <= FIRST_STREAMS:
-            first.append(f)
-    order = top(codes, lambda c: (-SEVERITY_RANK[codes[c][0].severity], -counts[c], c), view)
+    codes = digest.codes
+    order = top(codes, lambda c: (-SEVERITY_RANK[codes[c].severity], -codes[c].count, c), view)
     rows: list[list[object]] = []
     for code in order:
-        first = codes[code]
+        tally = codes[code]
+        first = tally.examples
         names = ", ".join(where(f) for f in first[:FIRST_STREAMS])
-        if counts[code] > FIRST_STREAMS:
-            names += f", … +{counts[code] - FIRST_STREAMS:,}"
-        text = first[0].message if counts[code] == 1 else meaning(code) or first[0].message
-        rows.append([first[0].severity, code, f"{counts[code]:,}", names, text])
+        if tally.count > FIRST_STREAMS:
+            names += f", … +{tally.count - FIRST_STREAMS:,}"
+        text = first[0].message if tally.count == 1 else meaning(code) or first[0].message
+        rows.append([tally.severity, code, f"{tally.count:,}", names, text])
     doc.table(
-        f"Findings ({len(findings):,}) by code, worst first (one row each: --records, or --format json)",
+        f"Findings ({digest.total:,}) by code, worst first (one row each: --records, or --format json)",
         ["severity", "code", "count", "streams", "meaning"],
         rows,
         more_line(len(codes), len(rows), "codes"),
     )
 
 
-def next_steps(doc: Document, findings: list[Finding], path: str, repairable: frozenset[str] = frozenset()) -> None:
+def next_steps(
+    doc: Document, findings: list[Finding] | FindingsDigest, path: str, repairable: frozenset[str] = frozenset()
+) -> None:
     """The command to run next, said at the end of a report, after a blank line (none: nothing to do)."""
-    codes = {f.code for f in findings}
+    digest = findings if isinstance(findings, FindingsDigest) else FindingsDigest().extend(findings)
+    codes = set(digest.codes)
     shown = shlex.quote(path)
     steps = []
     if "READ_ERROR" in codes:
@@ -124,7 +160,7 @@ def next_steps(doc: Document, findings: list[Finding], path: str, repairable: fr
         steps.append(f"next: kvfix migrate {shown} --dry-run --on-conflict keep-prefixed (or keep-legacy)")
     elif codes & {"LEGACY_LAYOUT", "SCAN_COLLISION", "MIXED_LAYOUT"}:
         steps.append(f"next: kvfix migrate {shown} --dry-run --save-plan plan.jsonl")
-    if any(f.code == "ROLLBACK_HAZARD" and f.severity == "error" for f in findings):
+    if "ROLLBACK_HAZARD" in codes and digest.codes["ROLLBACK_HAZARD"].severity == "error":
         steps.append(f"next: kvfix migrate {shown} --to legacy --dry-run")
     if codes & repairable:
         steps.append(f"repairable: kvfix check {shown} --repair --dry-run")
