@@ -23,10 +23,11 @@ Expired streams are not checked: the server treats them as gone (EXPIRED_STREAM)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
-from kvfix.analysis.findings import Finding
+from kvfix.analysis.findings import Finding, FindingsDigest
 from kvfix.analysis.invariants import (
     REPAIRABLE,
     BadValue,
@@ -108,18 +109,37 @@ class StreamCheck:
 
 
 @dataclass
+class CheckTally:
+    """Totals over the checked streams, added up as each is checked (no stream is kept)."""
+
+    entries: int = 0
+    #: Every stream's scan findings and invariant findings.
+    findings: FindingsDigest = field(default_factory=FindingsDigest)
+
+    def add(self, sc: StreamCheck) -> None:
+        self.entries += sc.facts.entries
+        self.findings.extend(sc.report.findings).extend(sc.findings)
+
+
+@dataclass
 class CheckReport:
     scan: ScanReport
+    #: Every stream, when the check kept them (check_database); empty when they were streamed.
     streams: list[StreamCheck] = field(default_factory=list)
     #: With --verify-checksums: records read per column family (every data block checked).
     verified_records: dict[str, int] | None = None
+    tally: CheckTally = field(default_factory=CheckTally)
 
     def all_findings(self) -> list[Finding]:
+        """Every finding, when the streams were kept (:meth:`digest` works either way)."""
         out = list(self.scan.findings)
         for s in self.streams:
             out.extend(s.report.findings)
             out.extend(s.findings)
         return out
+
+    def digest(self) -> FindingsDigest:
+        return FindingsDigest(self.tally.findings.keep).extend(self.scan.findings).merged(self.tally.findings)
 
     def invariant_findings(self) -> list[Finding]:
         return [f for s in self.streams for f in s.findings]
@@ -129,14 +149,14 @@ class CheckReport:
 
     def summary(self) -> dict[str, int]:
         out = self.scan.summary()
-        found = self.all_findings()
+        found = self.digest()
         out.update(
-            entries=sum(s.facts.entries for s in self.streams),
+            entries=self.tally.entries,
             stale_bytes=self.scan.stale.bytes,
             orphan_bytes=self.scan.orphans.bytes,
-            errors=sum(f.severity == "error" for f in found),
-            warnings=sum(f.severity == "warning" for f in found),
-            infos=sum(f.severity == "info" for f in found),
+            errors=found.severities["error"],
+            warnings=found.severities["warning"],
+            infos=found.severities["info"],
         )
         return out
 
@@ -156,23 +176,41 @@ def find_deleted_pel_ids(db: Database, rep: StreamReport) -> dict[tuple[str, byt
     return out
 
 
-def check_database(
+def check_database(db: Database, **options: Any) -> CheckReport:
+    """:func:`check_streams` keeping every stream, in (namespace, key) order."""
+    kept: list[StreamCheck] = []
+    report = check_streams(db, kept.append, **options)
+    kept.sort(key=lambda sc: (sc.report.namespace, sc.report.key))
+    report.streams = kept
+    report.scan.streams = [sc.report for sc in kept]
+    return report
+
+
+def check_streams(
     db: Database,
+    on_check: Callable[[StreamCheck], None],
     *,
     cluster: bool | None = None,
     now_ms: int | None = None,
     progress: Progress | None = None,
     target: Target = "2.10",
+    keep_findings: int | None = None,
+    on_begin: Callable[[ScanReport], None] | None = None,
 ) -> CheckReport:
-    """Deep scan plus invariants of every live stream (findings as they stand for ``target``)."""
-    checked: list[StreamCheck] = []
+    """Deep scan plus invariants of every live stream, each handed to ``on_check`` once checked.
+
+    Findings as they stand for ``target``; the digest keeps the first ``keep_findings``.
+    """
+    tally = CheckTally(findings=FindingsDigest(keep_findings))
 
     def on_stream(a: StreamAnalyzer) -> None:
         assert isinstance(a, CheckAnalyzer)
         rep, facts = a.report, a.facts
         if not rep.expired:
             facts.deleted_pel_ids = find_deleted_pel_ids(db, rep)
-        checked.append(StreamCheck(rep, facts, invariant_findings(rep, facts)))
+        sc = StreamCheck(rep, facts, invariant_findings(rep, facts))
+        tally.add(sc)
+        on_check(sc)
 
     scan = scan_streams(
         db,
@@ -183,10 +221,10 @@ def check_database(
         progress=progress,
         analyzer=CheckAnalyzer,
         target=target,
+        keep_findings=keep_findings,
+        on_begin=on_begin,
     )
-    checked.sort(key=lambda sc: (sc.report.namespace, sc.report.key))
-    scan.streams = [sc.report for sc in checked]
-    return CheckReport(scan, checked)
+    return CheckReport(scan, tally=tally)
 
 
 def read_every_record(db: Database) -> dict[str, int]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from kvfix.analysis.check import CheckReport, check_database, read_every_record
+from kvfix.analysis.check import CheckReport, StreamCheck, check_database, check_streams, read_every_record
 from kvfix.analysis.repair_job import RepairJob, all_repair_plans, repair_plans
 from kvfix.analysis.targets import Target
 from kvfix.cli.options import (
@@ -32,12 +33,20 @@ from kvfix.cli.writing import (
     restore_hint,
     write_options,
 )
-from kvfix.errors import WriteRefused
+from kvfix.errors import EXIT_FINDINGS, EXIT_OK, WriteRefused
 from kvfix.migrations import planfile
 from kvfix.migrations.run import execute
 from kvfix.progress import progress_for
 from kvfix.render import Document, render
-from kvfix.render.check_report import check_document, check_json, repair_document, repair_json
+from kvfix.render.check_report import (
+    CheckJsonWriter,
+    CheckTables,
+    check_document,
+    check_json,
+    repair_document,
+    repair_json,
+)
+from kvfix.render.document import current_view
 from kvfix.store.files import fingerprint
 from kvfix.store.lock import HeldLock
 from kvfix.store.opening import open_read_only
@@ -110,15 +119,15 @@ def check(
         raise click.UsageError("--save-plan goes with --repair --dry-run, --plan with --repair")
     if plan_file is not None and dry_run:
         raise click.UsageError("--plan applies a saved plan; it does not go with --dry-run")
-    if not repair or dry_run:
+    if not repair:
+        return _check_only(path, fmt, summary_file, fail_on, cluster, salvage, live, target, verify_checksums)
+    if dry_run:
         with open_read_only(path, salvage=salvage, live=live) as db, progress_for("checking") as progress:
             report = check_database(db, cluster=cluster, progress=progress, target=target)
             if verify_checksums:
                 report.verified_records = read_every_record(db)
             report.scan.findings.extend(read_error_findings(db))
             identity = db.state()[0]
-        if not repair:
-            return _finish(fmt, summary_file, check_document(report), check_json(report), report, fail_on)
         if save_plan is not None:
             plans = repair_plans(report)
             header, info = _plan_header(cluster, identity, resolve(path), len(plans))
@@ -146,6 +155,58 @@ def check(
         return _repair(
             data, lock, planned_files, report, plans, fmt, fail_on, cluster, summary_file, backup_dir, no_backup, yes
         )
+
+
+def _check_only(
+    path: str,
+    fmt: str | None,
+    summary_file: Path | None,
+    fail_on: str,
+    cluster: bool | None,
+    salvage: bool,
+    live: bool,
+    target: Target,
+    verify_checksums: bool,
+) -> int:
+    """Check without --repair, streamed: each stream goes to the report as it is checked."""
+    view, fmt = current_view(), resolve_format(fmt)
+    keep = None if view.records or view.limit == 0 else view.limit
+    tables = CheckTables(view) if fmt != "json" or summary_file is not None else None
+    writer = CheckJsonWriter(sys.stdout, view.records, view.pretty) if fmt == "json" else None
+
+    def on_check(sc: StreamCheck) -> None:
+        if tables is not None:
+            tables.add(sc)
+        if writer is not None:
+            writer.add(sc)
+
+    with open_read_only(path, salvage=salvage, live=live) as db, progress_for("checking") as progress:
+        report = check_streams(
+            db,
+            on_check,
+            cluster=cluster,
+            progress=progress,
+            target=target,
+            keep_findings=keep,
+            on_begin=None if writer is None else writer.begin,
+        )
+        if verify_checksums:
+            report.verified_records = read_every_record(db)
+        report.scan.findings.extend(read_error_findings(db))
+    if tables is not None and summary_file is not None:
+        _summary_file(summary_file, tables.document(report))
+    if writer is not None:
+        writer.finish(report)
+    elif tables is not None:
+        render(tables.document(report), fmt)
+    return EXIT_FINDINGS if report.digest().exceeds(fail_on) else EXIT_OK
+
+
+def _summary_file(summary_file: Path, doc: Document) -> None:
+    buf = io.StringIO()
+    render(doc, "markdown", buf)
+    with open(summary_file, "a", encoding="utf-8") as fh:
+        fh.write(buf.getvalue())
 
 
 def _show_plan(fmt: str | None, summary_file: Path | None, report: CheckReport, fail_on: str, dry_run: bool) -> int:
@@ -207,10 +268,7 @@ def _finish(
     fmt: str | None, summary_file: Path | None, doc: Document, obj: Any, report: CheckReport, fail_on: str
 ) -> int:
     if summary_file is not None:  # before stdout: a closed pipe must not lose the CI summary
-        buf = io.StringIO()
-        render(doc, "markdown", buf)
-        with open(summary_file, "a", encoding="utf-8") as fh:
-            fh.write(buf.getvalue())
+        _summary_file(summary_file, doc)
     emit(fmt, lambda: doc, lambda: obj)
     return findings_exit(report.all_findings(), fail_on)
 

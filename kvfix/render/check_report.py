@@ -9,15 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from itertools import islice
-from typing import Any
+from typing import IO, Any
 
 from kvfix.analysis.check import CheckReport, StreamCheck
 from kvfix.analysis.invariants import REPAIRABLE
+from kvfix.analysis.model import ScanReport
 from kvfix.analysis.repair_plan import StreamRepair
 from kvfix.render.document import Document, View, current_view
-from kvfix.render.jsonout import Lazy, safe_int, text_and_hex
-from kvfix.render.scan_report import LAYOUT_RANK, finding_json
-from kvfix.render.summary import capped_table, findings_cell, findings_summary, more_line, next_steps, top, worst_rank
+from kvfix.render.jsonout import DocumentWriter, ElementSpool, Lazy, safe_int, text_and_hex
+from kvfix.render.scan_json import finding_json
+from kvfix.render.scan_report import LAYOUT_RANK
+from kvfix.render.summary import (
+    TopRows,
+    capped_table,
+    findings_cell,
+    findings_summary,
+    more_line,
+    next_steps,
+    worst_rank,
+)
 from kvfix.textsafe import counted, show
 
 SCHEMA = 2
@@ -76,19 +86,8 @@ def repair_json(plans: list[StreamRepair]) -> list[dict[str, Any]]:
     ]
 
 
-def check_json(
-    report: CheckReport, repair: dict[str, Any] | None = None, records: bool | None = None, lazy: bool = True
-) -> dict[str, Any]:
-    """The schema-2 document; ``records`` None takes --records from the view.
-
-    ``lazy`` (the default: the command builds this object for text output too) leaves the
-    streams and findings to be built one by one while dump() writes them, or never.
-    """
-    records = current_view().records if records is None else records
-    rows = ({**_stream_row(sc), **(_stream_records(sc) if records else {})} for sc in report.streams)
-    findings = (finding_json(f) for f in report.all_findings())
-    scan = report.scan
-    out: dict[str, Any] = {
+def _head(scan: ScanReport, records: bool) -> dict[str, Any]:
+    return {
         "schema": SCHEMA,
         "command": "check",
         "records": records,
@@ -98,12 +97,37 @@ def check_json(
             "cluster_slots": scan.cluster_slots,
             "namespaces": [show(n) for n in scan.namespaces],
         },
-        "summary": report.summary(),
+    }
+
+
+def _garbage(report: CheckReport) -> dict[str, Any]:
+    scan = report.scan
+    return {
+        "stale": {"records": scan.stale.records, "bytes": scan.stale.bytes},
+        "orphan": {"records": scan.orphans.records, "bytes": scan.orphans.bytes},
+    }
+
+
+def _stream_json(sc: StreamCheck, records: bool) -> dict[str, Any]:
+    return {**_stream_row(sc), **(_stream_records(sc) if records else {})}
+
+
+def check_json(
+    report: CheckReport, repair: dict[str, Any] | None = None, records: bool | None = None, lazy: bool = True
+) -> dict[str, Any]:
+    """The schema-2 document of a check that kept its streams; ``records`` None takes --records from the view.
+
+    ``lazy`` (the default: the command builds this object for text output too) leaves the
+    streams and findings to be built one by one while dump() writes them, or never.
+    """
+    records = current_view().records if records is None else records
+    rows = (_stream_json(sc, records) for sc in report.streams)
+    findings = (finding_json(f) for f in report.all_findings())
+    out: dict[str, Any] = {
+        **_head(report.scan, records),
         "streams": Lazy(rows) if lazy else list(rows),
-        "garbage": {
-            "stale": {"records": scan.stale.records, "bytes": scan.stale.bytes},
-            "orphan": {"records": scan.orphans.records, "bytes": scan.orphans.bytes},
-        },
+        "summary": report.summary(),
+        "garbage": _garbage(report),
         "findings": Lazy(findings) if lazy else list(findings),
     }
     if report.verified_records is not None:
@@ -113,58 +137,102 @@ def check_json(
     return out
 
 
+class CheckJsonWriter:
+    """:func:`check_json`'s document written while the check runs (see ScanJsonWriter)."""
+
+    def __init__(self, out: IO[str], records: bool, pretty: bool) -> None:
+        self.records = records
+        self.doc = DocumentWriter(out, pretty)
+        self.spool = ElementSpool(pretty)
+
+    def begin(self, scan: ScanReport) -> None:
+        for key, value in _head(scan, self.records).items():
+            self.doc.member(key, value)
+        self.doc.open_array("streams")
+
+    def add(self, sc: StreamCheck) -> None:
+        self.doc.element(_stream_json(sc, self.records))
+        for f in (*sc.report.findings, *sc.findings):
+            self.spool.add(finding_json(f))
+
+    def finish(self, report: CheckReport) -> None:
+        self.doc.close_array()
+        self.doc.member("summary", report.summary())
+        self.doc.member("garbage", _garbage(report))
+        self.doc.open_array("findings")
+        for f in report.scan.findings:
+            self.doc.element(finding_json(f))
+        self.spool.copy_to(self.doc)
+        self.doc.close_array()
+        if report.verified_records is not None:
+            self.doc.member("verified_records", report.verified_records)
+        self.doc.close()
+
+
 def check_document(report: CheckReport, view: View | None = None) -> Document:
-    """Totals, findings (worst first), then the streams worst first, capped by the view's limit."""
-    view = view or current_view()
-    scan = report.scan
-    s = report.summary()
-    doc = Document(f"kvfix check {scan.path}")
-    if report.verified_records is not None:
-        n = sum(report.verified_records.values())
-        doc.line(f"checksums: every block of every file read cleanly ({n:,} records in all column families)")
-    doc.line(
-        f"{s['streams']:,} streams · {s['entries']:,} entries · {s['groups']:,} groups · "
-        f"{s['errors']:,} errors, {s['warnings']:,} warnings, {s['infos']:,} infos"
-    )
-    doc.line(
-        f"garbage: {scan.stale.records:,} dead-version records ({scan.stale.bytes:,} bytes), "
-        f"{scan.orphans.records:,} orphan records ({scan.orphans.bytes:,} bytes)"
-    )
-    findings_summary(doc, report.all_findings(), view)
-    _streams_table(doc, report, view)
-    next_steps(doc, report.all_findings(), scan.path, REPAIRABLE)
-    return doc
+    """The text report of a check that kept its streams (:class:`CheckTables` fed with them)."""
+    tables = CheckTables(view or current_view())
+    for sc in report.streams:
+        tables.add(sc)
+    return tables.document(report)
 
 
-def _streams_table(doc: Document, report: CheckReport, view: View) -> None:
-    def key(item: tuple[int, StreamCheck]) -> tuple[int, ...]:
-        i, sc = item
+class CheckTables:
+    """Totals, findings (worst first), then the streams worst first, capped by the view's limit.
+
+    Filled one stream at a time, keeping only the worst ``--limit`` rows.
+    """
+
+    def __init__(self, view: View) -> None:
+        self.view = view
+        self.streams = TopRows(view.limit)
+
+    def add(self, sc: StreamCheck) -> None:
         rep = sc.report
         found = len(sc.findings) + len(rep.findings)
-        return (-max(worst_rank(sc.findings), worst_rank(rep.findings)), -found, -LAYOUT_RANK[rep.layout], i)
+        rank = max(worst_rank(sc.findings), worst_rank(rep.findings))
+        self.streams.offer((-rank, -found, -LAYOUT_RANK[rep.layout], self.streams.offered), lambda: _row(sc))
 
-    rows = []
-    for _, sc in top(enumerate(report.streams), key, view):
-        r = _stream_row(sc)
-        rows.append(
-            [
-                r["namespace"],
-                r["key"],
-                r["layout"],
-                r["size"],
-                r["entries"],
-                r["first_entry_id"] or "-",
-                r["last_entry_id"] or "-",
-                r["group_number"],
-                r["group_records"],
-                "expired" if r["expired"] else ("ok" if not sc.findings else counted(len(sc.findings), "problem")),
-                findings_cell([*sc.report.findings, *sc.findings]),
-            ]
+    def document(self, report: CheckReport) -> Document:
+        scan = report.scan
+        s = report.summary()
+        digest = report.digest()
+        doc = Document(f"kvfix check {scan.path}")
+        if report.verified_records is not None:
+            n = sum(report.verified_records.values())
+            doc.line(f"checksums: every block of every file read cleanly ({n:,} records in all column families)")
+        doc.line(
+            f"{s['streams']:,} streams · {s['entries']:,} entries · {s['groups']:,} groups · "
+            f"{s['errors']:,} errors, {s['warnings']:,} warnings, {s['infos']:,} infos"
         )
-    headers = ["namespace", "key", "layout", "size", "entries", "first", "last", "group_number", "groups"]
-    capped_table(
-        doc, "Streams, worst first", [*headers, "invariants", "findings"], rows, len(report.streams), "streams"
-    )
+        doc.line(
+            f"garbage: {scan.stale.records:,} dead-version records ({scan.stale.bytes:,} bytes), "
+            f"{scan.orphans.records:,} orphan records ({scan.orphans.bytes:,} bytes)"
+        )
+        findings_summary(doc, digest, self.view)
+        headers = ["namespace", "key", "layout", "size", "entries", "first", "last", "group_number", "groups"]
+        rows = self.streams.rows()
+        total = scan.tally.streams
+        capped_table(doc, "Streams, worst first", [*headers, "invariants", "findings"], rows, total, "streams")
+        next_steps(doc, digest, scan.path, REPAIRABLE)
+        return doc
+
+
+def _row(sc: StreamCheck) -> list[object]:
+    r = _stream_row(sc)
+    return [
+        r["namespace"],
+        r["key"],
+        r["layout"],
+        r["size"],
+        r["entries"],
+        r["first_entry_id"] or "-",
+        r["last_entry_id"] or "-",
+        r["group_number"],
+        r["group_records"],
+        "expired" if r["expired"] else ("ok" if not sc.findings else counted(len(sc.findings), "problem")),
+        findings_cell([*sc.report.findings, *sc.findings]),
+    ]
 
 
 def repair_document(doc: Document, plans: list[StreamRepair], title: str, view: View | None = None) -> None:
