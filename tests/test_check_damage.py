@@ -6,9 +6,11 @@ no invariant finding (scan-level layout findings stay), and a second repair plan
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from check_helpers import NS, check_json, codes, damage, find, put, read_meta, repair, set_meta, set_value
-from conftest import unpack
+from conftest import run_cli, unpack
 
 from kvfix.analysis.invariants import CHECK_CODES
 from kvfix.codec.keys import InternalKey
@@ -175,15 +177,24 @@ def test_bad_entry_value_is_reported_not_repaired(tmp_path):
 def test_stale_and_orphan_records_counted_with_bytes(tmp_path):
     path = unpack("prefixed-basic", tmp_path)
 
+    keys: list[bytes] = []
+
     def add_garbage(db):
         version = read_meta(db, ORDERS).version
-        put(db, "stream", InternalKey(NS, ORDERS, version - 1, StreamId(5, 0).encode()).encode(), b"\x01a\x01b")
-        put(db, "stream", InternalKey(NS, b"gone", 7, StreamId(6, 0).encode()).encode(), b"\x01a\x01b")
+        keys.append(InternalKey(NS, ORDERS, version - 1, StreamId(5, 0).encode()).encode())
+        keys.append(InternalKey(NS, b"gone", 7, StreamId(6, 0).encode()).encode())
+        for key in keys:
+            put(db, "stream", key, b"\x01a\x01b")
 
     damage(path, add_garbage)
     _, report = check_json(path)
     assert {"STALE_RECORDS", "ORPHAN_RECORD"} <= codes(report)
     garbage = report["garbage"]
-    assert garbage["stale"] == {"records": 1, "bytes": 16 + 4}  # subkey + value, as scan counts them
-    assert garbage["orphan"] == {"records": 1, "bytes": 16 + 4}
-    assert report["summary"]["stale_bytes"] == 20 and report["summary"]["orphan_bytes"] == 20
+    stale, orphan = len(keys[0]) + 4, len(keys[1]) + 4  # whole key + value, as stats counts them
+    assert garbage["stale"] == {"records": 1, "bytes": stale}
+    assert garbage["orphan"] == {"records": 1, "bytes": orphan}
+    assert report["summary"]["stale_bytes"] == stale and report["summary"]["orphan_bytes"] == orphan
+    stats = run_cli("stats", path, "--format", "json")
+    assert stats.exit_code == 0, stats.output
+    counted = json.loads(stats.stdout)["garbage"]["stream"]  # stats and check count alike
+    assert counted["dead_version"] == garbage["stale"] and counted["orphan"] == garbage["orphan"]

@@ -34,16 +34,19 @@ from kvfix.analysis.invariants import (
     StreamFacts,
     invariant_findings,
 )
-from kvfix.analysis.model import ScanReport, StreamReport
+from kvfix.analysis.model import GroupInfo, ScanReport, StreamReport
 from kvfix.analysis.scan import scan_streams
 from kvfix.analysis.streams import StreamAnalyzer
 from kvfix.analysis.targets import Target
 from kvfix.codec.ints import read_u64
 from kvfix.codec.keys import internal_prefix
 from kvfix.codec.metadata import StreamId
-from kvfix.codec.stream import ConsumerKey, EntryKey, GroupKey, classify, is_plain_entry
+from kvfix.codec.stream import ConsumerKey, EntryKey, GroupKey, classify, is_plain_entry, read_id
 from kvfix.progress import Progress
 from kvfix.store.database import Database
+
+#: Entry lookups remembered while checking one stream's PEL records.
+PROBE_CACHE = 100_000
 
 
 class CheckAnalyzer(StreamAnalyzer):
@@ -56,9 +59,34 @@ class CheckAnalyzer(StreamAnalyzer):
     prefixed ones last).  Records scan could not decode (rare) are classified again.
     """
 
-    def __init__(self, report: StreamReport) -> None:
+    def __init__(self, report: StreamReport, probe: Callable[[bytes], bool] | None = None) -> None:
         super().__init__(report)
         self.facts = StreamFacts()
+        #: Whether an entry exists, given its id's 16 bytes (None: do not look; expired streams).
+        self.probe = probe
+        #: PEL records whose entry is gone, among those the walk counted and dropped.
+        self.dropped_deleted: dict[tuple[str, bytes], list[StreamId]] = {}
+        self._present: dict[bytes, bool] = {}
+
+    def dropped(self, g: GroupInfo, pairs: list[tuple[bytes, bytes]]) -> None:
+        """Look up each dropped PEL record's entry now, so no PEL record is held (a bounded cache:
+        groups of one stream often name the same entries)."""
+        probe = self.probe
+        if probe is None:
+            return
+        at, present = g.pel_at, self._present
+        gone = None
+        for key, _ in pairs:
+            raw = key[at : at + 16]
+            found = present.get(raw)
+            if found is None:
+                if len(present) >= PROBE_CACHE:
+                    present.clear()
+                found = present[raw] = probe(raw)
+            if not found:
+                if gone is None:
+                    gone = self.dropped_deleted.setdefault((g.layout, g.name), [])
+                gone.append(read_id(key, at))
 
     def add_chunk(self, chunk: list[tuple[bytes, bytes]], n: int) -> None:
         rep = self.report
@@ -161,10 +189,12 @@ class CheckReport:
         return out
 
 
-def find_deleted_pel_ids(db: Database, rep: StreamReport) -> dict[tuple[str, bytes], list[StreamId]]:
-    """Point-read the entry of every PEL record (PEL records are few; entries are not held)."""
+def find_deleted_pel_ids(
+    db: Database, rep: StreamReport, dropped: dict[tuple[str, bytes], list[StreamId]] | None = None
+) -> dict[tuple[str, bytes], list[StreamId]]:
+    """Point-read the entry of every PEL record kept; with those ``dropped`` found during the walk."""
     prefix = internal_prefix(rep.namespace, rep.key, rep.version, rep.slot)
-    out: dict[tuple[str, bytes], list[StreamId]] = {}
+    out: dict[tuple[str, bytes], list[StreamId]] = {k: list(v) for k, v in (dropped or {}).items()}
     cache: dict[StreamId, bool] = {}
     for (layout, name), g in sorted(rep.groups.items()):
         for p in g.pel:
@@ -173,14 +203,22 @@ def find_deleted_pel_ids(db: Database, rep: StreamReport) -> dict[tuple[str, byt
                 present = cache[p.entry_id] = db.get("stream", prefix + p.entry_id.encode()) is not None
             if not present:
                 out.setdefault((layout, name), []).append(p.entry_id)
-    return out
+    return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+def _analyzer(db: Database, rep: StreamReport) -> CheckAnalyzer:
+    """A stream's analyzer: PEL records counted and looked up, not kept (a PEL of any size is cheap)."""
+    prefix = internal_prefix(rep.namespace, rep.key, rep.version, rep.slot)
+    probe = None if rep.expired else (lambda raw: db.get("stream", prefix + raw) is not None)
+    a = CheckAnalyzer(rep, probe)
+    a.count_owners = True
+    return a
 
 
 def check_database(db: Database, **options: Any) -> CheckReport:
-    """:func:`check_streams` keeping every stream, in (namespace, key) order."""
+    """:func:`check_streams` keeping every stream (metadata key order)."""
     kept: list[StreamCheck] = []
     report = check_streams(db, kept.append, **options)
-    kept.sort(key=lambda sc: (sc.report.namespace, sc.report.key))
     report.streams = kept
     report.scan.streams = [sc.report for sc in kept]
     return report
@@ -196,10 +234,13 @@ def check_streams(
     target: Target = "2.10",
     keep_findings: int | None = None,
     on_begin: Callable[[ScanReport], None] | None = None,
+    keep_pel: bool = False,
 ) -> CheckReport:
     """Deep scan plus invariants of every live stream, each handed to ``on_check`` once checked.
 
     Findings as they stand for ``target``; the digest keeps the first ``keep_findings``.
+    PEL records are counted and their entries looked up during the walk, not kept
+    (``keep_pel`` keeps them, for tests that compare both ways).
     """
     tally = CheckTally(findings=FindingsDigest(keep_findings))
 
@@ -207,7 +248,7 @@ def check_streams(
         assert isinstance(a, CheckAnalyzer)
         rep, facts = a.report, a.facts
         if not rep.expired:
-            facts.deleted_pel_ids = find_deleted_pel_ids(db, rep)
+            facts.deleted_pel_ids = find_deleted_pel_ids(db, rep, a.dropped_deleted)
         sc = StreamCheck(rep, facts, invariant_findings(rep, facts))
         tally.add(sc)
         on_check(sc)
@@ -219,7 +260,8 @@ def check_streams(
         deep=True,
         now_ms=now_ms,
         progress=progress,
-        analyzer=CheckAnalyzer,
+        analyzer=lambda rep: _analyzer(db, rep),
+        keep_pel=keep_pel,
         target=target,
         keep_findings=keep_findings,
         on_begin=on_begin,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from kvfix.analysis.findings import Finding, Severity, finding
 from kvfix.analysis.model import GroupInfo, StreamReport
-from kvfix.codec.metadata import ZERO_ID, StreamId
+from kvfix.codec.metadata import ZERO_ID, StreamId, StreamTail
 from kvfix.textsafe import counted, show
 
 #: Codes check adds to scan's, with severity and meaning (the README's check section lists them).
@@ -121,67 +121,75 @@ def group_record_count(rep: StreamReport, facts: StreamFacts) -> int:
 
 def invariant_findings(rep: StreamReport, facts: StreamFacts) -> list[Finding]:
     """Every invariant of one live stream; pure (facts already hold the point-read results)."""
-    if rep.expired or rep.metadata.stream is None:
+    tail = rep.metadata.stream
+    if rep.expired or tail is None:
         return []
+    return [
+        *_entry_summary_findings(rep, tail, facts),
+        *_id_order_findings(rep, tail, facts),
+        *_group_count_findings(rep, tail, facts),
+        *_all_group_findings(rep, tail, facts),
+        *_bad_value_findings(rep, facts),
+    ]
+
+
+def _id_ceiling(tail: StreamTail, facts: StreamFacts) -> StreamId:
+    """The highest id the stream has handed out: last_generated_id, or the largest entry if that is above it."""
+    return max(tail.last_generated_id, facts.last or ZERO_ID)
+
+
+def _entry_summary_findings(rep: StreamReport, tail: StreamTail, facts: StreamFacts) -> list[Finding]:
+    """Metadata's size, first and last entry id against the entries the walk found (XLEN, XINFO)."""
     out: list[Finding] = []
-    meta, tail = rep.metadata, rep.metadata.stream
-    first = facts.first or ZERO_ID
-    last = facts.last or ZERO_ID
-    if meta.size != facts.entries:
-        out.append(
-            check_finding(
-                "STREAM_SIZE_MISMATCH",
-                f"metadata size is {meta.size}, the stream has {facts.entries} entries",
-                rep,
-                facts.entries,
-                meta.size,
-            )
-        )
+    size = rep.metadata.size
+    first, last = facts.first or ZERO_ID, facts.last or ZERO_ID
+    if size != facts.entries:
+        msg = f"metadata size is {size}, the stream has {facts.entries} entries"
+        out.append(check_finding("STREAM_SIZE_MISMATCH", msg, rep, facts.entries, size))
     if tail.first_entry_id != first:
-        out.append(
-            check_finding(
-                "STREAM_FIRST_ID_MISMATCH",
-                f"first_entry_id is {tail.first_entry_id}, the smallest entry is {first}",
-                rep,
-                first,
-                tail.first_entry_id,
-            )
-        )
+        msg = f"first_entry_id is {tail.first_entry_id}, the smallest entry is {first}"
+        out.append(check_finding("STREAM_FIRST_ID_MISMATCH", msg, rep, first, tail.first_entry_id))
     if tail.last_entry_id != last:
-        out.append(
-            check_finding(
-                "STREAM_LAST_ID_MISMATCH",
-                f"last_entry_id is {tail.last_entry_id}, the largest entry is {last}",
-                rep,
-                last,
-                tail.last_entry_id,
-            )
-        )
-    lgid = tail.last_generated_id
+        msg = f"last_entry_id is {tail.last_entry_id}, the largest entry is {last}"
+        out.append(check_finding("STREAM_LAST_ID_MISMATCH", msg, rep, last, tail.last_entry_id))
+    return out
+
+
+def _id_order_findings(rep: StreamReport, tail: StreamTail, facts: StreamFacts) -> list[Finding]:
+    """last_generated_id must not fall below an entry (XADD * would reuse ids), nor a deleted id rise above it."""
+    out: list[Finding] = []
+    lgid, last = tail.last_generated_id, facts.last or ZERO_ID
     if lgid < last:
         msg = f"last_generated_id {lgid} is below the largest entry {last}: XADD * can generate ids that already exist"
         out.append(check_finding("STREAM_ID_ORDER", msg, rep, f">= {last}", lgid, field="last_generated_id"))
-    if tail.max_deleted_entry_id > max(lgid, last):
+    ceiling = _id_ceiling(tail, facts)
+    if tail.max_deleted_entry_id > ceiling:
         msg = f"max_deleted_entry_id {tail.max_deleted_entry_id} is above last_generated_id {lgid}"
         out.append(
             check_finding(
-                "STREAM_ID_ORDER",
-                msg,
-                rep,
-                f"<= {max(lgid, last)}",
-                tail.max_deleted_entry_id,
-                field="max_deleted_entry_id",
+                "STREAM_ID_ORDER", msg, rep, f"<= {ceiling}", tail.max_deleted_entry_id, field="max_deleted_entry_id"
             )
         )
+    return out
+
+
+def _group_count_findings(rep: StreamReport, tail: StreamTail, facts: StreamFacts) -> list[Finding]:
+    """Metadata's group_number against the group records of both layouts (XINFO STREAM's groups)."""
     n_groups = group_record_count(rep, facts)
-    if (tail.group_number or 0) != n_groups:
-        msg = f"group_number is {tail.group_number}, the stream has {counted(n_groups, 'group record')} (both layouts)"
-        out.append(check_finding("GROUP_COUNT_MISMATCH", msg, rep, n_groups, tail.group_number))
+    if (tail.group_number or 0) == n_groups:
+        return []
+    msg = f"group_number is {tail.group_number}, the stream has {counted(n_groups, 'group record')} (both layouts)"
+    return [check_finding("GROUP_COUNT_MISMATCH", msg, rep, n_groups, tail.group_number)]
+
+
+def _all_group_findings(rep: StreamReport, tail: StreamTail, facts: StreamFacts) -> list[Finding]:
+    """Each group's invariants, groups in (layout, name) order."""
+    ceiling = _id_ceiling(tail, facts)
+    out: list[Finding] = []
     for (layout, name), g in sorted(rep.groups.items()):
         bad = facts.bad_consumers.get((layout, name), set())
         deleted = facts.deleted_pel_ids.get((layout, name), [])
-        out.extend(_group_findings(rep, g, max(lgid, last), deleted, bad, (layout, name) in facts.bad_groups))
-    out.extend(_bad_value_findings(rep, facts))
+        out.extend(_group_findings(rep, g, ceiling, deleted, bad, (layout, name) in facts.bad_groups))
     return out
 
 
@@ -189,37 +197,72 @@ def _group_findings(
     rep: StreamReport, g: GroupInfo, lgid: StreamId, deleted: list[StreamId], bad_consumers: set[bytes], bad_group: bool
 ) -> list[Finding]:
     """One group's invariants; consumers whose value is bad still count as existing."""
-    out: list[Finding] = []
     n_consumers = len(set(g.consumers) | bad_consumers)
-    gname = show(g.name)
-    gl = f"group {gname} ({g.layout})"
-    where = {"group": g.name, "layout": g.layout}
-    owned: dict[bytes, int] = {}
-    for p in g.pel:
-        owned[p.value.consumer] = owned.get(p.value.consumer, 0) + 1
-    v = g.value
-    if v is None and bad_group:
-        pass  # BAD_VALUE_LENGTH reports it
-    elif v is None:
-        msg = f"{gl} has {len(g.consumers)} consumer and {len(g.pel)} PEL records but no group record"
-        out.append(check_finding("GROUP_RECORD_MISSING", msg, rep, "a group record", "none", **where))
-    else:
-        if v.consumer_number != n_consumers:
-            msg = f"{gl}: consumer_number is {v.consumer_number}, it has {n_consumers} consumer records"
-            out.append(
-                check_finding("GROUP_CONSUMER_COUNT_MISMATCH", msg, rep, n_consumers, v.consumer_number, **where)
-            )
-        if v.pending_number != len(g.pel):
-            msg = f"{gl}: pending_number is {v.pending_number}, it has {len(g.pel)} PEL records"
-            out.append(check_finding("GROUP_PENDING_MISMATCH", msg, rep, len(g.pel), v.pending_number, **where))
-        if v.last_delivered_id > lgid:
-            msg = f"{gl}: last_delivered_id {v.last_delivered_id} is above last_generated_id {lgid}"
-            out.append(check_finding("GROUP_LAST_ID_AHEAD", msg, rep, f"<= {lgid}", v.last_delivered_id, **where))
+    owned = _pel_owners(g)
+    return [
+        *_group_record_findings(rep, g, lgid, n_consumers, bad_group),
+        *_consumer_pending_findings(rep, g, owned),
+        *_pel_owner_findings(rep, g, owned, bad_consumers),
+        *_deleted_pel_entry_findings(rep, g, deleted),
+    ]
+
+
+def _group_label(g: GroupInfo) -> str:
+    """How messages name a group: a name can exist in both layouts, so the layout is part of it."""
+    return f"group {show(g.name)} ({g.layout})"
+
+
+def _group_where(g: GroupInfo) -> dict[str, object]:
+    """The details that say which group a finding is about."""
+    return {"group": g.name, "layout": g.layout}
+
+
+def _pel_owners(g: GroupInfo) -> dict[bytes, int]:
+    """Consumer name -> how many of the group's PEL records name it as owner."""
+    return g.pel_owners()
+
+
+def _group_record_findings(
+    rep: StreamReport, g: GroupInfo, lgid: StreamId, n_consumers: int, bad_group: bool
+) -> list[Finding]:
+    """The group record itself: missing, or its counters and last_delivered_id against its records."""
+    gl, where, v = _group_label(g), _group_where(g), g.value
+    if v is None:
+        if bad_group:
+            return []  # BAD_VALUE_LENGTH reports it
+        msg = f"{gl} has {len(g.consumers)} consumer and {g.pel_count} PEL records but no group record"
+        return [check_finding("GROUP_RECORD_MISSING", msg, rep, "a group record", "none", **where)]
+    out: list[Finding] = []
+    if v.consumer_number != n_consumers:
+        msg = f"{gl}: consumer_number is {v.consumer_number}, it has {n_consumers} consumer records"
+        out.append(check_finding("GROUP_CONSUMER_COUNT_MISMATCH", msg, rep, n_consumers, v.consumer_number, **where))
+    if v.pending_number != g.pel_count:
+        msg = f"{gl}: pending_number is {v.pending_number}, it has {g.pel_count} PEL records"
+        out.append(check_finding("GROUP_PENDING_MISMATCH", msg, rep, g.pel_count, v.pending_number, **where))
+    if v.last_delivered_id > lgid:
+        msg = f"{gl}: last_delivered_id {v.last_delivered_id} is above last_generated_id {lgid}"
+        out.append(check_finding("GROUP_LAST_ID_AHEAD", msg, rep, f"<= {lgid}", v.last_delivered_id, **where))
+    return out
+
+
+def _consumer_pending_findings(rep: StreamReport, g: GroupInfo, owned: dict[bytes, int]) -> list[Finding]:
+    """Each consumer's pending_number against the PEL records that name it (XPENDING's per-consumer counts)."""
+    gl, where = _group_label(g), _group_where(g)
+    out: list[Finding] = []
     for cname, c in sorted(g.consumers.items()):
         mine = owned.get(cname, 0)
         if c.pending != mine:
             msg = f"consumer {show(cname)} of {gl}: pending_number is {c.pending}, it owns {mine} PEL records"
             out.append(check_finding("CONSUMER_PENDING_MISMATCH", msg, rep, mine, c.pending, consumer=cname, **where))
+    return out
+
+
+def _pel_owner_findings(
+    rep: StreamReport, g: GroupInfo, owned: dict[bytes, int], bad_consumers: set[bytes]
+) -> list[Finding]:
+    """PEL records whose owner has no consumer record (one with an undecodable value still counts)."""
+    gl, where = _group_label(g), _group_where(g)
+    out: list[Finding] = []
     for owner, n in sorted(owned.items()):
         if owner not in g.consumers and owner not in bad_consumers:
             msg = f"{n} PEL records of {gl} name consumer {show(owner)}, which the group does not have"
@@ -228,24 +271,28 @@ def _group_findings(
                     "PEL_OWNER_MISSING", msg, rep, "an existing consumer", owner, consumer=owner, records=n, **where
                 )
             )
-    if deleted:
-        ids = ", ".join(str(i) for i in deleted[:EXAMPLES]) + (
-            f" and {len(deleted) - EXAMPLES} more" if len(deleted) > EXAMPLES else ""
-        )
-        msg = f"{len(deleted)} PEL records of {gl} point at deleted entries: {ids}"
-        out.append(
-            check_finding(
-                "PEL_ENTRY_DELETED",
-                msg,
-                rep,
-                "entry present",
-                "deleted",
-                records=len(deleted),
-                ids=[str(i) for i in deleted[:EXAMPLES]],
-                **where,
-            )
-        )
     return out
+
+
+def _deleted_pel_entry_findings(rep: StreamReport, g: GroupInfo, deleted: list[StreamId]) -> list[Finding]:
+    """PEL records whose entry is gone: only info, since Redis keeps those too."""
+    if not deleted:
+        return []
+    shown = [str(i) for i in deleted[:EXAMPLES]]
+    ids = ", ".join(shown) + (f" and {len(deleted) - EXAMPLES} more" if len(deleted) > EXAMPLES else "")
+    msg = f"{len(deleted)} PEL records of {_group_label(g)} point at deleted entries: {ids}"
+    return [
+        check_finding(
+            "PEL_ENTRY_DELETED",
+            msg,
+            rep,
+            "entry present",
+            "deleted",
+            records=len(deleted),
+            ids=shown,
+            **_group_where(g),
+        )
+    ]
 
 
 def _bad_value_findings(rep: StreamReport, facts: StreamFacts) -> list[Finding]:

@@ -54,10 +54,13 @@ class GroupInfo:
         "_consumers",
         "_pel",
         "_pel_done",
+        "_pel_dropped",
         "_raw_consumers",
         "_raw_pel",
         "_raw_value",
         "_value",
+        "dropped_max_id",
+        "dropped_owners",
         "layout",
         "name",
         "pel_at",
@@ -81,6 +84,10 @@ class GroupInfo:
         #: Whole (key, value) pairs of PEL records, the entry id at ``pel_at`` in the key.
         self._raw_pel: list[tuple[bytes, bytes]] = []
         self._pel_done = 0
+        self._pel_dropped = 0
+        #: Consumer name -> PEL records naming it, among the records dropped (drop_pel).
+        self.dropped_owners: dict[bytes, int] = {}
+        self.dropped_max_id: StreamId | None = None
         self.pel_at = 0
 
     @property
@@ -138,8 +145,41 @@ class GroupInfo:
 
     @property
     def pel_count(self) -> int:
-        """len(pel), without decoding raw records."""
-        return len(self._pel) + len(self._raw_pel) - self._pel_done
+        """len(pel), without decoding raw records (and counting those dropped)."""
+        return len(self._pel) + len(self._raw_pel) - self._pel_done + self._pel_dropped
+
+    def drop_pel(self, start: int, owners: bool = False) -> list[tuple[bytes, bytes]]:
+        """Forget the raw PEL records filed from ``start`` on (returned); they stay counted,
+        and with ``owners`` so does how many name each consumer (:meth:`pel_owners`)."""
+        raw = self._raw_pel
+        if start < self._pel_done:
+            raise ValueError("decoded PEL records cannot be dropped")
+        dropped = raw[start:]
+        self._pel_dropped += len(dropped)
+        del raw[start:]
+        if owners and dropped:
+            top = read_id(dropped[-1][0], self.pel_at)  # a group's PEL records come in id order
+            if self.dropped_max_id is None or top > self.dropped_max_id:
+                self.dropped_max_id = top
+            counts = self.dropped_owners
+            for _, value in dropped:
+                name = decode_pel_value(value).consumer
+                counts[name] = counts.get(name, 0) + 1
+        return dropped
+
+    def pel_max_id(self) -> StreamId | None:
+        """The largest entry id a PEL record (kept or dropped) names, None without records."""
+        ids = [p.entry_id for p in self.iter_pel()]
+        if self.dropped_max_id is not None:
+            ids.append(self.dropped_max_id)
+        return max(ids, default=None)
+
+    def pel_owners(self) -> dict[bytes, int]:
+        """Consumer name -> how many of the group's PEL records (kept or dropped) name it as owner."""
+        owned = dict(self.dropped_owners)
+        for p in self.iter_pel():
+            owned[p.value.consumer] = owned.get(p.value.consumer, 0) + 1
+        return owned
 
     def iter_pel(self) -> Iterator[PelInfo]:
         """``pel`` one record at a time, decoding what is still raw without keeping it."""
@@ -193,6 +233,8 @@ class CollisionSource(Protocol):
 
     def iter(self, report: StreamReport) -> Iterator[Collision]: ...
 
+    def runs(self, report: StreamReport) -> Iterator[tuple[Collision, int]]: ...
+
 
 @dataclass
 class StreamReport:
@@ -220,6 +262,13 @@ class StreamReport:
             source, self._collision_source = self._collision_source, None
             self._collisions = source.build(self) if source is not None else []
         return self._collisions
+
+    def collision_runs(self) -> Iterator[tuple[Collision, int]]:
+        """Collisions in runs that share group, kind, alias, scans and releases: (first, count)."""
+        source = self._collision_source
+        if self._collisions is None and source is not None:
+            return source.runs(self)
+        return ((c, 1) for c in self.collisions)
 
     def iter_collisions(self) -> Iterator[Collision]:
         """``collisions`` one at a time; when not built yet, built on the fly and not kept."""

@@ -108,13 +108,11 @@ def plan_stream_repair(sc: StreamCheck) -> StreamRepair:
 def _plan_group(out: StreamRepair, sc: StreamCheck, layout, name: bytes, lgid: StreamId, sub_put) -> None:
     rep, facts = sc.report, sc.facts
     g = rep.groups.get((layout, name))
-    pel = g.pel if g else []
+    pel_count = g.pel_count if g else 0
     have = g.consumers if g else {}
     bad_consumers = facts.bad_consumers.get((layout, name), set())
     gname = show(name)
-    owned: dict[bytes, int] = {}
-    for p in pel:
-        owned[p.value.consumer] = owned.get(p.value.consumer, 0) + 1
+    owned = g.pel_owners() if g else {}
     consumers = set(have) | bad_consumers | set(owned)
     gsub = encode_subkey(GroupKey(layout, name))
     if g is not None and g.value is not None:
@@ -122,15 +120,15 @@ def _plan_group(out: StreamRepair, sc: StreamCheck, layout, name: bytes, lgid: S
         new = dataclasses.replace(
             old,
             consumer_number=len(consumers),
-            pending_number=len(pel),
+            pending_number=pel_count,
             last_delivered_id=min(old.last_delivered_id, lgid),
         )
         if new != old:
             what = _changes(old, new, ("consumer_number", "pending_number", "last_delivered_id"))
             sub_put(gsub, new.encode(), f"group {gname} ({layout}): {what}")
     elif (layout, name) in facts.bad_groups:
-        last_pel = max((p.entry_id for p in pel), default=ZERO_ID)
-        new = GroupValue(len(consumers), len(pel), min(last_pel, lgid), -1, 0)
+        last_pel = (g.pel_max_id() if g else None) or ZERO_ID
+        new = GroupValue(len(consumers), pel_count, min(last_pel, lgid), -1, 0)
         sub_put(gsub, new.encode(), f"group {gname} ({layout}): undecodable value rebuilt")
     else:
         out.unrepairable.append(

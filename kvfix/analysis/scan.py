@@ -35,10 +35,10 @@ OnStream = Callable[[StreamAnalyzer], None]
 
 
 def scan_database(db: Database, **options: Any) -> ScanReport:
-    """:func:`scan_streams` keeping every stream in ``report.streams``, in (namespace, key) order."""
+    """:func:`scan_streams` keeping every stream in ``report.streams`` (metadata key order)."""
     kept: list[StreamReport] = []
     report = scan_streams(db, lambda a: kept.append(a.report), **options)
-    report.streams = sorted(kept, key=lambda s: (s.namespace, s.key))
+    report.streams = kept
     return report
 
 
@@ -55,14 +55,16 @@ def scan_streams(
     target: Target = "2.10",
     on_begin: Callable[[ScanReport], None] | None = None,
     keep_findings: int | None = None,
+    keep_pel: bool = True,
 ) -> ScanReport:
     """Scan every stream; each goes to ``on_stream`` as it is finished, and to the report's tally.
 
     ``analyzer`` builds the per-stream analyzer (check passes a subclass); ``on_begin``
     gets the report once the survey of the metadata is done (a JSON writer starts its
     document there); the report's digest keeps the first ``keep_findings`` findings of
-    the streams (None: all).  A deep scan of a large database runs in two processes (see
-    :func:`_split_point`).
+    the streams (None: all); without ``keep_pel`` PEL records are counted and summed up
+    but not kept (no per-record detail: a PEL of any size costs nothing).  A deep scan of
+    a large database runs in two processes (see :func:`_split_point`).
     """
     progress = progress or Progress()
     now = _now_ms() if now_ms is None else now_ms
@@ -85,9 +87,9 @@ def scan_streams(
     split = None if db.live else _split_point(ks, deep, analyzer, workers)  # one view: one process
     with paused_gc():
         if split is None:
-            result = walk_range(db, ks, deep, now, done, analyzer, tick=tick)
+            result = walk_range(db, ks, deep, now, done, analyzer, tick=tick, keep_pel=keep_pel)
         else:
-            result = _walk_in_two(db, ks, deep, now, split, done, tick)
+            result = _walk_in_two(db, ks, deep, now, split, done, tick, keep_pel)
     _garbage_findings(report, result)
     report.findings[:] = for_target(report.findings, target)
     progress.update(streams=ks.streams, records=result.records, total_streams=ks.streams)
@@ -177,6 +179,7 @@ def walk_range(
     analyzer: Callable[[StreamReport], StreamAnalyzer] = StreamAnalyzer,
     half: Half | None = None,
     tick: Callable[[int, int], None] | None = None,
+    keep_pel: bool = True,
 ) -> WalkResult:
     """Walk the keyspace (or one half of it), handing each live stream's analyzer to ``done``."""
     res = WalkResult()
@@ -199,6 +202,7 @@ def walk_range(
             tick(streams, res.records)
         if isinstance(item, Visit):
             current = analyzer(_new_report(item.live, now))
+            current.keep_pel = keep_pel
             current.report.records["stale"] += dead
             n, dead = len(item.raw), 0
         elif isinstance(item, Garbage):
@@ -280,7 +284,14 @@ def _inside_split(live: LiveStream | None, fraction: float) -> bytes | None:
 
 
 def _walk_in_two(
-    db: Database, ks: Keyspace, deep: bool, now: int, half: Half, done: OnStream, tick: Callable[[int, int], None]
+    db: Database,
+    ks: Keyspace,
+    deep: bool,
+    now: int,
+    half: Half,
+    done: OnStream,
+    tick: Callable[[int, int], None],
+    keep_pel: bool = True,
 ) -> WalkResult:
     """Walk the first half here while a second process walks the rest; streams in key order.
 
@@ -297,16 +308,19 @@ def _walk_in_two(
         proc = _start_worker(job, out)
         split: list[StreamAnalyzer] = []  # the stream both halves read, when split inside one
         try:
-            result = walk_range(db, ks, deep, now, _first_half(done, ks, half, split), half=half, tick=tick)
+            first = _first_half(done, ks, half, split)
+            result = walk_range(db, ks, deep, now, first, half=half, tick=tick, keep_pel=keep_pel)
             later = _worker_result(proc, out)
             if later is None:
                 later = WalkResult()
-                later.absorb(walk_range(db, ks, deep, now, later.analyzers.append, half=second, tick=tick))
+                rest = walk_range(db, ks, deep, now, later.analyzers.append, half=second, tick=tick, keep_pel=keep_pel)
+                later.absorb(rest)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
     for i, a in enumerate(later.analyzers):
+        a.keep_pel = keep_pel
         a.replay()
         if i == 0 and split:
             split[0].absorb(a)

@@ -14,122 +14,142 @@ EXAMPLES = 3
 
 
 def stream_findings(rep: StreamReport, n_legacy: int, empty: int, lo: StreamId, hi: StreamId) -> list[Finding]:
-    """A finished stream's findings.
+    """A finished stream's findings, family by family in the order reports list them.
 
     ``n_legacy`` legacy group records, ``empty`` of them 16-byte (empty group names), at
     alias ids ``lo``..``hi``.
     """
-    out: list[Finding] = []
-    ns, key = rep.namespace, rep.key
-    add = out.append
+    return [
+        *_expired_findings(rep),
+        *_legacy_record_findings(rep, n_legacy, empty, lo, hi),
+        *_layout_mix_findings(rep),
+        *_ambiguous_record_findings(rep),
+        *_undecodable_record_findings(rep),
+        *_max_ms_entry_findings(rep),
+        *_rollback_hazard_findings(rep),
+        *_stale_record_findings(rep),
+    ]
+
+
+def _expired_findings(rep: StreamReport) -> list[Finding]:
+    """An expired stream is gone to the server, though its records are still on disk."""
+    if not rep.expired:
+        return []
+    msg = "stream metadata has expired; the server no longer sees this stream"
+    return [finding("EXPIRED_STREAM", msg, rep.namespace, rep.key)]
+
+
+def _legacy_record_findings(rep: StreamReport, n_legacy: int, empty: int, lo: StreamId, hi: StreamId) -> list[Finding]:
+    """Legacy group records: invisible to 2.10+ (NOGROUP), and in the way of its entry scans."""
+    if not n_legacy:
+        return []
     legacy_groups = sorted({label(n) for (lay, n) in rep.groups if lay == LEGACY})
-    prefixed_names = {n for (lay, n) in rep.groups if lay == PREFIXED}
-    if rep.expired:
-        add(finding("EXPIRED_STREAM", "stream metadata has expired; the server no longer sees this stream", ns, key))
-    if n_legacy:
-        add(
-            finding(
-                "LEGACY_LAYOUT",
-                f"{counted(n_legacy, 'group record')} in the legacy layout (groups: {_names(legacy_groups)}); "
-                "2.10+ answers NOGROUP for them: run kvfix migrate",
-                ns,
-                key,
-                records=n_legacy,
-            ),
-        )
-        msg = (
-            f"{n_legacy} legacy records sit at alias ids {lo}..{hi}, inside XRANGE - + and XREAD 0: "
-            f"{RELEASE_LABELS['2.10+']} and development builds before 2024-02-23 fail with "
-            "'failed to decode stream entry value'"
-        )
-        if empty:
-            msg += f"; {empty} of them (16-byte subkeys, empty group names) are misread by 2.8-2.9 too"
-        add(
-            finding(
-                "SCAN_COLLISION",
-                msg,
-                ns,
-                key,
-                records=n_legacy,
-                first_alias=str(lo),
-                last_alias=str(hi),
-                empty_names=empty,
-            )
-        )
+    legacy = finding(
+        "LEGACY_LAYOUT",
+        f"{counted(n_legacy, 'group record')} in the legacy layout (groups: {_names(legacy_groups)}); "
+        "2.10+ answers NOGROUP for them: run kvfix migrate",
+        rep.namespace,
+        rep.key,
+        records=n_legacy,
+    )
+    return [legacy, _scan_collision_finding(rep, n_legacy, empty, lo, hi)]
+
+
+def _scan_collision_finding(rep: StreamReport, n_legacy: int, empty: int, lo: StreamId, hi: StreamId) -> Finding:
+    """Legacy records read as entries by XRANGE/XREAD: which releases fail, and how."""
+    msg = (
+        f"{counted(n_legacy, 'legacy record')} {'sits' if n_legacy == 1 else 'sit'} at alias ids {lo}..{hi}, "
+        f"inside XRANGE - + and XREAD 0: {RELEASE_LABELS['2.10+']} and development builds before 2024-02-23 "
+        "fail with 'failed to decode stream entry value'"
+    )
+    if empty:
+        msg += f"; {empty} of them (16-byte subkeys, empty group names) are misread by 2.8-2.9 too"
+    return finding(
+        "SCAN_COLLISION",
+        msg,
+        rep.namespace,
+        rep.key,
+        records=n_legacy,
+        first_alias=str(lo),
+        last_alias=str(hi),
+        empty_names=empty,
+    )
+
+
+def _layout_mix_findings(rep: StreamReport) -> list[Finding]:
+    """Both layouts in one stream, and each group name that has records in both."""
+    ns, key = rep.namespace, rep.key
+    out: list[Finding] = []
     if rep.layout == "mixed":
-        add(finding("MIXED_LAYOUT", "group records in both layouts in one stream", ns, key))
+        out.append(finding("MIXED_LAYOUT", "group records in both layouts in one stream", ns, key))
+    prefixed_names = {n for (lay, n) in rep.groups if lay == PREFIXED}
     for (lay, name), legacy_group in sorted(rep.groups.items()):
         if lay == LEGACY and name in prefixed_names:
-            other = rep.groups[(PREFIXED, name)]
-            add(
-                finding(
-                    "LAYOUT_CONFLICT",
-                    f"group {label(name)} exists in both layouts: {_differences(legacy_group, other)}",
-                    ns,
-                    key,
-                    group=show(name),
-                )
-            )
-    for sub, readings in rep.ambiguous[:EXAMPLES]:
-        add(
-            finding(
-                "AMBIGUOUS_RECORD",
-                f"subkey {sub.hex()} fits {' and '.join(readings)}; read as {readings[0]}",
-                ns,
-                key,
-                subkey_hex=sub.hex(),
-                readings=list(readings),
-            )
-        )
-    if len(rep.ambiguous) > EXAMPLES:
-        add(finding("AMBIGUOUS_RECORD", f"and {len(rep.ambiguous) - EXAMPLES} more ambiguous records", ns, key))
-    if rep.undecodable:
-        sub, err = rep.undecodable[0]
-        more = f" (and {len(rep.undecodable) - 1} more)" if len(rep.undecodable) > 1 else ""
-        add(
-            finding(
-                "UNDECODABLE_RECORD",
-                f"{len(rep.undecodable)} records decode as nothing known; first: subkey {sub.hex()}: {err}{more}",
-                ns,
-                key,
-                records=len(rep.undecodable),
-            )
-        )
-    if rep.max_ms_entries:
-        ids = ", ".join(str(i) for i in rep.max_ms_entries[:EXAMPLES])
-        add(
-            finding(
-                "MAX_MS_ENTRY",
-                f"{len(rep.max_ms_entries)} entries at ms = 2^64-1 ({ids}): "
-                "XLEN counts them, XRANGE on 2.10+ hides them",
-                ns,
-                key,
-                entries=len(rep.max_ms_entries),
-            )
-        )
-    if any(rep.records[k] for k in ("prefixed_group", "prefixed_consumer", "prefixed_pel")):
-        add(
-            finding(
-                "ROLLBACK_HAZARD",
-                "prefixed group records: a 2.8/2.9 server aborts (std::out_of_range) "
-                "on XRANGE/XREAD of this stream; "
-                "run kvfix migrate --to legacy before rolling back",
-                ns,
-                key,
-            )
-        )
-    if rep.records["stale"]:
-        add(
-            finding(
-                "STALE_RECORDS",
-                f"{rep.records['stale']} records of dead versions of this key",
-                ns,
-                key,
-                records=rep.records["stale"],
-            )
-        )
-
+            diffs = _differences(legacy_group, rep.groups[(PREFIXED, name)])
+            msg = f"group {label(name)} exists in both layouts: {diffs}"
+            out.append(finding("LAYOUT_CONFLICT", msg, ns, key, group=show(name)))
     return out
+
+
+def _ambiguous_record_findings(rep: StreamReport) -> list[Finding]:
+    """Records two readings fit even with their value: the first few, then how many more."""
+    ns, key = rep.namespace, rep.key
+    out = [
+        finding(
+            "AMBIGUOUS_RECORD",
+            f"subkey {sub.hex()} fits {' and '.join(readings)}; read as {readings[0]}",
+            ns,
+            key,
+            subkey_hex=sub.hex(),
+            readings=list(readings),
+        )
+        for sub, readings in rep.ambiguous[:EXAMPLES]
+    ]
+    if len(rep.ambiguous) > EXAMPLES:
+        out.append(finding("AMBIGUOUS_RECORD", f"and {len(rep.ambiguous) - EXAMPLES} more ambiguous records", ns, key))
+    return out
+
+
+def _undecodable_record_findings(rep: StreamReport) -> list[Finding]:
+    """Records no reading fits: one finding, quoting the first."""
+    if not rep.undecodable:
+        return []
+    n = len(rep.undecodable)
+    sub, err = rep.undecodable[0]
+    more = f" (and {n - 1} more)" if n > 1 else ""
+    msg = f"{n} records decode as nothing known; first: subkey {sub.hex()}: {err}{more}"
+    return [finding("UNDECODABLE_RECORD", msg, rep.namespace, rep.key, records=n)]
+
+
+def _max_ms_entry_findings(rep: StreamReport) -> list[Finding]:
+    """Entries at ms = 2^64-1 share the prefixed records' key range, so 2.10+ scans skip them."""
+    if not rep.max_ms_entries:
+        return []
+    n = len(rep.max_ms_entries)
+    ids = ", ".join(str(i) for i in rep.max_ms_entries[:EXAMPLES])
+    msg = f"{n} entries at ms = 2^64-1 ({ids}): XLEN counts them, XRANGE on 2.10+ hides them"
+    return [finding("MAX_MS_ENTRY", msg, rep.namespace, rep.key, entries=n)]
+
+
+def _rollback_hazard_findings(rep: StreamReport) -> list[Finding]:
+    """Prefixed group records crash a 2.8/2.9 server's entry scans, so a rollback needs a migration first."""
+    if not any(rep.records[k] for k in ("prefixed_group", "prefixed_consumer", "prefixed_pel")):
+        return []
+    msg = (
+        "prefixed group records: a 2.8/2.9 server aborts (std::out_of_range) "
+        "on XRANGE/XREAD of this stream; "
+        "run kvfix migrate --to legacy before rolling back"
+    )
+    return [finding("ROLLBACK_HAZARD", msg, rep.namespace, rep.key)]
+
+
+def _stale_record_findings(rep: StreamReport) -> list[Finding]:
+    """Records of dead versions of the key: harmless, gone at the next compaction."""
+    stale = rep.records["stale"]
+    if not stale:
+        return []
+    msg = f"{stale} records of dead versions of this key"
+    return [finding("STALE_RECORDS", msg, rep.namespace, rep.key, records=stale)]
 
 
 def _names(names: list[str]) -> str:
@@ -152,6 +172,6 @@ def _differences(a, b) -> str:
         diffs.append(
             f"consumers legacy={_names(sorted(label(c) for c in ca))} prefixed={_names(sorted(label(c) for c in cb))}"
         )
-    if len(a.pel) != len(b.pel):
-        diffs.append(f"pending entries legacy={len(a.pel)} prefixed={len(b.pel)}")
+    if a.pel_count != b.pel_count:  # counts: a scan without --pel keeps no PEL record
+        diffs.append(f"pending entries legacy={a.pel_count} prefixed={b.pel_count}")
     return "; ".join(diffs) or "records identical"

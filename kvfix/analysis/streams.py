@@ -62,6 +62,11 @@ class LegacyRecords:
             self.items.append((kind, group, pairs, start, stop, n))
             self.count += stop - start
 
+    def add_counted(self, kind: RecordKind, group: bytes, first: bytes, last: bytes, count: int) -> None:
+        """A run of one group's PEL records known only by its first and last subkeys (see drop_pel)."""
+        self.items.append((kind, group, first, last, count))
+        self.count += count
+
     def extend(self, later: LegacyRecords) -> None:
         self.items.extend(later.items)
         self.count += later.count
@@ -71,6 +76,8 @@ class LegacyRecords:
         for item in self.items:
             if len(item) == 3:
                 yield item
+            elif len(item) == 5:
+                raise ValueError("the records of this stream were counted, not kept (drop_pel)")
             else:
                 kind, group, pairs, start, stop, n = item
                 for key, _ in pairs[start:stop]:
@@ -80,6 +87,8 @@ class LegacyRecords:
         item = self.items[-1 if last else 0]
         if len(item) == 3:
             return item[2]
+        if len(item) == 5:
+            return item[3 if last else 2]
         _, _, pairs, start, stop, n = item
         return pairs[stop - 1 if last else start][0][n:]
 
@@ -92,17 +101,28 @@ class LegacyRecords:
     def build(self, report: StreamReport) -> list[Collision]:
         return list(self.iter(report))
 
+    def runs(self, report: StreamReport) -> Iterator[tuple[Collision, int]]:
+        """Runs of records that share group, kind, alias id, scans and releases: (the first's Collision, count).
+
+        A group's PEL records share their alias id (the name's length and first 8 bytes),
+        so a PEL of a million is one run, whether its records were kept or only counted.
+        """
+        scans = _scans_of(report)
+        for item in self.items:
+            if len(item) == 3:
+                kind, group, sub = item
+                count = 1
+            elif len(item) == 5:
+                kind, group, sub, _, count = item
+            else:
+                kind, group, pairs, start, stop, n = item
+                sub, count = pairs[start][0][n:], stop - start
+            alias = alias_id(sub)
+            yield Collision(kind, group, alias, sub, scans(alias), legacy_misread_by(sub)), count
+
     def iter(self, report: StreamReport) -> Iterator[Collision]:
         """The Collision of each record, in key order (the report's groups give the cursors)."""
-        layouts_of: dict[bytes, int] = {}
-        for g in report.groups.values():
-            layouts_of[g.name] = layouts_of.get(g.name, 0) + 1
-        cursors = {
-            (label(g.name) if layouts_of[g.name] == 1 else f"{label(g.name)} [{g.layout}]"): g.value.last_delivered_id
-            for g in report.groups.values()
-            if g.value is not None
-        }
-        scans = ScansHitting(cursors)
+        scans = _scans_of(report)
         head = b""
         alias, hit = ZERO_ID, cast(tuple[str, ...], ())
         for kind, group, sub in self.subkeys():
@@ -111,6 +131,19 @@ class LegacyRecords:
                 alias = alias_id(sub)
                 hit = scans(alias)
             yield Collision(kind, group, alias, sub, hit, legacy_misread_by(sub))
+
+
+def _scans_of(report: StreamReport) -> ScansHitting:
+    """Which scans meet an alias id, given the cursors of the stream's groups."""
+    layouts_of: dict[bytes, int] = {}
+    for g in report.groups.values():
+        layouts_of[g.name] = layouts_of.get(g.name, 0) + 1
+    cursors = {
+        (label(g.name) if layouts_of[g.name] == 1 else f"{label(g.name)} [{g.layout}]"): g.value.last_delivered_id
+        for g in report.groups.values()
+        if g.value is not None
+    }
+    return ScansHitting(cursors)
 
 
 _GROUP, _CONSUMER, _PEL = 1, 2, 3
@@ -142,6 +175,11 @@ class StreamAnalyzer:
         self._run_group: GroupInfo | None = None
         self._run_start = 0
         self._run_n = 0
+        #: False: PEL records are counted (and summed up as collisions) but not kept, so a
+        #: group's PEL of any size costs nothing per record (a report without --pel/--records).
+        self.keep_pel = True
+        #: With keep_pel False: also count each dropped PEL record's owner (check needs it).
+        self.count_owners = False
 
     def add(self, sub: bytes, value: bytes) -> None:
         rep = self.report
@@ -185,10 +223,19 @@ class StreamAnalyzer:
         if g is None:
             return
         pairs, start = g.raw_pel, self._run_start
-        self.report.records[_KIND_VALUE[self._run_kind]] += len(pairs) - start
-        if self._run_kind is RecordKind.LEGACY_PEL:
+        count = len(pairs) - start
+        self.report.records[_KIND_VALUE[self._run_kind]] += count
+        if not self.keep_pel and count:
+            if self._run_kind is RecordKind.LEGACY_PEL:
+                n = self._run_n
+                self._legacy.add_counted(self._run_kind, g.name, pairs[start][0][n:], pairs[-1][0][n:], count)
+            self.dropped(g, g.drop_pel(start, self.count_owners))
+        elif self._run_kind is RecordKind.LEGACY_PEL:
             self._legacy.add_run(self._run_kind, g.name, pairs, start, self._run_n)
         self._run_start = len(pairs)
+
+    def dropped(self, g: GroupInfo, pairs: list[tuple[bytes, bytes]]) -> None:
+        """PEL records about to be forgotten (keep_pel False): whole (key, value), entry id at g.pel_at."""
 
     def _stop_run(self) -> None:
         self._end_run()

@@ -267,9 +267,9 @@ def _garbage(db: Database, it: CheckedIterator, ks: Keyspace) -> Iterator[Garbag
 
 
 def _count(it: CheckedIterator, prefix: Prefix, owner: str, of_live: bool = False) -> Garbage:
-    """Count one incarnation's records and their subkey + value bytes; the iterator ends past them."""
+    """Count one incarnation's records and their bytes (whole key + value, as stats counts
+    them); the iterator ends past them."""
     raw = prefix.raw
-    n = len(raw)
     count = size = 0
     it.seek(raw)
     while it.valid():
@@ -277,7 +277,7 @@ def _count(it: CheckedIterator, prefix: Prefix, owner: str, of_live: bool = Fals
         if not key.startswith(raw):
             break
         count += 1
-        size += len(key) - n + len(it.value())
+        size += len(key) + len(it.value())
         it.next()
     return Garbage(prefix, owner, count, size, of_live)
 

@@ -79,6 +79,7 @@ def scan(
             target=target,
             on_begin=begin,
             keep_findings=keep,
+            keep_pel=with_pel or records,
         )
         report.findings.extend(for_target(read_error_findings(db), target))
     if fmt == "json":

@@ -75,28 +75,19 @@ Buckets = dict[bytes, dict[str, Bucket]]
 def collision_buckets(s: StreamReport) -> Buckets:
     """The stream's collisions (legacy records) summed up per group name and kind, keeping no Collision.
 
-    A run of one group's records of one kind shares its alias id, scans and releases objects
-    (see LegacyRecords.iter): those are only counted, so a PEL of a million costs little more.
+    A run of one group's records of one kind shares its alias id, scans and releases
+    (LegacyRecords.runs): a run is one step, so a PEL of a million costs what one record does.
     """
     buckets: Buckets = {}
     if not s.collision_count:
         return buckets
-    group: bytes | None = None
-    kind = alias = scans = releases = None
-    b: Bucket | None = None
-    for c in s.iter_collisions():
-        if c.group is not group or c.kind is not kind:
-            group, kind, alias = c.group, c.kind, None
-            kinds = buckets.setdefault(c.group, {})
-            b = kinds.get(c.kind.value)
-            if b is None:
-                b = kinds[c.kind.value] = Bucket(c.alias_id)
-        assert b is not None
-        if c.alias_id is alias and c.scans is scans and c.releases is releases:
-            b.records += 1
-            continue
+    for c, count in s.collision_runs():
+        kinds = buckets.setdefault(c.group, {})
+        b = kinds.get(c.kind.value)
+        if b is None:
+            b = kinds[c.kind.value] = Bucket(c.alias_id)
         b.add(c)
-        alias, scans, releases = c.alias_id, c.scans, c.releases
+        b.records += count - 1
     return buckets
 
 

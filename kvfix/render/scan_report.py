@@ -139,12 +139,13 @@ class ScanTables:
 
     def _stream_row(self, s: StreamReport) -> list[object]:
         r = s.records
+        entries = [r["entry"]] if self.deep else []
         return [
             show(s.namespace),
             show(s.key),
             s.layout,
             s.metadata.size,
-            r["entry"] if self.deep else f"{r['entry']} read",
+            *entries,
             f"{r['legacy_group']}/{r['legacy_consumer']}/{r['legacy_pel']}",
             f"{r['prefixed_group']}/{r['prefixed_consumer']}/{r['prefixed_pel']}",
             r["stale"],
@@ -158,10 +159,13 @@ class ScanTables:
         digest = report.digest()
         _totals(doc, report)
         findings_summary(doc, digest, self.view)
-        headers = ["namespace", "key", "layout", "size", "entries", "legacy g/c/pel", "prefixed g/c/pel", "stale"]
+        entries = ["entries"] if self.deep else []
+        headers = ["namespace", "key", "layout", "size", *entries, "legacy g/c/pel", "prefixed g/c/pel", "stale"]
         headers += ["unknown", "collisions", "findings"]
         rows = self.streams.rows()
         capped_table(doc, "Streams, worst first", headers, rows, report.tally.streams, "streams")
+        if not self.deep and rows:
+            doc.line("size is the metadata's entry count: the default mode does not read entries (--deep counts them)")
         headers = ["namespace", "stream", "group", "layout", "pending", "pel", "last_delivered_id", "entries_read"]
         headers += ["lag", "consumers (pending)", "collisions (alias ids)"]
         capped_table(doc, "Groups, worst first", headers, self.groups.rows(), report.tally.groups, "groups")

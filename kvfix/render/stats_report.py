@@ -102,7 +102,7 @@ def _size(n: int) -> str:
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+            return f"{n:,} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{n} B"
 
@@ -124,7 +124,8 @@ def stats_document(r: StatsReport) -> Document:
     )
     doc.line(
         f"{tot.keys} live keys, {tot.expired} expired, {tot.dead} dead · {tot.records} subkey records · "
-        f"{_size(tot.bytes)} · metadata {tot.metadata_64bit} 64-bit / {tot.metadata_32bit} 32-bit"
+        f"{_size(tot.bytes)} ({tot.bytes:,} bytes, as the tables count them) · "
+        f"metadata {tot.metadata_64bit} 64-bit / {tot.metadata_32bit} 32-bit"
     )
     _keys_table(doc, r)
     for title, items in (
