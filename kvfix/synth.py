@@ -24,7 +24,8 @@ from kvfix.codec.stream import (
     PelValue,
     encode_subkey,
 )
-from kvfix.store.database import Op
+from kvfix.codec.stream_keys import ID_STRUCT
+from kvfix.store.database import Database, Op
 from kvfix.store.opening import create_database
 
 DEFAULT_NS = b"__namespace"
@@ -145,81 +146,118 @@ def bulk_load(path: Path, spec: BulkSpec = BulkSpec()) -> dict[str, int]:
     gets ``groups`` legacy groups with ``consumers`` consumers each and ``pel`` PEL records
     pointing at its first entries.  Returns counts of what was written.
     """
-    import struct
-
-    id_pack = struct.Struct(">QQ").pack
     counts = {"entries": 0, "groups": 0, "consumers": 0, "pel": 0}
     with create_database(path) as db:
-        batch: list[Op] = []
-        pending = 0
-
-        def flush_if_full(force: bool = False) -> None:
-            nonlocal batch, pending
-            if pending and (force or pending >= spec.batch_records):
-                db.write(batch, sync=False)
-                batch = []
-                pending = 0
-
+        out = _Batches(db, spec.batch_records)
         for s in range(spec.streams):
-            key = b"stream:%05d" % s
-            slot = slot_of(key) if spec.cluster else None
-            version = BASE_VERSION + s
-            prefix = InternalKey(spec.namespace, key, version, b"", slot).prefix()
-            ids: list[StreamId] = []
-            ms, seq = BULK_EPOCH_MS + s, 0
-            put = batch.append
-            for i in range(spec.entries):
-                if i % 3 == 0:
-                    ms, seq = ms + 1 + (i % 7), 0
-                else:
-                    seq += 1
-                if i < spec.pel:
-                    ids.append(StreamId(ms, seq))
-                put(("stream", prefix + id_pack(ms, seq), _entry_value(i)))
-                pending += 1
-                if pending >= spec.batch_records:
-                    flush_if_full()
-                    put = batch.append
-            last = StreamId(ms, seq)
-            first = StreamId(BULK_EPOCH_MS + s + 1, 0)
-            names = [b"group-%03d" % g for g in range(spec.groups)]
-            per_group: dict[bytes, list[StreamId]] = {n: [] for n in names}
-            for j, entry_id in enumerate(ids[: spec.pel]):
-                if names:
-                    per_group[names[j % len(names)]].append(entry_id)
-            for name in names:
-                pel_ids = per_group[name]
-                last_delivered = pel_ids[-1] if pel_ids else StreamId(0, 0)
-                gv = GroupValue(spec.consumers, len(pel_ids), last_delivered, -1, 0)
-                batch.append(("stream", prefix + encode_subkey(GroupKey(spec.layout, name)), gv.encode()))
-                consumers = [b"consumer-%d" % c for c in range(spec.consumers)]
-                owned: dict[bytes, int] = dict.fromkeys(consumers, 0)
-                for j, entry_id in enumerate(pel_ids):
-                    owner = consumers[j % len(consumers)] if consumers else b""
-                    if consumers:
-                        owned[owner] += 1
-                    pv = PelValue(BULK_EPOCH_MS, 1, owner)
-                    batch.append(("stream", prefix + encode_subkey(PelKey(spec.layout, name, entry_id)), pv.encode()))
-                for c in consumers:
-                    cv = ConsumerValue(owned[c], BULK_EPOCH_MS, BULK_EPOCH_MS)
-                    batch.append(("stream", prefix + encode_subkey(ConsumerKey(spec.layout, name, c)), cv.encode()))
-                pending += 1 + len(pel_ids) + len(consumers)
-                counts["pel"] += len(pel_ids)
-                counts["consumers"] += len(consumers)
-            counts["groups"] += len(names)
-            counts["entries"] += spec.entries
-            tail = StreamTail(
-                last_generated_id=last,
-                recorded_first_entry_id=first,
-                first_entry_id=first,
-                last_entry_id=last,
-                entries_added=spec.entries,
-                group_number=len(names),
-            )
-            meta = Metadata(KeyType.STREAM, True, 0, version, spec.entries, stream=tail)
-            batch.append(("metadata", MetadataKey(spec.namespace, key, slot).encode(), meta.encode()))
-            pending += 1
-            flush_if_full()
-        flush_if_full(force=True)
+            _put_stream(out, spec, s, counts)
+            out.flush_if_full()
+        out.flush_if_full(force=True)
         db.flush_all()
     return counts
+
+
+class _Batches:
+    """Ops gathered into unsynced WriteBatches of about ``limit`` records.
+
+    A batch is written only where a caller asks: when a stream's entries fill one, and
+    after each stream's metadata (group records never end a batch on their own).
+    """
+
+    def __init__(self, db: Database, limit: int) -> None:
+        self.db = db
+        self.limit = limit
+        self.ops: list[Op] = []
+        self.pending = 0
+
+    def flush_if_full(self, force: bool = False) -> None:
+        if self.pending and (force or self.pending >= self.limit):
+            self.db.write(self.ops, sync=False)
+            self.ops = []
+            self.pending = 0
+
+
+def _put_stream(out: _Batches, spec: BulkSpec, s: int, counts: dict[str, int]) -> None:
+    """Stream number ``s``: its entries, its group records, then its metadata."""
+    key = b"stream:%05d" % s
+    slot = slot_of(key) if spec.cluster else None
+    version = BASE_VERSION + s
+    prefix = InternalKey(spec.namespace, key, version, b"", slot).prefix()
+    pel_ids, last = _put_entries(out, spec, s, prefix)
+    first = StreamId(BULK_EPOCH_MS + s + 1, 0)
+    groups = _put_groups(out, spec, prefix, pel_ids, counts)
+    counts["groups"] += groups
+    counts["entries"] += spec.entries
+    tail = StreamTail(
+        last_generated_id=last,
+        recorded_first_entry_id=first,
+        first_entry_id=first,
+        last_entry_id=last,
+        entries_added=spec.entries,
+        group_number=groups,
+    )
+    meta = Metadata(KeyType.STREAM, True, 0, version, spec.entries, stream=tail)
+    out.ops.append(("metadata", MetadataKey(spec.namespace, key, slot).encode(), meta.encode()))
+    out.pending += 1
+
+
+def _put_entries(out: _Batches, spec: BulkSpec, s: int, prefix: bytes) -> tuple[list[StreamId], StreamId]:
+    """Stream ``s``'s entries, flushed whenever a batch fills; (the first ``pel`` ids, the last id)."""
+    id_pack = ID_STRUCT.pack
+    limit = spec.batch_records
+    ids: list[StreamId] = []
+    ms, seq = BULK_EPOCH_MS + s, 0
+    put = out.ops.append
+    pending = out.pending  # a local in the loop: this runs once per entry
+    for i in range(spec.entries):
+        if i % 3 == 0:
+            ms, seq = ms + 1 + (i % 7), 0
+        else:
+            seq += 1
+        if i < spec.pel:
+            ids.append(StreamId(ms, seq))
+        put(("stream", prefix + id_pack(ms, seq), _entry_value(i)))
+        pending += 1
+        if pending >= limit:
+            out.pending = pending
+            out.flush_if_full()
+            pending = out.pending
+            put = out.ops.append
+    out.pending = pending
+    return ids, StreamId(ms, seq)
+
+
+def _put_groups(out: _Batches, spec: BulkSpec, prefix: bytes, pel_ids: list[StreamId], counts: dict[str, int]) -> int:
+    """A stream's groups, each with its PEL records (dealt round the groups) and consumers; how many groups."""
+    names = [b"group-%03d" % g for g in range(spec.groups)]
+    per_group: dict[bytes, list[StreamId]] = {n: [] for n in names}
+    for j, entry_id in enumerate(pel_ids[: spec.pel]):
+        if names:
+            per_group[names[j % len(names)]].append(entry_id)
+    for name in names:
+        _put_group(out, spec, prefix, name, per_group[name], counts)
+    return len(names)
+
+
+def _put_group(
+    out: _Batches, spec: BulkSpec, prefix: bytes, name: bytes, pel_ids: list[StreamId], counts: dict[str, int]
+) -> None:
+    """One group record, its PEL records (owned by its consumers in turn), then its consumers."""
+    put = out.ops.append
+    last_delivered = pel_ids[-1] if pel_ids else StreamId(0, 0)
+    gv = GroupValue(spec.consumers, len(pel_ids), last_delivered, -1, 0)
+    put(("stream", prefix + encode_subkey(GroupKey(spec.layout, name)), gv.encode()))
+    consumers = [b"consumer-%d" % c for c in range(spec.consumers)]
+    owned: dict[bytes, int] = dict.fromkeys(consumers, 0)
+    for j, entry_id in enumerate(pel_ids):
+        owner = consumers[j % len(consumers)] if consumers else b""
+        if consumers:
+            owned[owner] += 1
+        pv = PelValue(BULK_EPOCH_MS, 1, owner)
+        put(("stream", prefix + encode_subkey(PelKey(spec.layout, name, entry_id)), pv.encode()))
+    for c in consumers:
+        cv = ConsumerValue(owned[c], BULK_EPOCH_MS, BULK_EPOCH_MS)
+        put(("stream", prefix + encode_subkey(ConsumerKey(spec.layout, name, c)), cv.encode()))
+    out.pending += 1 + len(pel_ids) + len(consumers)
+    counts["pel"] += len(pel_ids)
+    counts["consumers"] += len(consumers)

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stats_inspect_data import Builder
 
-from kvfix.analysis.stats_model import Glob
+from kvfix.analysis.glob import Glob
 from kvfix.render.formats import UNSAFE_FORMATS, offered_formats
 from kvfix.textsafe import unshow
 

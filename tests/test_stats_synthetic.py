@@ -8,8 +8,9 @@ import pytest
 from conftest import run_cli
 from stats_inspect_data import HOSTILE_KEYS, NS, Builder, rich_database
 
+from kvfix.analysis.glob import glob_regex
 from kvfix.analysis.stats import collect_stats
-from kvfix.analysis.stats_model import StatsFilter, glob_regex
+from kvfix.analysis.stats_model import StatsFilter
 from kvfix.store.opening import open_read_only
 
 

@@ -36,6 +36,7 @@ from kvfix.analysis.invariants import (
 )
 from kvfix.analysis.model import GroupInfo, ScanReport, StreamReport
 from kvfix.analysis.scan import scan_streams
+from kvfix.analysis.scope import EVERYTHING, Scope
 from kvfix.analysis.streams import StreamAnalyzer
 from kvfix.analysis.targets import Target
 from kvfix.codec.ints import read_u64
@@ -235,6 +236,7 @@ def check_streams(
     keep_findings: int | None = None,
     on_begin: Callable[[ScanReport], None] | None = None,
     keep_pel: bool = False,
+    scope: Scope = EVERYTHING,
 ) -> CheckReport:
     """Deep scan plus invariants of every live stream, each handed to ``on_check`` once checked.
 
@@ -262,6 +264,7 @@ def check_streams(
         progress=progress,
         analyzer=lambda rep: _analyzer(db, rep),
         keep_pel=keep_pel,
+        scope=scope,
         target=target,
         keep_findings=keep_findings,
         on_begin=on_begin,

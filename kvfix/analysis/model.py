@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from kvfix.analysis.findings import Finding, FindingsDigest
+from kvfix.analysis.scope import EVERYTHING, Scope
 from kvfix.codec.metadata import Metadata, StreamId
 from kvfix.codec.stream import (
     ConsumerValue,
@@ -342,6 +343,8 @@ class ScanReport:
     stale: GarbageCount = field(default_factory=GarbageCount)
     orphans: GarbageCount = field(default_factory=GarbageCount)
     tally: ScanTally = field(default_factory=ScanTally)
+    #: The streams looked at (--namespace, --stream, --match); everything by default.
+    scope: Scope = EVERYTHING
 
     def all_findings(self) -> list[Finding]:
         """Every finding, when the streams were kept (:meth:`digest` works either way)."""

@@ -21,6 +21,7 @@ from kvfix.analysis.findings import finding
 from kvfix.analysis.keyspace import Keyspace, LiveStream, choose_cluster, decode_live, survey_keyspace
 from kvfix.analysis.keyspace import now_ms as _now_ms
 from kvfix.analysis.model import GarbageCount, ScanReport, StreamReport
+from kvfix.analysis.scope import EVERYTHING, Scope
 from kvfix.analysis.streams import StreamAnalyzer
 from kvfix.analysis.targets import Target, for_target
 from kvfix.analysis.walk import NAME_LIMIT, BadKey, BadMetadata, Garbage, Half, Visit, paused_gc, walk_keyspace
@@ -56,6 +57,7 @@ def scan_streams(
     on_begin: Callable[[ScanReport], None] | None = None,
     keep_findings: int | None = None,
     keep_pel: bool = True,
+    scope: Scope = EVERYTHING,
 ) -> ScanReport:
     """Scan every stream; each goes to ``on_stream`` as it is finished, and to the report's tally.
 
@@ -63,7 +65,8 @@ def scan_streams(
     gets the report once the survey of the metadata is done (a JSON writer starts its
     document there); the report's digest keeps the first ``keep_findings`` findings of
     the streams (None: all); without ``keep_pel`` PEL records are counted and summed up
-    but not kept (no per-record detail: a PEL of any size costs nothing).  A deep scan of
+    but not kept (no per-record detail: a PEL of any size costs nothing); ``scope`` limits
+    the streams (:mod:`kvfix.analysis.scope`).  A deep scan of
     a large database runs in two processes (see :func:`_split_point`).
     """
     progress = progress or Progress()
@@ -73,6 +76,7 @@ def scan_streams(
     report = ScanReport(show_path(db.path), db.column_families, use_cluster, sorted(ks.namespaces), deep)
     report.findings.extend(cluster_findings + ks.findings)
     report.tally.findings.keep = keep_findings
+    report.scope = scope
     if on_begin is not None:
         on_begin(report)
     tick = Ticker(progress, ks.streams)
@@ -84,10 +88,10 @@ def scan_streams(
         report.tally.add(s)
         on_stream(a)
 
-    split = None if db.live else _split_point(ks, deep, analyzer, workers)  # one view: one process
+    split = None if db.live or not scope.everything else _split_point(ks, deep, analyzer, workers)
     with paused_gc():
         if split is None:
-            result = walk_range(db, ks, deep, now, done, analyzer, tick=tick, keep_pel=keep_pel)
+            result = walk_range(db, ks, deep, now, done, analyzer, tick=tick, keep_pel=keep_pel, scope=scope)
         else:
             result = _walk_in_two(db, ks, deep, now, split, done, tick, keep_pel)
     _garbage_findings(report, result)
@@ -180,13 +184,14 @@ def walk_range(
     half: Half | None = None,
     tick: Callable[[int, int], None] | None = None,
     keep_pel: bool = True,
+    scope: Scope = EVERYTHING,
 ) -> WalkResult:
     """Walk the keyspace (or one half of it), handing each live stream's analyzer to ``done``."""
     res = WalkResult()
     tick = tick or _no_tick
     current: StreamAnalyzer | None = None
     streams = n = dead = 0  # dead: records of the next stream's dead versions, met before it
-    for item in walk_keyspace(db, ks, deep, half):
+    for item in walk_keyspace(db, ks, deep, half, scope):
         if isinstance(item, list):
             res.records += len(item)
             current.add_chunk(item, n)  # type: ignore[union-attr]  # chunks follow their Visit

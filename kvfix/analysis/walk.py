@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from kvfix.analysis.keyspace import Keyspace, LiveStream, decode_live
+from kvfix.analysis.scope import EVERYTHING, Scope
 from kvfix.codec.errors import CodecError
 from kvfix.codec.ints import u64
 from kvfix.codec.keys import MetadataKey, decode_internal_key, decode_metadata_key, key_prefix, successor
@@ -125,7 +126,9 @@ class Half:
     inside: bytes | None = None
 
 
-def walk_keyspace(db: Database, ks: Keyspace, deep: bool, half: Half | None = None) -> Iterator[Event]:
+def walk_keyspace(
+    db: Database, ks: Keyspace, deep: bool, half: Half | None = None, scope: Scope = EVERYTHING
+) -> Iterator[Event]:
     """Every live stream in metadata key order, each followed by its records' chunks, and the
     garbage of the stream column family, each incarnation where the key order puts it.
 
@@ -133,26 +136,37 @@ def walk_keyspace(db: Database, ks: Keyspace, deep: bool, half: Half | None = No
     stream's records are read by seeking to its prefix.  Garbage is found between them:
     after each live stream's records (and at the start) the walk reads on while the next
     incarnation is not a live one (``ks.live``), so every key of the column family is
-    seen once and nothing is held per stream.
+    seen once and nothing is held per stream.  With a ``scope``, only the streams in it and
+    their dead versions (see :mod:`kvfix.analysis.scope`).
     """
     it = db.iterator("stream")
     if it is None:
         if half is None:
-            yield from _without_records(db, ks)
+            yield from _without_records(db, ks, scope)
         return
-    if half is None or half.first:
+    whole = scope.everything
+    if whole and (half is None or half.first):
         it.seek_to_first()
         yield from _garbage(db, it, ks)
     for chunk in db.chunks("metadata", None if half is None or half.first else half.at):
         for raw_key, raw_value in chunk:
             if half is not None and half.first and _past(raw_key, half):
                 return
-            yield from _stream(db, it, ks, raw_key, raw_value, deep, half)
+            if whole or _in_scope(raw_key, ks, scope):
+                yield from _stream(db, it, ks, raw_key, raw_value, deep, half, whole)
             if half is not None and half.first and raw_key == half.at:
                 return
 
 
-def _without_records(db: Database, ks: Keyspace) -> Iterator[Visit | BadMetadata]:
+def _in_scope(raw_key: bytes, ks: Keyspace, scope: Scope) -> bool:
+    try:
+        mkey = decode_metadata_key(raw_key, ks.cluster)
+    except CodecError:
+        return False
+    return scope.wants(mkey.namespace, mkey.user_key)
+
+
+def _without_records(db: Database, ks: Keyspace, scope: Scope) -> Iterator[Visit | BadMetadata]:
     """The live streams of a database with no stream column family (none has a record)."""
     for chunk in db.chunks("metadata"):
         for raw_key, raw_value in chunk:
@@ -162,6 +176,8 @@ def _without_records(db: Database, ks: Keyspace) -> Iterator[Visit | BadMetadata
             try:
                 mkey = decode_metadata_key(raw_key, ks.cluster)
             except CodecError:
+                continue
+            if not scope.wants(mkey.namespace, mkey.user_key):
                 continue
             live = decode_live(mkey, raw_value)
             head = key_prefix(mkey.namespace, mkey.user_key, mkey.slot)
@@ -179,7 +195,14 @@ def _past(raw_key: bytes, half: Half) -> bool:
 
 
 def _stream(
-    db: Database, it: CheckedIterator, ks: Keyspace, raw_key: bytes, raw_value: bytes, deep: bool, half: Half | None
+    db: Database,
+    it: CheckedIterator,
+    ks: Keyspace,
+    raw_key: bytes,
+    raw_value: bytes,
+    deep: bool,
+    half: Half | None,
+    garbage: bool = True,
 ) -> Iterator[Event]:
     version = stream_version(raw_value)
     if version is None:
@@ -212,7 +235,8 @@ def _stream(
         return  # the end of the column family, or the other half reads on from here
     it.seek(end)
     yield from _versions(it, ks, head, None)
-    yield from _garbage(db, it, ks)
+    if garbage:
+        yield from _garbage(db, it, ks)
 
 
 def _versions(it: CheckedIterator, ks: Keyspace, head: bytes, until: bytes | None) -> Iterator[Garbage | BadKey]:

@@ -12,6 +12,8 @@ from typing import Any
 import click
 
 from kvfix.analysis.findings import Finding, exceeds, finding
+from kvfix.analysis.scope import Scope
+from kvfix.cli.params import EscapedBytes
 from kvfix.errors import (
     EXIT_CANNOT_RUN,
     EXIT_FINDINGS,
@@ -156,6 +158,36 @@ def resolve_format(fmt: str | None) -> str:
 def finding_report_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Summary output options, --fail-on and --cluster/--no-cluster: what scan and check take."""
     return summary_output_options(fail_on_option(cluster_option(func)))
+
+
+def scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--namespace, --stream (repeatable) and --match, passed on as one ``scope`` (a Scope)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, namespace: bytes | None, streams: tuple[bytes, ...], match: bytes | None, **kw: Any) -> Any:
+        return func(*args, scope=Scope(namespace, frozenset(streams), match), **kw)
+
+    wrapper = click.option(
+        "--match",
+        "match",
+        type=EscapedBytes(),
+        default=None,
+        help="Only streams whose key matches this Redis glob (\\xNN escapes for arbitrary bytes).",
+    )(wrapper)
+    wrapper = click.option(
+        "--stream",
+        "streams",
+        type=EscapedBytes(),
+        multiple=True,
+        help="Only this stream key (repeatable; in every namespace unless --namespace is given).",
+    )(wrapper)
+    return click.option(
+        "--namespace",
+        "namespace",
+        type=EscapedBytes(),
+        default=None,
+        help="Only streams of this namespace. With any of these three, orphans are not looked for.",
+    )(wrapper)
 
 
 def emit(fmt: str | None, doc: Callable[[], Document], json_obj: Callable[[], Any]) -> None:

@@ -8,6 +8,7 @@ import click
 
 from kvfix.analysis.model import ScanReport
 from kvfix.analysis.scan import scan_streams
+from kvfix.analysis.scope import Scope
 from kvfix.analysis.targets import Target, for_target
 from kvfix.cli.options import (
     finding_report_options,
@@ -16,6 +17,7 @@ from kvfix.cli.options import (
     read_error_findings,
     resolve_format,
     salvage_option,
+    scope_options,
 )
 from kvfix.cli.target import target_option
 from kvfix.errors import EXIT_FINDINGS, EXIT_OK
@@ -40,6 +42,7 @@ from kvfix.testpoints import reached
 @salvage_option
 @live_option
 @target_option
+@scope_options
 @handle_errors
 def scan(
     path: str,
@@ -51,6 +54,7 @@ def scan(
     salvage: bool,
     live: bool,
     target: Target,
+    scope: Scope,
 ) -> int:
     """Decode every stream of a Kvrocks data directory (its dir or dir/db) under both layouts.
 
@@ -80,6 +84,7 @@ def scan(
             on_begin=begin,
             keep_findings=keep,
             keep_pel=with_pel or records,
+            scope=scope,
         )
         report.findings.extend(for_target(read_error_findings(db), target))
     if fmt == "json":

@@ -18,7 +18,7 @@ from kvfix.analysis.repair_plan import StreamRepair
 from kvfix.render.document import Document, View, current_view
 from kvfix.render.jsonout import DocumentWriter, ElementSpool, Lazy, safe_int, text_and_hex
 from kvfix.render.scan_json import finding_json
-from kvfix.render.scan_report import LAYOUT_RANK
+from kvfix.render.scan_report import LAYOUT_RANK, scope_line
 from kvfix.render.summary import (
     TopRows,
     capped_table,
@@ -87,6 +87,13 @@ def repair_json(plans: list[StreamRepair]) -> list[dict[str, Any]]:
 
 
 def _head(scan: ScanReport, records: bool) -> dict[str, Any]:
+    out = _fields(scan, records)
+    if not scan.scope.everything:
+        out["scope"] = scan.scope.options()
+    return out
+
+
+def _fields(scan: ScanReport, records: bool) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "command": "check",
@@ -198,6 +205,7 @@ class CheckTables:
         s = report.summary()
         digest = report.digest()
         doc = Document(f"kvfix check {scan.path}")
+        scope_line(doc, scan)
         if report.verified_records is not None:
             n = sum(report.verified_records.values())
             doc.line(f"checksums: every block of every file read cleanly ({n:,} records in all column families)")

@@ -23,7 +23,7 @@ LAYOUT_RANK = {"mixed": 3, "legacy": 2, "prefixed": 1, "none": 0}
 
 
 def _head(report: ScanReport, records: bool) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "schema": SCHEMA,
         "mode": "deep" if report.deep else "fast",
         "records": records,
@@ -34,6 +34,15 @@ def _head(report: ScanReport, records: bool) -> dict[str, Any]:
             "namespaces": [show(n) for n in report.namespaces],
         },
     }
+    if not report.scope.everything:
+        out["scope"] = report.scope.options()
+    return out
+
+
+def scope_line(doc: Document, report: ScanReport) -> None:
+    """Say what a scoped run looked at, and what it did not look for."""
+    if not report.scope.everything:
+        doc.line(f"scope: {report.scope.describe()} (orphans and other keys' records not looked for)")
 
 
 def _garbage(report: ScanReport) -> dict[str, Any]:
@@ -157,6 +166,7 @@ class ScanTables:
     def document(self, report: ScanReport) -> Document:
         doc = Document(f"kvfix scan {report.path}")
         digest = report.digest()
+        scope_line(doc, report)
         _totals(doc, report)
         findings_summary(doc, digest, self.view)
         entries = ["entries"] if self.deep else []
@@ -164,8 +174,6 @@ class ScanTables:
         headers += ["unknown", "collisions", "findings"]
         rows = self.streams.rows()
         capped_table(doc, "Streams, worst first", headers, rows, report.tally.streams, "streams")
-        if not self.deep and rows:
-            doc.line("size is the metadata's entry count: the default mode does not read entries (--deep counts them)")
         headers = ["namespace", "stream", "group", "layout", "pending", "pel", "last_delivered_id", "entries_read"]
         headers += ["lag", "consumers (pending)", "collisions (alias ids)"]
         capped_table(doc, "Groups, worst first", headers, self.groups.rows(), report.tally.groups, "groups")
@@ -198,7 +206,8 @@ def pel_rows(report: ScanReport) -> Iterator[list[object]]:
 def _totals(doc: Document, report: ScanReport) -> None:
     summary = report.summary()
     doc.line(
-        f"mode {'deep' if report.deep else 'fast'} · cluster slots {'yes' if report.cluster_slots else 'no'} · "
+        f"mode {'deep' if report.deep else 'fast (entries not read: size is the metadata count)'} · "
+        f"cluster slots {'yes' if report.cluster_slots else 'no'} · "
         f"namespaces {', '.join(show(n) for n in report.namespaces) or '-'} · "
         f"column families {', '.join(report.column_families)}"
     )
