@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Literal, NamedTuple
 
+from kvfix.analysis.scope import EVERYTHING, Scope
 from kvfix.codec.ints import read_u64
 from kvfix.codec.stream import Layout
 from kvfix.store.database import Database, Op
@@ -28,6 +29,8 @@ ON_CONFLICT_CHOICES = ("refuse", "keep-prefixed", "keep-legacy")
 class PlanOptions:
     on_conflict: OnConflict = "refuse"
     cluster: bool | None = None
+    #: Only these streams (--namespace, --stream, --match); everything by default.
+    scope: Scope = EVERYTHING
 
 
 class Rewrite(NamedTuple):
@@ -208,6 +211,8 @@ class Plan:
     streams_without_groups: int
     #: Database.state() when planned; not part of what the plan does (not compared).
     db_state: tuple[str, int] | None = field(default=None, compare=False)
+    #: The streams planned for; verification reads the same ones.
+    scope: Scope = EVERYTHING
 
     @property
     def blocked(self) -> bool:

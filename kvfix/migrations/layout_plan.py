@@ -254,7 +254,7 @@ def _build_plan(db: Database, migration_id: str, source: Layout, target: Layout,
     planned: dict[Ident, StreamPlan] = {}
     undecodable: dict[Ident, int] = {}
     with_records = in_target = 0
-    for sr in stream_records(db, options.cluster, col):
+    for sr in stream_records(db, options.cluster, col, options.scope):
         ident = (sr.live.key.namespace, sr.live.key.user_key)
         if sr.undecodable:
             undecodable[ident] = len(sr.undecodable)
@@ -279,6 +279,7 @@ def _build_plan(db: Database, migration_id: str, source: Layout, target: Layout,
         in_target,
         col.live - with_records,
         db.state(),
+        options.scope,
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 
 from kvfix.analysis.keyspace import LiveStream, choose_cluster, survey_keyspace
+from kvfix.analysis.scope import EVERYTHING, Scope
 from kvfix.analysis.walk import BadKey, Garbage, Visit, paused_gc, walk_keyspace
 from kvfix.codec.stream import (
     LEGACY,
@@ -111,14 +112,16 @@ def collect(db: Database, cluster: bool | None) -> Collected:
     return out
 
 
-def stream_records(db: Database, cluster: bool | None, out: Collected) -> Iterator[StreamRecords]:
+def stream_records(
+    db: Database, cluster: bool | None, out: Collected, scope: Scope = EVERYTHING
+) -> Iterator[StreamRecords]:
     """Each live stream's group records, one stream at a time, in key order.
 
     Only the stream being read is held; ``out`` gets the keyspace and the counts of
     stale, orphan and bad keys (not its ``streams``: that is for the caller to keep).
     """
     current: StreamRecords | None = None
-    for sr, chunk, n in live_chunks(db, cluster, out):
+    for sr, chunk, n in live_chunks(db, cluster, out, scope):
         if sr is not current:
             if current is not None:
                 yield current
@@ -129,26 +132,28 @@ def stream_records(db: Database, cluster: bool | None, out: Collected) -> Iterat
 
 
 def live_chunks(
-    db: Database, cluster: bool | None, out: Collected
+    db: Database, cluster: bool | None, out: Collected, scope: Scope = EVERYTHING
 ) -> Iterator[tuple[StreamRecords, list[tuple[bytes, bytes]], int]]:
     """(stream, chunk of whole keys and values, prefix length) for each live stream's chunk.
 
     Every live stream comes first with an empty chunk, then its records' chunks (the fast
     walk of :mod:`kvfix.analysis.walk`, the one scan and check use).  Fills ``out`` with the
     cluster mode, the number of live streams and the records of stale versions, orphans
-    and keys that are not internal keys, which it does not yield.
+    and keys that are not internal keys, which it does not yield.  With a ``scope``, only
+    the streams in it (and ``out.live`` counts those).
     """
     use_cluster, _ = choose_cluster(db, cluster)
     ks = survey_keyspace(db, use_cluster)
-    out.cluster, out.live = use_cluster, ks.streams
+    out.cluster, out.live = use_cluster, 0
     target: StreamRecords | None = None
     n = 0
     with paused_gc():
-        for item in walk_keyspace(db, ks, deep=False):
+        for item in walk_keyspace(db, ks, deep=False, scope=scope):
             if isinstance(item, list):
                 yield target, item, n  # type: ignore[misc]  # chunks follow their Visit
             elif isinstance(item, Visit):
                 target, n = StreamRecords(item.live, item.raw), len(item.raw)
+                out.live += 1
                 yield target, [], n
             elif isinstance(item, Garbage):
                 garbage = out.stale if item.owner == "stale" else out.orphan

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from kvfix.analysis.scope import Scope
 from kvfix.codec.stream import Layout, classify
 from kvfix.migrations.base import Plan, StreamPlan
 from kvfix.migrations.layout_records import Collected, Ident, live_chunks
@@ -25,7 +26,7 @@ def verify_plan(db: Database, plan: Plan, streams_done: int | None = None) -> li
     blocked = {(s.namespace, s.key) for s in plan.streams if s.blocked}
     problems: list[str] = []
     checked: set[Ident] = set()
-    for ident, n, held in _held_streams(db, plan.cluster):
+    for ident, n, held in _held_streams(db, plan.cluster, plan.scope):
         sp = planned.get(ident)
         if sp is not None:
             checked.add(ident)
@@ -38,12 +39,12 @@ def verify_plan(db: Database, plan: Plan, streams_done: int | None = None) -> li
     return problems
 
 
-def _held_streams(db: Database, cluster: bool) -> Iterator[tuple[Ident, int, dict[bytes, bytes]]]:
+def _held_streams(db: Database, cluster: bool, scope: Scope) -> Iterator[tuple[Ident, int, dict[bytes, bytes]]]:
     """(stream, prefix length, whole key -> value of every record the walk reads) per live stream."""
     current: Ident | None = None
     held: dict[bytes, bytes] = {}
     n = 0
-    for sr, chunk, prefix_len in live_chunks(db, cluster, Collected(False, 0)):
+    for sr, chunk, prefix_len in live_chunks(db, cluster, Collected(False, 0), scope):
         ident = (sr.live.key.namespace, sr.live.key.user_key)
         if ident != current:  # a stream's records come together, in key order
             if current is not None:

@@ -126,6 +126,8 @@ def plan_json(
         "backup": None,
         "result": None,
     }
+    if not plan.scope.everything:
+        out["scope"] = plan.scope.options()
     if result is not None:
         out["backup"] = None if result.backup is None else show_path(result.backup)
         out["result"] = {
@@ -153,6 +155,8 @@ def plan_document(
     doc = Document(f"kvfix migrate {path} --to {plan.target}{' --dry-run' if dry_run else ''}")
     sm = plan.summary()
     doc.line(f"migration {m.id}: {m.description}")
+    if not plan.scope.everything:
+        doc.line(f"scope: {plan.scope.describe()} (only these streams are planned and moved)")
     doc.line(
         f"{sm['streams']:,} streams: {sm['streams_to_migrate']:,} to migrate, "
         f"{sm['streams_in_target_layout']:,} already {plan.target}, {sm['streams_without_groups']:,} without groups"
