@@ -85,11 +85,6 @@ def scan_json_cli(path: Path, *args: str) -> tuple[int, dict]:
     return result.exit_code, json.loads(result.stdout)
 
 
-def write_synth(synth, path: Path) -> Path:
-    """Write a kvfix.synth.SynthDB at path (a new directory) and return path."""
-    return synth.write(path)
-
-
 # --- migrate helpers (appended for the migrate test suite) -------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Issue 5: the entry fast path of --deep agrees with classify() and StreamAnalyzer.add().
+"""The entry fast path of --deep agrees with classify() and StreamAnalyzer.add().
 
 kvfix.codec.stream.is_plain_entry (inlined in StreamAnalyzer.add_chunk) may only accept
 what classify() reads as an entry and nothing else, with a valid value; add_chunk must

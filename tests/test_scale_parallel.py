@@ -1,4 +1,4 @@
-"""Issue 5: a deep scan split over two processes reports exactly what one process reports.
+"""A deep scan split over two processes reports exactly what one process reports.
 
 Any split key must give the same report (only the balance between the processes depends
 on it), including keys inside a stream: among its legacy records, among its entries, in

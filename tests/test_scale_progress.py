@@ -1,4 +1,4 @@
-"""Issue 5: progress on a terminal, nothing of it in pipes; JSON written stream by stream."""
+"""Progress on a terminal, nothing of it in pipes; JSON written stream by stream."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 5: the default (fast) walk finds exactly what a full walk finds, and reads no entries.
+"""The default (fast) walk finds exactly what a full walk finds, and reads no entries.
 
 The fast walk seeks over every subkey whose first u64 lies in (NAME_LIMIT, 2^64-1): only
 plain entries can sit there.  These tests build adversarial databases (explicit small

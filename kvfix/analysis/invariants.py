@@ -109,11 +109,6 @@ def _plain(v: object) -> object:
     return v
 
 
-def live_groups(rep: StreamReport) -> list[GroupInfo]:
-    """Groups that have a decodable group record, in both layouts (see the module docstring)."""
-    return [g for _, g in sorted(rep.groups.items()) if g.value is not None]
-
-
 def group_record_count(rep: StreamReport, facts: StreamFacts) -> int:
     """Group records in both layouts, those with an undecodable value included."""
     return len({k for k, g in rep.groups.items() if g.value is not None} | facts.bad_groups)

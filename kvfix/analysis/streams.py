@@ -13,6 +13,8 @@ from kvfix.codec.ints import U64_MAX
 from kvfix.codec.metadata import ZERO_ID, StreamId
 from kvfix.codec.stream import (
     ENTRY_KEY_LEN,
+    GROUP_NAME_AT,
+    KIND_VALUE,
     LEGACY,
     PREFIX_MARK,
     ZERO8,
@@ -26,11 +28,10 @@ from kvfix.codec.stream import (
     RecordKind,
     alias_id,
     classify,
+    consumer_name,
     group_record_shape,
 )
 from kvfix.textsafe import label
-
-_KIND_VALUE = {k: k.value for k in RecordKind}
 
 
 class LegacyRecords:
@@ -149,7 +150,7 @@ def _scans_of(report: StreamReport) -> ScansHitting:
 _GROUP, _CONSUMER, _PEL = 1, 2, 3
 #: kind value -> (layout, where the group name starts in the subkey, role), for add_chunk.
 _FILING = {
-    k.value: (layout, 8 if layout == LEGACY else 17, {"group": _GROUP, "consumer": _CONSUMER, "pel": _PEL}[k.role])
+    k.value: (layout, GROUP_NAME_AT[layout], {"group": _GROUP, "consumer": _CONSUMER, "pel": _PEL}[k.role])
     for k in RecordKind
     if (layout := k.layout) is not None
 }
@@ -202,7 +203,7 @@ class StreamAnalyzer:
         """Count and file a group record (any layout) that classify() read as ``key``/``val``."""
         rep = self.report
         kind = key.kind
-        rep.records[_KIND_VALUE[kind]] += 1
+        rep.records[KIND_VALUE[kind]] += 1
         layout = key.layout
         group = rep.groups.get((layout, key.group)) or rep.group(layout, key.group)
         if layout == LEGACY:
@@ -224,7 +225,7 @@ class StreamAnalyzer:
             return
         pairs, start = g.raw_pel, self._run_start
         count = len(pairs) - start
-        self.report.records[_KIND_VALUE[self._run_kind]] += count
+        self.report.records[KIND_VALUE[self._run_kind]] += count
         if not self.keep_pel and count:
             if self._run_kind is RecordKind.LEGACY_PEL:
                 n = self._run_n
@@ -328,13 +329,13 @@ class StreamAnalyzer:
                 self._run_len, self._run_head = run_len, run_head
                 continue
             records[value_of_kind] += 1
-            if start == 8:  # legacy; never a 16-byte subkey here (group_record_shape wants 17+)
+            if layout == LEGACY:  # never a 16-byte subkey here (group_record_shape wants 17+)
                 legacy_items.append((kind, g.name, sub))
                 legacy_count += 1
             if role == _GROUP:
                 g.file_value(value)
             else:
-                g.file_consumer(sub[end + 8 : k - n - 8] if start == 8 else sub[end + 8 :], value)
+                g.file_consumer(consumer_name(sub, layout, name), value)
         legacy.count += legacy_count
         self._end_run()
         if entries:

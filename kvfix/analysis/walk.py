@@ -170,22 +170,29 @@ def _without_records(db: Database, ks: Keyspace, scope: Scope) -> Iterator[Visit
     """The live streams of a database with no stream column family (none has a record)."""
     for chunk in db.chunks("metadata"):
         for raw_key, raw_value in chunk:
-            version = stream_version(raw_value)
-            if version is None:
+            found = _stream_metadata(raw_key, raw_value, ks)
+            if found is None or not scope.wants(found[0].namespace, found[0].user_key):
                 continue
-            try:
-                mkey = decode_metadata_key(raw_key, ks.cluster)
-            except CodecError:
-                continue
-            if not scope.wants(mkey.namespace, mkey.user_key):
-                continue
+            mkey, head, version = found
             live = decode_live(mkey, raw_value)
-            head = key_prefix(mkey.namespace, mkey.user_key, mkey.slot)
-            yield (
-                BadMetadata(mkey, "stream metadata does not decode")
-                if live is None
-                else Visit(live, head + u64(version))
-            )
+            yield BadMetadata(mkey, BAD_METADATA) if live is None else Visit(live, head + u64(version))
+
+
+def _stream_metadata(raw_key: bytes, raw_value: bytes, ks: Keyspace) -> tuple[MetadataKey, bytes, int] | None:
+    """A stream's metadata record: its key, key prefix (every version's) and version; None
+    for other types and for keys that do not decode (the survey reported those)."""
+    version = stream_version(raw_value)
+    if version is None:
+        return None
+    try:
+        mkey = decode_metadata_key(raw_key, ks.cluster)
+    except CodecError:
+        return None
+    return mkey, key_prefix(mkey.namespace, mkey.user_key, mkey.slot), version
+
+
+#: What a stream whose metadata value does not decode is reported with.
+BAD_METADATA = "stream metadata does not decode"
 
 
 def _past(raw_key: bytes, half: Half) -> bool:
@@ -204,14 +211,10 @@ def _stream(
     half: Half | None,
     garbage: bool = True,
 ) -> Iterator[Event]:
-    version = stream_version(raw_value)
-    if version is None:
-        return
-    try:
-        mkey = decode_metadata_key(raw_key, ks.cluster)
-    except CodecError:
-        return  # reported by the survey; its records are garbage
-    head = key_prefix(mkey.namespace, mkey.user_key, mkey.slot)
+    found = _stream_metadata(raw_key, raw_value, ks)
+    if found is None:
+        return  # not a stream, or a key the survey reported: its records are garbage
+    mkey, head, version = found
     raw = head + u64(version)
     end = successor(raw)
     start, stop = raw, end
@@ -226,7 +229,7 @@ def _stream(
         yield from _versions(it, ks, head, raw)
     live = decode_live(mkey, raw_value)
     if live is None:
-        yield BadMetadata(mkey, "stream metadata does not decode")
+        yield BadMetadata(mkey, BAD_METADATA)
         yield _count(it, Prefix(mkey.namespace, mkey.user_key, version, mkey.slot, raw), "stale")
     else:
         yield Visit(live, raw)
@@ -241,17 +244,27 @@ def _stream(
 
 def _versions(it: CheckedIterator, ks: Keyspace, head: bytes, until: bytes | None) -> Iterator[Garbage | BadKey]:
     """The live key's other (dead) versions from the iterator's position, up to ``until``."""
+    for prefix in _incarnations(it, ks):
+        if isinstance(prefix, BadKey):
+            if not prefix.key.startswith(head):
+                return  # another key's (the garbage walk reports it)
+            yield prefix
+        elif not prefix.raw.startswith(head) or prefix.raw == until:
+            return
+        else:
+            yield _count(it, prefix, "stale", of_live=True)
+
+
+def _incarnations(it: CheckedIterator, ks: Keyspace) -> Iterator[Prefix | BadKey]:
+    """The key incarnation at the iterator, again after the caller moved it past one (with
+    :func:`_count`), until the end; a key that is no internal key is passed over."""
     while it.valid():
         key = it.key()
-        if not key.startswith(head) or (until is not None and key.startswith(until)):
-            return
         try:
-            prefix = _prefix_of(key, ks.cluster)
+            yield _prefix_of(key, ks.cluster)
         except CodecError as exc:
             yield BadKey(key, it.value(), str(exc))
             it.next()
-            continue
-        yield _count(it, prefix, "stale", of_live=True)
 
 
 def _records(
@@ -276,13 +289,9 @@ def _records(
 
 def _garbage(db: Database, it: CheckedIterator, ks: Keyspace) -> Iterator[Garbage | BadKey]:
     """From the iterator's position, every incarnation up to the next live one (or the end)."""
-    while it.valid():
-        key = it.key()
-        try:
-            prefix = _prefix_of(key, ks.cluster)
-        except CodecError as exc:
-            yield BadKey(key, it.value(), str(exc))
-            it.next()
+    for prefix in _incarnations(it, ks):
+        if isinstance(prefix, BadKey):
+            yield prefix
             continue
         if prefix.raw[: len(prefix.raw) - 8] in ks.live:
             return  # a live stream's key: its visit reads every version

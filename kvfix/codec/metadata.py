@@ -168,17 +168,9 @@ class Metadata:
         return self.type_id in TYPE_NAMES or self.newer_type
 
     @property
-    def single_kv(self) -> bool:
-        return self.type_id in SINGLE_KV_TYPES
-
-    @property
     def creation_us(self) -> int | None:
         """Microsecond timestamp the version was generated at (Kvrocks: us << 11 | counter)."""
         return None if self.version is None else self.version >> 11
-
-    @property
-    def has_version(self) -> bool:
-        return self.version is not None
 
     def is_dead(self) -> bool:
         """Size 0 where the type cannot be empty: Kvrocks treats the key as gone."""

@@ -18,6 +18,8 @@ from kvfix.codec.metadata import StreamId
 from kvfix.codec.stream_keys import (
     ENTRY_KEY_LEN,
     ID_STRUCT,
+    KIND_LAYOUT,
+    KIND_ROLE,
     LEGACY,
     LEGACY_SUFFIX,
     PREFIX_MARK,
@@ -42,9 +44,6 @@ from kvfix.codec.stream_values import (
     StreamValue,
     decode_value,
 )
-
-_KIND_LAYOUT = {k: k.layout for k in RecordKind}
-_KIND_ROLE = {k: k.role for k in RecordKind}
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +144,8 @@ def fast_group_record(sub: bytes, value: bytes) -> tuple[GroupRecordKey, StreamV
     if shape is None:
         return None
     kind, end = shape
-    role = _KIND_ROLE[kind]
-    layout = _KIND_LAYOUT[kind]
+    role = KIND_ROLE[kind]
+    layout = KIND_LAYOUT[kind]
     group = sub[8 if layout == LEGACY else 17 : end]
     if role == "pel":
         ms, seq = ID_STRUCT.unpack_from(sub, end)

@@ -31,6 +31,18 @@ PREFIXED: Layout = "prefixed"
 
 PREFIX_MARK = b"\xff" * 8
 LEGACY_SUFFIX = b"METADATA"
+
+#: Where a group record's group name starts in its subkey: after the name's u64 length
+#: (legacy), or after 0xFF*8, the record type byte and that length (prefixed).
+GROUP_NAME_AT: dict[str, int] = {LEGACY: 8, PREFIXED: 17}
+
+
+def consumer_name(sub: bytes, layout: Layout, group: bytes) -> bytes:
+    """The consumer name in a consumer record's subkey (a legacy one ends with "METADATA")."""
+    start = GROUP_NAME_AT[layout] + len(group) + 8
+    return sub[start : len(sub) - len(LEGACY_SUFFIX)] if layout == LEGACY else sub[start:]
+
+
 ENTRY_KEY_LEN = 16
 MAX_ID = StreamId(U64_MAX, U64_MAX)
 #: A zero u64: an empty legacy group name's length, or an entry id's ms of 0.
@@ -58,10 +70,13 @@ class RecordKind(StrEnum):
         return _KIND_ROLE[self]
 
 
-_KIND_LAYOUT: dict[RecordKind, Layout | None] = {
+#: Per record kind, looked up in hot loops (a dict lookup, not a property call per record).
+KIND_VALUE: dict[RecordKind, str] = {k: k.value for k in RecordKind}
+KIND_LAYOUT: dict[RecordKind, Layout | None] = {
     k: None if k is RecordKind.ENTRY else LEGACY if k.value.startswith("legacy") else PREFIXED for k in RecordKind
 }
-_KIND_ROLE: dict[RecordKind, str] = {k: k.value.rsplit("_", 1)[-1] for k in RecordKind}
+KIND_ROLE: dict[RecordKind, str] = {k: k.value.rsplit("_", 1)[-1] for k in RecordKind}
+_KIND_LAYOUT, _KIND_ROLE = KIND_LAYOUT, KIND_ROLE
 #: (layout, role) -> kind, so key classes name their kind without building an enum from text.
 _KIND_OF: dict[tuple[str, str], RecordKind] = {(str(_KIND_LAYOUT[k]), _KIND_ROLE[k]): k for k in RecordKind}
 

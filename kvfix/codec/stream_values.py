@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from kvfix.codec.errors import CodecError
 from kvfix.codec.ints import Reader, i64, u64, varint32
 from kvfix.codec.metadata import StreamId
-from kvfix.codec.stream_keys import RecordKind, StreamSubkey, encode_subkey, sized
+from kvfix.codec.stream_keys import RecordKind, sized
 
 GROUP_VALUE_LEN = 48
 CONSUMER_VALUE_LEN = 24
@@ -124,7 +124,3 @@ _VALUE_DECODERS: dict[str, Callable[[bytes], StreamValue]] = {
 
 def decode_value(kind: RecordKind, data: bytes) -> StreamValue:
     return _VALUE_DECODERS[kind.role](data)
-
-
-def encode_record(key: StreamSubkey, value: StreamValue) -> tuple[bytes, bytes]:
-    return encode_subkey(key), value.encode()

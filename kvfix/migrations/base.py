@@ -17,7 +17,7 @@ from typing import Literal, NamedTuple
 
 from kvfix.analysis.scope import EVERYTHING, Scope
 from kvfix.codec.ints import read_u64
-from kvfix.codec.stream import Layout
+from kvfix.codec.stream import Layout, consumer_name
 from kvfix.store.database import Database, Op
 from kvfix.textsafe import show
 
@@ -79,9 +79,8 @@ def describe(kind: str, group: bytes, sub: bytes) -> str:
     if role == "pel":  # both layouts end with the entry id
         return f"pending {read_u64(sub, len(sub) - 16)}-{read_u64(sub, len(sub) - 8)}"
     if role == "consumer":  # the sized consumer name follows the sized group name
-        legacy = kind.startswith("legacy")  # legacy keys end with "METADATA"
-        name = sub[8 + len(group) + 8 : len(sub) - 8] if legacy else sub[17 + len(group) + 8 :]
-        return f"consumer {show(name)}"
+        layout: Layout = "legacy" if kind.startswith("legacy") else "prefixed"
+        return f"consumer {show(consumer_name(sub, layout, group))}"
     return "group"
 
 

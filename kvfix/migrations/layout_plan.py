@@ -17,12 +17,13 @@ from kvfix.analysis.walk import paused_gc
 from kvfix.codec.errors import CodecError
 from kvfix.codec.metadata import decode_metadata
 from kvfix.codec.stream import (
+    KIND_LAYOUT,
+    KIND_VALUE,
     ConsumerKey,
     GroupKey,
     GroupValue,
     Layout,
     PelKey,
-    RecordKind,
     encode_subkey,
     relocated_subkey,
     with_layout,
@@ -44,8 +45,6 @@ from kvfix.migrations.layout_records import GROUP_KINDS, Collected, GroupRecord,
 from kvfix.store.database import Database, Op
 from kvfix.textsafe import show
 
-_KIND_VALUE = {k: k.value for k in RecordKind}
-_KIND_LAYOUT = {k: k.layout for k in RecordKind}
 _GROUP_FIELDS = ("last_delivered_id", "pending_number", "consumer_number", "entries_read", "lag")
 
 
@@ -131,7 +130,7 @@ def plan_stream(
     src, tgt = sr.by_layout(source), sr.by_layout(target)
     if not src:
         return None
-    final = {r.sub: (r.value, r.kind in GROUP_KINDS) for r in sr.records if _KIND_LAYOUT[r.kind] == target}
+    final = {r.sub: (r.value, r.kind in GROUP_KINDS) for r in sr.records if KIND_LAYOUT[r.kind] == target}
     draft = _StreamDraft(sr.prefix, final)
     for group in sorted(src):
         move = src[group]
@@ -178,11 +177,11 @@ def _resolve_conflict(
         move = []
     draft.conflicts.append(Conflict(group, diffs, resolution))
     for r in losers:
-        kind = _KIND_VALUE[r.kind]
+        kind = KIND_VALUE[r.kind]
         draft.drops.append(
             Drop(kind, group, describe(kind, group, r.sub), draft.prefix + r.sub, r.value_sha256, len(r.value), why)
         )
-        if _KIND_LAYOUT[r.kind] == target:
+        if KIND_LAYOUT[r.kind] == target:
             draft.final.pop(r.sub, None)
     return move
 
@@ -194,7 +193,7 @@ def _move_records(draft: _StreamDraft, group: bytes, move: list[GroupRecord]) ->
     for r in move:
         sub, kind, value = r.sub, r.kind, r.value
         new_sub = relocated_subkey(sub, kind)
-        add(Rewrite(_KIND_VALUE[kind], group, prefix, sub, new_sub, value))
+        add(Rewrite(KIND_VALUE[kind], group, prefix, sub, new_sub, value))
         final[new_sub] = (value, kind in GROUP_KINDS)
 
 

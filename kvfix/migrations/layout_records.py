@@ -16,7 +16,8 @@ from kvfix.analysis.keyspace import LiveStream, choose_cluster, survey_keyspace
 from kvfix.analysis.scope import EVERYTHING, Scope
 from kvfix.analysis.walk import BadKey, Garbage, Visit, paused_gc, walk_keyspace
 from kvfix.codec.stream import (
-    LEGACY,
+    GROUP_NAME_AT,
+    KIND_LAYOUT,
     EntryKey,
     GroupRecordKey,
     Layout,
@@ -30,7 +31,8 @@ from kvfix.store.database import Database
 Ident = tuple[bytes, bytes]
 #: The kinds of group records proper (not consumers or PEL records).
 GROUP_KINDS = frozenset((RecordKind.LEGACY_GROUP, RecordKind.PREFIXED_GROUP))
-_KIND_LAYOUT = {k: k.layout for k in RecordKind}
+#: Where a group record kind's group name starts in its subkey.
+_NAME_AT = {k: GROUP_NAME_AT[layout] for k in RecordKind if (layout := k.layout) is not None}
 
 
 def sha(value: bytes) -> str:
@@ -53,7 +55,7 @@ class GroupRecord:
 
     @property
     def layout(self) -> Layout:
-        layout = _KIND_LAYOUT[self.kind]
+        layout = KIND_LAYOUT[self.kind]
         assert layout is not None  # a group record's kind always has one
         return layout
 
@@ -88,7 +90,7 @@ class StreamRecords:
     def by_layout(self, layout: Layout) -> dict[bytes, list[GroupRecord]]:
         out: dict[bytes, list[GroupRecord]] = defaultdict(list)
         for r in self.records:
-            if _KIND_LAYOUT[r.kind] == layout:
+            if KIND_LAYOUT[r.kind] == layout:
                 out[r.group].append(r)
         return out
 
@@ -170,7 +172,7 @@ def _collect_chunk(target: StreamRecords, chunk: list[tuple[bytes, bytes]], n: i
         shape = group_record_shape(sub, value)
         if shape is not None:
             kind, end = shape
-            group = sub[8:end] if _KIND_LAYOUT[kind] == LEGACY else sub[17:end]
+            group = sub[_NAME_AT[kind] : end]
             records(GroupRecord(sub, value, kind, name(group, group)))
             continue
         c = classify(sub, value)

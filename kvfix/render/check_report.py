@@ -16,7 +16,7 @@ from kvfix.analysis.invariants import REPAIRABLE
 from kvfix.analysis.model import ScanReport
 from kvfix.analysis.repair_plan import StreamRepair
 from kvfix.render.document import Document, View, current_view
-from kvfix.render.jsonout import DocumentWriter, ElementSpool, Lazy, safe_int, text_and_hex
+from kvfix.render.jsonout import Lazy, ReportWriter, safe_int, text_and_hex
 from kvfix.render.scan_json import finding_json
 from kvfix.render.scan_report import LAYOUT_RANK, scope_line
 from kvfix.render.summary import (
@@ -149,31 +149,20 @@ class CheckJsonWriter:
 
     def __init__(self, out: IO[str], records: bool, pretty: bool) -> None:
         self.records = records
-        self.doc = DocumentWriter(out, pretty)
-        self.spool = ElementSpool(pretty)
+        self.writer = ReportWriter(out, pretty)
 
     def begin(self, scan: ScanReport) -> None:
-        for key, value in _head(scan, self.records).items():
-            self.doc.member(key, value)
-        self.doc.open_array("streams")
+        self.writer.begin(_head(scan, self.records))
 
     def add(self, sc: StreamCheck) -> None:
-        self.doc.element(_stream_json(sc, self.records))
-        for f in (*sc.report.findings, *sc.findings):
-            self.spool.add(finding_json(f))
+        found = (*sc.report.findings, *sc.findings)
+        self.writer.stream(_stream_json(sc, self.records), map(finding_json, found))
 
     def finish(self, report: CheckReport) -> None:
-        self.doc.close_array()
-        self.doc.member("summary", report.summary())
-        self.doc.member("garbage", _garbage(report))
-        self.doc.open_array("findings")
-        for f in report.scan.findings:
-            self.doc.element(finding_json(f))
-        self.spool.copy_to(self.doc)
-        self.doc.close_array()
-        if report.verified_records is not None:
-            self.doc.member("verified_records", report.verified_records)
-        self.doc.close()
+        totals = {"summary": report.summary(), "garbage": _garbage(report)}
+        verified = report.verified_records
+        after = {} if verified is None else {"verified_records": verified}
+        self.writer.finish(totals, map(finding_json, report.scan.findings), after)
 
 
 def check_document(report: CheckReport, view: View | None = None) -> Document:

@@ -259,3 +259,37 @@ class ElementSpool:
 
 
 _SEPARATOR = "\x00"
+
+
+class ReportWriter:
+    """A report written while the walk runs: its head, then each stream's object as it is
+    finished, then the totals, every finding (the report's own, then the streams', which
+    wait in an :class:`ElementSpool`) and what comes after.  scan and check JSON."""
+
+    def __init__(self, out: IO[str], pretty: bool) -> None:
+        self.doc = DocumentWriter(out, pretty)
+        self.spool = ElementSpool(pretty)
+
+    def begin(self, head: dict[str, Any]) -> None:
+        for key, value in head.items():
+            self.doc.member(key, value)
+        self.doc.open_array("streams")
+
+    def stream(self, obj: Any, findings: Iterable[Any]) -> None:
+        self.doc.element(obj)
+        for f in findings:
+            self.spool.add(f)
+
+    def finish(self, totals: dict[str, Any], findings: Iterable[Any], after: dict[str, Any]) -> None:
+        self.doc.close_array()
+        for key, value in totals.items():
+            self.doc.member(key, value)
+        self.doc.open_array("findings")
+        for f in findings:
+            self.doc.element(f)
+        self.spool.copy_to(self.doc)
+        self.doc.close_array()
+        for key, value in after.items():
+            self.doc.member(key, value)
+        self.doc.close()
+

@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from kvfix.analysis.model import GroupInfo, ScanReport, StreamReport
 from kvfix.render.document import Document, View, current_view
-from kvfix.render.jsonout import DocumentWriter, ElementSpool, Lazy
+from kvfix.render.jsonout import Lazy, ReportWriter
 from kvfix.render.scan_json import _OVER, Buckets, collision_buckets, finding_json, stream_json
 from kvfix.render.scan_json import mine as mine_of
 from kvfix.render.summary import TopRows, capped_table, findings_cell, findings_summary, next_steps, worst_rank
@@ -78,29 +78,17 @@ class ScanJsonWriter:
 
     def __init__(self, out: IO[str], with_pel: bool, records: bool, pretty: bool) -> None:
         self.with_pel, self.records = with_pel, records
-        self.doc = DocumentWriter(out, pretty)
-        self.spool = ElementSpool(pretty)
+        self.writer = ReportWriter(out, pretty)
 
     def begin(self, report: ScanReport) -> None:
-        for key, value in _head(report, self.records).items():
-            self.doc.member(key, value)
-        self.doc.open_array("streams")
+        self.writer.begin(_head(report, self.records))
 
     def add(self, s: StreamReport) -> None:
-        self.doc.element(stream_json(s, self.with_pel, True, self.records))
-        for f in s.findings:
-            self.spool.add(finding_json(f))
+        self.writer.stream(stream_json(s, self.with_pel, True, self.records), map(finding_json, s.findings))
 
     def finish(self, report: ScanReport) -> None:
-        self.doc.close_array()
-        self.doc.member("summary", report.summary())
-        self.doc.member("garbage", _garbage(report))
-        self.doc.open_array("findings")
-        for f in report.findings:
-            self.doc.element(finding_json(f))
-        self.spool.copy_to(self.doc)
-        self.doc.close_array()
-        self.doc.close()
+        totals = {"summary": report.summary(), "garbage": _garbage(report)}
+        self.writer.finish(totals, map(finding_json, report.findings), {})
 
 
 def scan_document(report: ScanReport, with_pel: bool = False, view: View | None = None) -> Document:
