@@ -244,22 +244,21 @@ def _stream(
 
 def _versions(it: CheckedIterator, ks: Keyspace, head: bytes, until: bytes | None) -> Iterator[Garbage | BadKey]:
     """The live key's other (dead) versions from the iterator's position, up to ``until``."""
-    for prefix in _incarnations(it, ks):
-        if isinstance(prefix, BadKey):
-            if not prefix.key.startswith(head):
-                return  # another key's (the garbage walk reports it)
-            yield prefix
-        elif not prefix.raw.startswith(head) or prefix.raw == until:
-            return
-        else:
-            yield _count(it, prefix, "stale", of_live=True)
+    for prefix in _incarnations(it, ks, head, until):
+        yield prefix if isinstance(prefix, BadKey) else _count(it, prefix, "stale", of_live=True)
 
 
-def _incarnations(it: CheckedIterator, ks: Keyspace) -> Iterator[Prefix | BadKey]:
+def _incarnations(
+    it: CheckedIterator, ks: Keyspace, head: bytes = b"", until: bytes | None = None
+) -> Iterator[Prefix | BadKey]:
     """The key incarnation at the iterator, again after the caller moved it past one (with
-    :func:`_count`), until the end; a key that is no internal key is passed over."""
+    :func:`_count`), while keys start with ``head`` and not with ``until``; a key that is no
+    internal key is passed over.  Keys are compared before they are decoded: most walks
+    stop at the first one."""
     while it.valid():
         key = it.key()
+        if not key.startswith(head) or (until is not None and key.startswith(until)):
+            return
         try:
             yield _prefix_of(key, ks.cluster)
         except CodecError as exc:
