@@ -139,7 +139,7 @@ def _entry_summary_findings(rep: StreamReport, tail: StreamTail, facts: StreamFa
     size = rep.metadata.size
     first, last = facts.first or ZERO_ID, facts.last or ZERO_ID
     if size != facts.entries:
-        msg = f"metadata size is {size}, the stream has {facts.entries} entries"
+        msg = f"metadata size is {size}, the stream has {counted(facts.entries, 'entry', 'entries')}"
         out.append(check_finding("STREAM_SIZE_MISMATCH", msg, rep, facts.entries, size))
     if tail.first_entry_id != first:
         msg = f"first_entry_id is {tail.first_entry_id}, the smallest entry is {first}"
@@ -229,7 +229,7 @@ def _group_record_findings(
         return [check_finding("GROUP_RECORD_MISSING", msg, rep, "a group record", "none", **where)]
     out: list[Finding] = []
     if v.consumer_number != n_consumers:
-        msg = f"{gl}: consumer_number is {v.consumer_number}, it has {n_consumers} consumer records"
+        msg = f"{gl}: consumer_number is {v.consumer_number}, it has {counted(n_consumers, 'consumer record')}"
         out.append(check_finding("GROUP_CONSUMER_COUNT_MISMATCH", msg, rep, n_consumers, v.consumer_number, **where))
     if v.pending_number != g.pel_count:
         msg = f"{gl}: pending_number is {v.pending_number}, it has {g.pel_count} PEL records"

@@ -29,7 +29,7 @@ from kvfix.codec.ints import U64_MAX, u64
 from kvfix.codec.keys import decode_metadata_key, internal_prefix
 from kvfix.progress import Progress, Ticker
 from kvfix.store.database import Database
-from kvfix.textsafe import show, show_path
+from kvfix.textsafe import counted, show, show_path
 
 #: Called with each stream's analyzer once its records are all read (the report is finished).
 OnStream = Callable[[StreamAnalyzer], None]
@@ -105,10 +105,10 @@ def _garbage_findings(report: ScanReport, result: WalkResult) -> None:
     for g in result.garbage:
         key = g.prefix.user_key
         if g.owner == "stale":
-            message = f"{g.records} stream records of dead versions of {show(key)}"
+            message = f"{counted(g.records, 'stream record')} of dead versions of {show(key)}"
             report.findings.append(finding("STALE_RECORDS", message, g.prefix.namespace, key, records=g.records))
         else:
-            message = f"{g.records} stream records of {show(key)}, which has no metadata"
+            message = f"{counted(g.records, 'stream record')} of {show(key)}, which has no metadata"
             report.findings.append(finding("ORPHAN_RECORD", message, g.prefix.namespace, key, records=g.records))
     for bad in result.bad_metadata:
         report.findings.append(

@@ -106,7 +106,11 @@ def _ambiguous_record_findings(rep: StreamReport) -> list[Finding]:
         for sub, readings in rep.ambiguous[:EXAMPLES]
     ]
     if len(rep.ambiguous) > EXAMPLES:
-        out.append(finding("AMBIGUOUS_RECORD", f"and {len(rep.ambiguous) - EXAMPLES} more ambiguous records", ns, key))
+        out.append(
+            finding(
+                "AMBIGUOUS_RECORD", f"and {counted(len(rep.ambiguous) - EXAMPLES, 'more ambiguous record')}", ns, key
+            )
+        )
     return out
 
 
@@ -117,7 +121,7 @@ def _undecodable_record_findings(rep: StreamReport) -> list[Finding]:
     n = len(rep.undecodable)
     sub, err = rep.undecodable[0]
     more = f" (and {n - 1} more)" if n > 1 else ""
-    msg = f"{n} records decode as nothing known; first: subkey {sub.hex()}: {err}{more}"
+    msg = f"{counted(n, 'record')} {'decodes' if n == 1 else 'decode'} as nothing known; first: subkey {sub.hex()}: {err}{more}"
     return [finding("UNDECODABLE_RECORD", msg, rep.namespace, rep.key, records=n)]
 
 
@@ -127,7 +131,7 @@ def _max_ms_entry_findings(rep: StreamReport) -> list[Finding]:
         return []
     n = len(rep.max_ms_entries)
     ids = ", ".join(str(i) for i in rep.max_ms_entries[:EXAMPLES])
-    msg = f"{n} entries at ms = 2^64-1 ({ids}): XLEN counts them, XRANGE on 2.10+ hides them"
+    msg = f"{counted(n, 'entry', 'entries')} at ms = 2^64-1 ({ids}): XLEN counts them, XRANGE on 2.10+ hides them"
     return [finding("MAX_MS_ENTRY", msg, rep.namespace, rep.key, entries=n)]
 
 
@@ -148,7 +152,7 @@ def _stale_record_findings(rep: StreamReport) -> list[Finding]:
     stale = rep.records["stale"]
     if not stale:
         return []
-    msg = f"{stale} records of dead versions of this key"
+    msg = f"{counted(stale, 'record')} of dead versions of this key"
     return [finding("STALE_RECORDS", msg, rep.namespace, rep.key, records=stale)]
 
 
