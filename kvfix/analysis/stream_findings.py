@@ -121,7 +121,8 @@ def _undecodable_record_findings(rep: StreamReport) -> list[Finding]:
     n = len(rep.undecodable)
     sub, err = rep.undecodable[0]
     more = f" (and {n - 1} more)" if n > 1 else ""
-    msg = f"{counted(n, 'record')} {'decodes' if n == 1 else 'decode'} as nothing known; first: subkey {sub.hex()}: {err}{more}"
+    verb = "decodes" if n == 1 else "decode"
+    msg = f"{counted(n, 'record')} {verb} as nothing known; first: subkey {sub.hex()}: {err}{more}"
     return [finding("UNDECODABLE_RECORD", msg, rep.namespace, rep.key, records=n)]
 
 

@@ -292,4 +292,3 @@ class ReportWriter:
         for key, value in after.items():
             self.doc.member(key, value)
         self.doc.close()
-
