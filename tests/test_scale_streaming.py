@@ -124,3 +124,27 @@ def test_check_counting_pel_records_equals_check_keeping_them(shapes: list[Path]
     dropped, kept = both(copy)
     assert dropped == kept
     assert dropped["summary"]["errors"] > 0
+
+
+def test_a_deep_scan_split_inside_a_stream_counts_dropped_pel_records_on_both_sides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's scan keeps no PEL record; a second process's half of a split stream must
+    still add its PEL counts and collisions (and check's owners) to the first half's."""
+    import kvfix.analysis.scan as scan_module
+    from kvfix.analysis.walk import Half
+    from kvfix.codec.ints import u64
+    from kvfix.codec.keys import internal_prefix
+    from kvfix.synth import BASE_VERSION, DEFAULT_NS
+
+    bulk_load(tmp_path / "db", BulkSpec(streams=1, entries=6_000, groups=4, consumers=2, pel=6_000))
+    one = _cli(tmp_path / "db", "scan", "--deep")
+    with open_read_only(tmp_path / "db") as db:
+        mkey = next(k for chunk in db.chunks("metadata") for k, _ in chunk)
+        raw = internal_prefix(DEFAULT_NS, b"stream:00000", BASE_VERSION, None)
+        run = [k for chunk in db.chunks("stream") for k, _ in chunk if k.startswith(raw + u64(9) + b"group-001")]
+    assert len(run) > 1_000  # the group record, its consumers and its PEL records
+    for inside in (raw + u64(9), run[len(run) // 2], raw + b"\xff" * 8):  # the middle of one group's PEL
+        half = Half(mkey, True, inside)
+        monkeypatch.setattr(scan_module, "_split_point", lambda *a, s=half, **k: s)
+        assert _cli(tmp_path / "db", "scan", "--deep") == one, inside

@@ -168,6 +168,18 @@ class GroupInfo:
                 counts[name] = counts.get(name, 0) + 1
         return dropped
 
+    def absorb_pel(self, later: GroupInfo) -> None:
+        """Take in the PEL records another analyzer of the same group filed after ours
+        (a parallel deep scan split inside the stream): kept ones, and those only counted."""
+        self.pel.extend(later.pel)
+        self._pel_dropped += later._pel_dropped
+        for name, n in later.dropped_owners.items():
+            self.dropped_owners[name] = self.dropped_owners.get(name, 0) + n
+        if later.dropped_max_id is not None and (
+            self.dropped_max_id is None or later.dropped_max_id > self.dropped_max_id
+        ):
+            self.dropped_max_id = later.dropped_max_id
+
     def pel_max_id(self) -> StreamId | None:
         """The largest entry id a PEL record (kept or dropped) names, None without records."""
         ids = [p.entry_id for p in self.iter_pel()]
@@ -197,12 +209,13 @@ class GroupInfo:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, GroupInfo):
             return NotImplemented
-        return (self.name, self.layout, self.value, self.consumers, self.pel) == (
+        return (self.name, self.layout, self.value, self.consumers, self.pel, self.pel_count) == (
             other.name,
             other.layout,
             other.value,
             other.consumers,
             other.pel,
+            other.pel_count,
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable, compared by content
@@ -294,6 +307,11 @@ class StreamReport:
         if legacy and prefixed:
             return "mixed"
         return "legacy" if legacy else "prefixed" if prefixed else "none"
+
+    @property
+    def group_records(self) -> int:
+        """Groups with a (decodable) group record, in both layouts."""
+        return sum(g.value is not None for g in self.groups.values())
 
     def group(self, layout: Layout, name: bytes) -> GroupInfo:
         info = self.groups.get((layout, name))

@@ -374,7 +374,7 @@ class StreamAnalyzer:
             if g.value is not None:
                 mine.value = g.value
             mine.consumers.update(g.consumers)
-            mine.pel.extend(g.pel)
+            mine.absorb_pel(g)
         self._legacy.extend(later._legacy)
         if later.deferred:
             self._add_subkeys(later.deferred)  # after our own records: key order is kept

@@ -48,7 +48,7 @@ def _stream_row(sc: StreamCheck) -> dict[str, Any]:
         "first_entry_id": None if facts.first is None else str(facts.first),
         "last_entry_id": None if facts.last is None else str(facts.last),
         "group_number": None if tail is None else safe_int(tail.group_number),
-        "group_records": sum(g.value is not None for g in rep.groups.values()),
+        "group_records": rep.group_records,
         "bad_values": len(facts.bad_values),
         "deleted_pel_ids": sum(len(ids) for ids in facts.deleted_pel_ids.values()),
         "findings": len(sc.findings),
