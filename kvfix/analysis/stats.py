@@ -30,7 +30,7 @@ from kvfix.analysis.findings import finding
 from kvfix.analysis.keyspace import choose_cluster
 from kvfix.analysis.keyspace import now_ms as _now_ms
 from kvfix.analysis.stats_detail import Detail, count_key, detail_for
-from kvfix.analysis.stats_model import DEFAULT_TOP, Garbage, StatsFilter, StatsReport, TopKey, TopN
+from kvfix.analysis.stats_model import DEFAULT_TOP, Garbage, StatsFilter, StatsReport, TopKey, TopN, TypeCounts
 from kvfix.codec.errors import CodecError
 from kvfix.codec.keys import MetadataKey, decode_internal_key, decode_metadata_key, namespace_prefix, successor
 from kvfix.codec.metadata import Metadata, decode_metadata
@@ -162,9 +162,16 @@ class _Collector:
         key = _KeyInProgress()
         prefix: bytes | None = None
         role = "orphan"  # of the current prefix: live, dead_version, orphan, skip, unknown
+        tc: TypeCounts | None = None  # the live key's type counters (looked up once a prefix)
+        totals = report.cf_totals
         for raw_key, cf, value in heapq.merge(*walks):
             size = len(raw_key) + len(value)
-            self._read(cf, size)
+            t = totals.get(cf) or totals.setdefault(cf, [0, 0])
+            t[0] += 1
+            t[1] += size
+            self.records += 1
+            if self.records % PROGRESS_EVERY == 0:
+                self.progress.update(streams=self.keys, records=self.records)
             if prefix is None or not raw_key.startswith(prefix):
                 try:
                     ik = decode_internal_key(raw_key, self.cluster)
@@ -180,9 +187,11 @@ class _Collector:
                     self._finish_key(key)
                     key = self._start_key(ident, ik.namespace, ik.user_key, ik.slot)
                 role = key.role(ik.version)
-            if role == "live" or role == "unknown":
-                assert key.meta is not None
-                tc = report.counts(key.ident[0], key.meta.type_name)  # type: ignore[index]
+                tc = None
+                if role == "live" or role == "unknown":
+                    assert key.meta is not None
+                    tc = report.counts(key.ident[0], key.meta.type_name)  # type: ignore[index]
+            if tc is not None:
                 tc.records += 1
                 tc.bytes += size
                 key.records += 1
