@@ -302,8 +302,9 @@ class StreamReport:
 
     @property
     def layout(self) -> str:
-        legacy = any(self.records[k] for k in ("legacy_group", "legacy_consumer", "legacy_pel"))
-        prefixed = any(self.records[k] for k in ("prefixed_group", "prefixed_consumer", "prefixed_pel"))
+        r = self.records
+        legacy = r["legacy_group"] or r["legacy_consumer"] or r["legacy_pel"]
+        prefixed = r["prefixed_group"] or r["prefixed_consumer"] or r["prefixed_pel"]
         if legacy and prefixed:
             return "mixed"
         return "legacy" if legacy else "prefixed" if prefixed else "none"
