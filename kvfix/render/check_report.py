@@ -16,8 +16,7 @@ from kvfix.analysis.invariants import REPAIRABLE
 from kvfix.analysis.model import ScanReport
 from kvfix.analysis.repair_plan import StreamRepair
 from kvfix.render.document import Document, View, current_view
-from kvfix.render.jsonout import Lazy, ReportWriter, safe_int, text_and_hex
-from kvfix.render.scan_json import finding_json
+from kvfix.render.jsonout import Lazy, ReportWriter, finding_json, safe_int, text_and_hex
 from kvfix.render.scan_report import LAYOUT_RANK, scope_line
 from kvfix.render.summary import (
     TopRows,

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
+from kvfix.analysis.findings import Finding
 from kvfix.textsafe import show
 
 INDENT = 2
@@ -61,6 +62,21 @@ def safe_value(v: Any) -> Any:
     if isinstance(v, list | tuple):
         return [safe_value(x) for x in v]
     return v
+
+
+def finding_json(f: Finding) -> dict[str, Any]:
+    """One finding, as scan, check and stats JSON give it."""
+    out: dict[str, Any] = {
+        "severity": f.severity,
+        "code": f.code,
+        "namespace": None if f.namespace is None else show(f.namespace),
+        "key": None if f.key is None else show(f.key),
+        "key_hex": None if f.key is None else f.key.hex(),
+        "message": f.message,
+    }
+    if f.details:
+        out["details"] = safe_value(f.details)
+    return out
 
 
 class Lazy:

@@ -5,27 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from kvfix.analysis.findings import Finding
 from kvfix.analysis.model import RECORD_COUNT_KEYS, Collision, GroupInfo, StreamReport
 from kvfix.codec.metadata import StreamId
-from kvfix.render.jsonout import Lazy, safe_int, safe_value, text_and_hex
-from kvfix.textsafe import show
+from kvfix.render.jsonout import Lazy, safe_int, text_and_hex
 
 _OVER = "XRANGE/XREVRANGE over "
-
-
-def finding_json(f: Finding) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "severity": f.severity,
-        "code": f.code,
-        "namespace": None if f.namespace is None else show(f.namespace),
-        "key": None if f.key is None else show(f.key),
-        "key_hex": None if f.key is None else f.key.hex(),
-        "message": f.message,
-    }
-    if f.details:
-        out["details"] = safe_value(f.details)
-    return out
 
 
 class Bucket:

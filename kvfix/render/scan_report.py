@@ -12,8 +12,8 @@ from typing import IO, Any
 
 from kvfix.analysis.model import GroupInfo, ScanReport, StreamReport
 from kvfix.render.document import Document, View, current_view
-from kvfix.render.jsonout import Lazy, ReportWriter
-from kvfix.render.scan_json import _OVER, Buckets, collision_buckets, finding_json, stream_json
+from kvfix.render.jsonout import Lazy, ReportWriter, finding_json
+from kvfix.render.scan_json import _OVER, Buckets, collision_buckets, stream_json
 from kvfix.render.scan_json import mine as mine_of
 from kvfix.render.summary import TopRows, capped_table, findings_cell, findings_summary, next_steps, worst_rank
 from kvfix.textsafe import label, show

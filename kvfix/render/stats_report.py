@@ -8,8 +8,7 @@ from kvfix.analysis.stats_model import StatsReport, TopKey, TypeCounts
 from kvfix.codec.databases import database_of
 from kvfix.codec.keys import DEFAULT_NAMESPACE
 from kvfix.render.document import Document
-from kvfix.render.jsonout import text_and_hex
-from kvfix.render.scan_json import finding_json
+from kvfix.render.jsonout import finding_json, text_and_hex
 from kvfix.render.summary import findings_table
 from kvfix.textsafe import show
 
