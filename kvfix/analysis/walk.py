@@ -152,18 +152,11 @@ def walk_keyspace(
         for raw_key, raw_value in chunk:
             if half is not None and half.first and _past(raw_key, half):
                 return
-            if whole or _in_scope(raw_key, ks, scope):
-                yield from _stream(db, it, ks, raw_key, raw_value, deep, half, whole)
+            found = _stream_metadata(raw_key, raw_value, ks)
+            if found is not None and (whole or scope.wants(found[0].namespace, found[0].user_key)):
+                yield from _stream(db, it, ks, found, raw_key, raw_value, deep, half, whole)
             if half is not None and half.first and raw_key == half.at:
                 return
-
-
-def _in_scope(raw_key: bytes, ks: Keyspace, scope: Scope) -> bool:
-    try:
-        mkey = decode_metadata_key(raw_key, ks.cluster)
-    except CodecError:
-        return False
-    return scope.wants(mkey.namespace, mkey.user_key)
 
 
 def _without_records(db: Database, ks: Keyspace, scope: Scope) -> Iterator[Visit | BadMetadata]:
@@ -205,15 +198,15 @@ def _stream(
     db: Database,
     it: CheckedIterator,
     ks: Keyspace,
+    found: tuple[MetadataKey, bytes, int],
     raw_key: bytes,
     raw_value: bytes,
     deep: bool,
     half: Half | None,
     garbage: bool = True,
 ) -> Iterator[Event]:
-    found = _stream_metadata(raw_key, raw_value, ks)
-    if found is None:
-        return  # not a stream, or a key the survey reported: its records are garbage
+    """One live stream (its metadata record, decoded by :func:`_stream_metadata`): the Visit,
+    its records, its dead versions, and (``garbage``) the incarnations after it."""
     mkey, head, version = found
     raw = head + u64(version)
     end = successor(raw)

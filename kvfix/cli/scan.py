@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
-from kvfix.analysis.model import ScanReport
+from kvfix.analysis.model import ScanReport, StreamReport
 from kvfix.analysis.scan import scan_streams
 from kvfix.analysis.scope import Scope
 from kvfix.analysis.targets import Target, for_target
@@ -62,37 +64,32 @@ def scan(
     findings, streams and groups worst first, --limit rows each); --records adds every
     collision and PEL record, --pel the PEL records alone.
     """
-    view = current_view()
-    fmt = resolve_format(fmt)
-    records = view.records
-    keep = None if records or view.limit == 0 else view.limit
+    view, fmt = current_view(), resolve_format(fmt)
+    keep = None if view.records or view.limit == 0 else view.limit
+    options = dict(cluster=cluster, deep=deep, target=target, keep_findings=keep, scope=scope)
+    options["keep_pel"] = with_pel or view.records
+    opened = dict(salvage=salvage, live=live)
     if fmt == "json":
-        writer = ScanJsonWriter(sys.stdout, with_pel, records, view.pretty)
-        begin, add = writer.begin, writer.add
-    else:
-        tables = ScanTables(deep, with_pel, view)
-        begin, add = _nothing, tables.add
-    with open_read_only(path, salvage=salvage, live=live) as db, progress_for("scanning") as progress:
-        reached("scan")
-        report = scan_streams(
-            db,
-            lambda a: add(a.report),
-            cluster=cluster,
-            deep=deep,
-            progress=progress,
-            target=target,
-            on_begin=begin,
-            keep_findings=keep,
-            keep_pel=with_pel or records,
-            scope=scope,
-        )
-        report.findings.extend(for_target(read_error_findings(db), target))
-    if fmt == "json":
+        writer = ScanJsonWriter(sys.stdout, with_pel, view.records, view.pretty)
+        report = _scan(path, opened, options, writer.add, writer.begin)
         writer.finish(report)
     else:
+        tables = ScanTables(deep, with_pel, view)
+        report = _scan(path, opened, options, tables.add, None)
         render(tables.document(report), fmt)
     return EXIT_FINDINGS if report.digest().exceeds(fail_on) else EXIT_OK
 
 
-def _nothing(report: ScanReport) -> None:
-    return None
+def _scan(
+    path: str,
+    opened: dict[str, Any],
+    options: dict[str, Any],
+    add: Callable[[StreamReport], None],
+    begin: Callable[[ScanReport], None] | None,
+) -> ScanReport:
+    """Open read-only and scan, each finished stream to ``add`` (the report is streamed)."""
+    with open_read_only(path, **opened) as db, progress_for("scanning") as progress:
+        reached("scan")
+        report = scan_streams(db, lambda a: add(a.report), progress=progress, on_begin=begin, **options)
+        report.findings.extend(for_target(read_error_findings(db), options["target"]))
+    return report
