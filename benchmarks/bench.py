@@ -149,8 +149,7 @@ def _vm_hwm_mb() -> float:
 def _child_migrate(db_dir: str, work: str) -> dict:
     from kvfix.migrations import PlanOptions, for_target
     from kvfix.migrations.run import MigrationJob, execute
-    from kvfix.render.jsonout import dump
-    from kvfix.render.migrate_report import plan_json
+    from kvfix.render.migrate_json import PlanJson
     from kvfix.store.files import fingerprint
     from kvfix.store.lock import HeldLock
     from kvfix.store.opening import open_read_only
@@ -165,15 +164,16 @@ def _child_migrate(db_dir: str, work: str) -> dict:
     data = resolve(copy)
     with HeldLock(data.db) as lock:  # as kvfix migrate: the lock is held from planning on
         planned_files = fingerprint(data.db)
+        report = PlanJson(migration, str(copy), records=False, pretty=False)
         with open_read_only(data, lock=lock) as db:
-            plan = migration.plan(db, options)
+            plan = migration.plan(db, options, on_stream=report.add)
         t_plan = time.perf_counter()
         job = MigrationJob(migration, plan, options)
         target = backup_target(data, Path(work) / "backup")
         result = execute(data, lock, job, planned_files=planned_files, backup_to=target)
     t_exec = time.perf_counter()
     with open(os.devnull, "w") as null:
-        dump(plan_json(migration, plan, str(copy), False, result, lazy=True), null)
+        report.write(null, plan, False, result)
     t_json = time.perf_counter()
     shutil.rmtree(work, ignore_errors=True)
     if not result.verified or not result.applied.complete:

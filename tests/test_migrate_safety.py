@@ -16,7 +16,7 @@ from kvfix.codec.metadata import StreamId
 from kvfix.codec.stream import GroupKey, GroupValue, encode_subkey
 from kvfix.errors import WriteRefused
 from kvfix.migrations import PlanOptions, for_target, run
-from kvfix.migrations.layout import collect
+from kvfix.migrations.layout import Collected, stream_records
 from kvfix.migrations.run import MigrationJob, execute, write_units
 from kvfix.progress import Progress
 from kvfix.signals import SIGNALS
@@ -137,7 +137,8 @@ def test_interrupt_finishes_the_current_batch_and_stops(tmp_path, monkeypatch):
     migration = for_target("prefixed")
     with open_read_only(d) as db:
         plan = migration.plan(db, PlanOptions())
-    assert len(plan.streams) == 2
+        planned = list(migration.stream_plans(db, PlanOptions()))
+    assert plan.counts["streams_to_migrate"] == len(planned) == 2
 
     class CtrlCAfterFirst(Progress):
         def update(self, **kw):
@@ -145,21 +146,22 @@ def test_interrupt_finishes_the_current_batch_and_stops(tmp_path, monkeypatch):
                 os.kill(os.getpid(), signal.SIGINT)
                 time.sleep(0.05)
 
+    written = migration.written()
     with SIGNALS.installed(), open_writable(d) as db:
-        applied = write_units(db, migration.units(plan), CtrlCAfterFirst())
+        applied = write_units(db, migration.units(db, PlanOptions(), written), CtrlCAfterFirst(), 2)
     assert applied.interrupted and applied.done == 1 and applied.total == 2
+    written.done = applied.done
     with open_read_only(d) as db:
-        assert migration.verify(db, plan, applied.done) == []
-        again = migration.plan(db, PlanOptions())
-    assert [s.key for s in again.streams] == [plan.streams[1].key]
-    assert [s.namespace for s in again.streams] == [plan.streams[1].namespace]
+        assert migration.verify(db, plan, written) == []
+        again = list(migration.stream_plans(db, PlanOptions()))
+    assert [(s.namespace, s.key) for s in again] == [(planned[1].namespace, planned[1].key)]
 
 
 def test_apply_units_writes_each_unit_atomically(tmp_path):
     d = unpack("legacy-basic", tmp_path)
     with open_writable(d) as db:
         applied = write_units(
-            db, [[("default", b"k1", b"v1"), ("default", b"k1", None)], [("default", b"k2", b"v2")]], Progress()
+            db, [[("default", b"k1", b"v1"), ("default", b"k1", None)], [("default", b"k2", b"v2")]], Progress(), 2
         )
     assert applied.complete
     rows = dump_all(d)["default"]
@@ -196,16 +198,19 @@ def test_interrupted_cli_run_says_how_far_it_got(tmp_path):
 
 
 def _migrated(tmp_path):
-    """legacy-basic migrated to prefixed: (directory, migration, plan)."""
+    """legacy-basic migrated to prefixed: (directory, migration, plan, what was written, the stream plans)."""
     d = unpack("legacy-basic", tmp_path)
     migration = for_target("prefixed")
     with open_read_only(d) as db:
         plan = migration.plan(db, PlanOptions())
+        planned = list(migration.stream_plans(db, PlanOptions()))
+    written = migration.written()
     with open_writable(d) as db:
-        assert write_units(db, migration.units(plan), Progress()).complete
+        units = migration.units(db, PlanOptions(), written)
+        assert write_units(db, units, Progress(), plan.counts["streams_to_migrate"]).complete
     with open_read_only(d) as db:
-        assert migration.verify(db, plan) == []
-    return d, migration, plan
+        assert migration.verify(db, plan, written) == []
+    return d, migration, plan, written, planned
 
 
 def _tamper(d, put: dict[bytes, bytes] | None = None, delete: tuple[bytes, ...] = ()) -> None:
@@ -216,35 +221,32 @@ def _tamper(d, put: dict[bytes, bytes] | None = None, delete: tuple[bytes, ...] 
 
 @pytest.mark.parametrize("damage", ["value", "missing", "legacy_back", "foreign_group", "other_stream"])
 def test_verify_reports_every_kind_of_difference(tmp_path, damage):
-    d, migration, plan = _migrated(tmp_path)
-    sp = plan.streams[0]
+    d, migration, plan, written, planned = _migrated(tmp_path)
+    sp = planned[0]
     rw = sp.rewrites[0]
     if damage == "value":
         _tamper(d, put={rw.new_key: rw.value + b"x"})
-        expect = "1 with another value"
+        expect = "group records differ from the plan (0 prefixed records found, 1 planned, 1 undecodable"
     elif damage == "missing":
         _tamper(d, delete=(rw.new_key,))
-        expect = "1 missing"
+        expect = "group records differ from the plan (0 prefixed records found, 1 planned, or"
     elif damage == "legacy_back":
         _tamper(d, put={rw.old_key: rw.value})
         expect = "1 legacy records left"
     elif damage == "foreign_group":
         foreign = sp.prefix + encode_subkey(GroupKey("prefixed", b"never-planned"))
         _tamper(d, put={foreign: GroupValue(0, 0, StreamId(0, 0), 0, 0).encode()})
-        expect = "1 not planned"
+        expect = "group records differ from the plan (2 prefixed records found, 1 planned, or"
     else:  # a legacy record appears in a stream the plan did not touch
-        other = plan.streams[1] if len(plan.streams) > 1 else None
-        assert other is None or other.prefix != sp.prefix
+        moved = {p.prefix for p in planned}
         with open_read_only(d) as db:
-            untouched = [
-                s for s in collect(db, None).streams.values() if s.prefix not in {p.prefix for p in plan.streams}
-            ]
+            untouched = [s for s in stream_records(db, None, Collected(False, 0)) if s.prefix not in moved]
         assert untouched, "legacy-basic has streams without group records"
         legacy = untouched[0].prefix + encode_subkey(GroupKey("legacy", b"stray"))
         _tamper(d, put={legacy: GroupValue(0, 0, StreamId(0, 0), 0, 0).encode()})
         expect = "legacy records in a live stream"
     with open_read_only(d) as db:
-        problems = migration.verify(db, plan)
+        problems = migration.verify(db, plan, written)
     assert problems and any(expect in p for p in problems), problems
 
 
@@ -277,7 +279,8 @@ def test_execute_refuses_a_plan_the_database_no_longer_matches(tmp_path):
     migration = for_target("prefixed")
     with open_read_only(d) as db:
         plan = migration.plan(db, PlanOptions())
-    sp = plan.streams[0]
+    with open_read_only(d) as db:
+        sp = next(migration.stream_plans(db, PlanOptions()))
     late = sp.prefix + encode_subkey(GroupKey("legacy", b"created-after-the-plan"))
     _tamper(d, put={late: GroupValue(0, 0, StreamId(0, 0), 0, 0).encode()})
     before = dump_all(d)
@@ -295,8 +298,7 @@ def test_small_streams_share_a_synced_batch_and_each_stays_whole(tmp_path, monke
     migration = for_target("prefixed")
     with open_read_only(d) as db:
         plan = migration.plan(db, PlanOptions())
-    units = migration.units(plan)
-    groups = list(run.batches(units, 120))
+        groups = list(run.batches(migration.units(db, PlanOptions(), migration.written()), 120))
     assert sum(n for _, n in groups) == 500 and len(groups) == 9  # 2 ops a stream: 60 streams a batch
     assert [len(ops) for ops, _ in groups[:-1]] == [120] * 8
     writes = []
@@ -306,8 +308,10 @@ def test_small_streams_share_a_synced_batch_and_each_stays_whole(tmp_path, monke
             writes.append(kw["streams"])
 
     monkeypatch.setattr(run, "BATCH_RECORDS", 120)
+    written = migration.written()
     with open_writable(d) as db:
-        applied = write_units(db, units, Counting())
+        applied = write_units(db, migration.units(db, PlanOptions(), written), Counting(), 500)
     assert applied.complete and writes == [60 * i for i in range(1, 9)] + [500]
+    assert written.sha.hexdigest() == plan.writes_sha256
     with open_read_only(d) as db:
-        assert migration.verify(db, plan) == []
+        assert migration.verify(db, plan, written) == []

@@ -31,7 +31,10 @@ class RepairJob:
     def unchanged(self, db: Database) -> bool:
         return [p.puts for p in repair_plans(check_database(db, cluster=self.cluster))] == [p.puts for p in self.plans]
 
-    def units(self) -> Sequence[Sequence[Op]]:
+    def total(self) -> int:
+        return len(self.plans)
+
+    def units(self, db: Database) -> Sequence[Sequence[Op]]:
         return [[(w.cf, w.key, w.value) for w in p.puts] for p in self.plans]
 
     def verify(self, db: Database, done: int | None) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,13 @@ from kvfix.cli.writing import (
 )
 from kvfix.errors import Interrupted, VerifyFailed, WriteRefused
 from kvfix.migrations import MIGRATIONS, for_target, planfile
-from kvfix.migrations.base import ON_CONFLICT_CHOICES, Migration, Plan, PlanOptions
+from kvfix.migrations.base import ON_CONFLICT_CHOICES, Migration, Plan, PlanOptions, StreamPlan
 from kvfix.migrations.run import Applied, MigrationJob, RunResult, execute
 from kvfix.progress import progress_for
 from kvfix.render import render
-from kvfix.render.migrate_report import list_document, list_json, plan_document, plan_json
+from kvfix.render.document import current_view
+from kvfix.render.migrate_json import PlanJson
+from kvfix.render.migrate_report import RecordRows, list_document, list_json, plan_document
 from kvfix.signals import NAMES
 from kvfix.store.database import Database
 from kvfix.store.files import Fingerprint, fingerprint
@@ -35,7 +38,7 @@ from kvfix.store.lock import HeldLock
 from kvfix.store.opening import open_read_only
 from kvfix.store.paths import DataDir, resolve
 from kvfix.testpoints import reached
-from kvfix.textsafe import counted, show, show_path
+from kvfix.textsafe import counted, show_path
 
 
 @dataclass(frozen=True)
@@ -135,16 +138,64 @@ def _list(path: str, fmt: str | None, cluster: bool | None) -> int:
     return 0
 
 
+class Shown:
+    """What a run shows, fed each stream's plan while planning: the JSON document (spooled) or,
+    with --records, the text rows of every rewrite; a summary needs neither."""
+
+    def __init__(self, run: MigrateRun) -> None:
+        view = current_view()
+        self.json = self.rows = None
+        if resolve_format(run.fmt) == "json":
+            self.json = PlanJson(run.migration, show_path(run.path), view.records, view.pretty)
+        elif view.records:
+            self.rows = RecordRows()
+
+    def add(self, sp: StreamPlan) -> None:
+        if self.json is not None:
+            self.json.add(sp)
+        elif self.rows is not None:
+            self.rows.add(sp)
+
+
+def _planned(run: MigrateRun, db: Database, data: DataDir, plan_file: Path | None, save_plan: Path | None) -> Planned:
+    """One walk: the plan's summary, what the run shows, a saved plan written or compared."""
+    shown = Shown(run)
+    header = _plan_header(run, db.state()[0])
+    check = None if plan_file is None else planfile.PlanFileCheck(plan_file, header)
+    writer = None if save_plan is None else planfile.PlanFileWriter(save_plan)
+
+    def on_stream(sp: StreamPlan) -> None:
+        shown.add(sp)
+        if check is not None:
+            check.add(planfile.migration_lines(sp))
+        if writer is not None:
+            writer.add(planfile.migration_lines(sp))
+
+    try:
+        plan = run.migration.plan(db, run.options, limit=current_view().limit, on_stream=on_stream)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        writer.finish(header, _plan_info(plan, data))
+        click.echo(f"kvfix: plan saved to {show_path(writer.path)}; apply it with --plan", err=True)
+    if check is not None:
+        planfile.refuse_difference(check.path, check.finish(), "--dry-run --save-plan")
+    return Planned(plan, shown)
+
+
+@dataclass(frozen=True)
+class Planned:
+    plan: Plan
+    shown: Shown
+
+
 def _dry_run(run: MigrateRun, save_plan: Path | None) -> int:
     """--dry-run: plan read-only (no LOCK), perhaps save the plan, show it; writes nothing."""
     with open_read_only(run.path) as db:
-        plan = run.migration.plan(db, run.options)
-        identity = db.state()[0]
-    if save_plan is not None:
-        header, info = _plan_header(run, plan, identity, resolve(run.path))
-        planfile.save(save_plan, header, info, planfile.migration_lines(plan), planfile.migration_lines(plan))
-        click.echo(f"kvfix: plan saved to {show_path(save_plan)}; apply it with --plan", err=True)
-    _show(run, plan, True)
+        planned = _planned(run, db, resolve(run.path), None, save_plan)
+    _show(run, planned, True)
     return 0
 
 
@@ -153,48 +204,50 @@ def _real_run(run: MigrateRun, plan_file: Path | None) -> int:
     data = resolve(run.path)
     with HeldLock(data.db) as lock:
         planned_files = fingerprint(data.db)
-        plan, problems = _plan(run, data, lock, plan_file)
-        if plan.empty:
-            return _nothing_to_write(run, data, plan, problems)
-        backup_to = _confirm(run, data, plan)
-        result = _write(run, data, lock, plan, planned_files, backup_to)
-        if not _report(run, plan, result):
+        planned, problems = _plan(run, data, lock, plan_file)
+        if planned.plan.empty:
+            return _nothing_to_write(run, data, planned, problems)
+        backup_to = _confirm(run, data, planned)
+        result = _write(run, data, lock, planned.plan, planned_files, backup_to)
+        if not _report(run, planned, result):
             return 0
     release = "--target 2.9" if run.to == "legacy" else "--target 2.10"
     click.echo(f"kvfix: next: kvfix scan {show_path(run.path)} {release} (the release you will start)", err=True)
     return 0
 
 
-def _plan(run: MigrateRun, data: DataDir, lock: HeldLock, plan_file: Path | None) -> tuple[Plan, list[str]]:
+def _plan(run: MigrateRun, data: DataDir, lock: HeldLock, plan_file: Path | None) -> tuple[Planned, list[str]]:
     """The plan (a read-only open under the LOCK), checked against --plan's file; with nothing to
     write, what verifying what an earlier (perhaps interrupted) run left found."""
     with open_read_only(data, lock=lock) as db:
-        plan = run.migration.plan(db, run.options)
+        planned = _planned(run, db, data, plan_file, None)
         reached("plan")
-        if plan_file is not None:
-            _check_saved(plan_file, run, plan, db, data)
-        problems = run.migration.verify(db, plan, None) if plan.empty else []
-    return plan, problems
+        problems = run.migration.verify(db, planned.plan, None) if planned.plan.empty else []
+    return planned, problems
 
 
-def _nothing_to_write(run: MigrateRun, data: DataDir, plan: Plan, problems: list[str]) -> int:
+def _nothing_to_write(run: MigrateRun, data: DataDir, planned: Planned, problems: list[str]) -> int:
     """A real run with an empty plan: still removes a leftover config file, shows the plan and verifies."""
     remove_leftover_config(data)
     # JSON's result: nothing planned, nothing written, and what the verification found.
     result = RunResult(backup=None, applied=Applied(0, 0), problems=tuple(problems))
-    _show(run, plan, False, json_result=result)
+    _show(run, planned, False, json_result=result)
     if problems:
         raise VerifyFailed(f"verification failed: {problems[0]} ({counted(len(problems), 'problem')})")
-    click.echo(f"kvfix: nothing to migrate; verified: no live stream holds {plan.source} group records", err=True)
+    click.echo(
+        f"kvfix: nothing to migrate; verified: no live stream holds {planned.plan.source} group records", err=True
+    )
     return 0
 
 
-def _confirm(run: MigrateRun, data: DataDir, plan: Plan) -> Path | None:
+def _confirm(run: MigrateRun, data: DataDir, planned: Planned) -> Path | None:
     """Refuse an unresolved conflict, check the backup location, show the plan (on a terminal), ask."""
-    _refuse_blocked(run, plan)
+    plan = planned.plan
+    _refuse_blocked(run, planned)
     backup_to = backup_location(data, run.backup_dir, run.no_backup)
     if not run.yes and stdin_is_terminal() and resolve_format(run.fmt) != "json":
-        render(plan_document(run.migration, plan, show_path(run.path), True), resolve_format(run.fmt))
+        doc = plan_document(run.migration, plan, show_path(run.path), True, records=planned.shown.rows)
+        render(doc, resolve_format(run.fmt))
     sm = plan.summary()
     confirm_or_refuse(
         f"Rewrite {sm['rewrites']} records and drop {sm['drops']} in {sm['streams_to_migrate']} streams "
@@ -220,16 +273,11 @@ def _write(
         )
 
 
-def _report(run: MigrateRun, plan: Plan, result: RunResult) -> bool:
+def _report(run: MigrateRun, planned: Planned, result: RunResult) -> bool:
     """The result (the LOCK is still held), then raise unless every stream was written and verified;
     False when a signal cut the report short after a complete run."""
-    path = show_path(run.path)
     try:
-        emit(
-            run.fmt,
-            lambda: plan_document(run.migration, plan, path, False, result),
-            lambda: plan_json(run.migration, plan, path, False, result, lazy=True),
-        )
+        _show(run, planned, False, result)
     except Interrupted as exc:  # the work is done: only the report was cut short
         raise_for_run(result)
         click.echo(
@@ -242,31 +290,41 @@ def _report(run: MigrateRun, plan: Plan, result: RunResult) -> bool:
     return True
 
 
-def _show(run: MigrateRun, plan: Plan, dry_run: bool, json_result: RunResult | None = None) -> None:
-    """The plan (a dry run's, a refused or an empty real run's); ``json_result`` goes to JSON only."""
-    emit(
-        run.fmt,
-        lambda: plan_document(run.migration, plan, show_path(run.path), dry_run),
-        lambda: plan_json(run.migration, plan, show_path(run.path), dry_run, json_result, lazy=True),
-    )
+def _show(
+    run: MigrateRun,
+    planned: Planned,
+    dry_run: bool,
+    result: RunResult | None = None,
+    json_result: RunResult | None = None,
+) -> None:
+    """The plan (a dry run's, a refused or an empty real run's) or a real run's result;
+    ``json_result`` goes to JSON only."""
+    shown = planned.shown
+    if shown.json is not None:
+        shown.json.write(sys.stdout, planned.plan, dry_run, result or json_result)
+        return
+    doc = plan_document(run.migration, planned.plan, show_path(run.path), dry_run, result, records=shown.rows)
+    render(doc, resolve_format(run.fmt))
 
 
-def _refuse_blocked(run: MigrateRun, plan: Plan) -> None:
+def _refuse_blocked(run: MigrateRun, planned: Planned) -> None:
+    plan = planned.plan
     if not plan.blocked:
         return
-    _show(run, plan, False)  # a real run, refused: not a dry run
-    groups = [f"{show(s.key)}/{show(c.group)}" for s in plan.streams for c in s.conflicts if c.resolution is None]
+    _show(run, planned, False)  # a real run, refused: not a dry run
+    n = plan.counts["unresolved_conflicts"]
+    named = ", ".join(plan.refused) + (", …" if n > len(plan.refused) else "")
     raise WriteRefused(
-        f"{counted(len(groups), 'group')} {'exists' if len(groups) == 1 else 'exist'} in both layouts "
-        f"({', '.join(groups[:5])}); nothing written; "
+        f"{counted(n, 'group')} {'exists' if n == 1 else 'exist'} in both layouts "
+        f"({named}); nothing written; "
         "choose --on-conflict keep-prefixed or keep-legacy (the other side's records are deleted)"
     )
 
 
-def _plan_header(run: MigrateRun, plan: Plan, identity: str, data: DataDir) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(what applying the file compares, what is there for people)."""
+def _plan_header(run: MigrateRun, identity: str) -> dict[str, Any]:
+    """What applying a plan file compares."""
     options = run.options
-    header = {
+    return {
         "command": "migrate",
         "migration": run.migration.id,
         "options": {
@@ -277,9 +335,12 @@ def _plan_header(run: MigrateRun, plan: Plan, identity: str, data: DataDir) -> t
         },
         "db_identity": identity,
     }
+
+
+def _plan_info(plan: Plan, data: DataDir) -> dict[str, Any]:
+    """What a plan file's header holds for people."""
     assert plan.db_state is not None
-    info = {"db_path": data.shown(), "planned_at_sequence": str(plan.db_state[1]), "summary": plan.summary()}
-    return header, info
+    return {"db_path": data.shown(), "planned_at_sequence": str(plan.db_state[1]), "summary": plan.summary()}
 
 
 def _saved_options(plan_file: Path) -> tuple[str, str, bool | None, Scope]:
@@ -304,9 +365,3 @@ def _saved_scope(saved: dict[str, Any] | None) -> Scope:
         frozenset(bytes.fromhex(k) for k in saved.get("streams_hex") or ()),
         None if match is None else bytes.fromhex(match),
     )
-
-
-def _check_saved(plan_file: Path, run: MigrateRun, plan: Plan, db: Database, data: DataDir) -> None:
-    """Refuse unless the plan made now is the saved one (same options, database and lines)."""
-    header, _ = _plan_header(run, plan, db.state()[0], data)
-    planfile.refuse_unless_same(plan_file, header, planfile.migration_lines(plan), "--dry-run --save-plan")

@@ -106,7 +106,7 @@ def repair_dry_run(read: CheckInput, out: CheckOutput, save_plan: Path | None) -
     if save_plan is not None:
         plans = repair_plans(report)
         header, info = _plan_header(read.cluster, identity, resolve(read.path), len(plans))
-        planfile.save(save_plan, header, info, planfile.repair_lines(plans), planfile.repair_lines(plans))
+        planfile.save(save_plan, header, info, planfile.repair_lines(plans))
         click.echo(f"kvfix: plan saved to {show_path(save_plan)}; apply it with --repair --plan", err=True)
     return _show_plan(out, report, dry_run=True)
 

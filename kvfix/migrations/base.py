@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from hashlib import sha256
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from kvfix.analysis.scope import EVERYTHING, Scope
 from kvfix.codec.ints import read_u64
@@ -196,18 +197,47 @@ class Skipped:
     records: int = 0
 
 
+class StreamLine(NamedTuple):
+    """One stream of a plan as its summary table shows it (a plan keeps the worst few, not all)."""
+
+    namespace: bytes
+    key: bytes
+    rewrites: int
+    by_kind: str
+    drops: int
+    group_number: str
+    conflicts: str
+    notes: str
+
+
+class ConflictLine(NamedTuple):
+    namespace: bytes
+    key: bytes
+    conflict: Conflict
+
+
 @dataclass(frozen=True)
 class Plan:
+    """What a migration will do, summarised: counts, the worst streams, the first conflicts.
+
+    It holds no stream's records: the writes are planned again, stream by stream, when
+    they are written (:meth:`Migration.stream_plans`), and ``writes_sha256`` (every op's
+    bytes, in order) says whether that gives the same writes.  ``top``, ``conflicts`` and
+    ``skipped`` are bounded (worst first, up to the limit the plan was made with).
+    """
+
     migration_id: str
     source: Layout
     target: Layout
     on_conflict: OnConflict
     cluster: bool
-    streams: tuple[StreamPlan, ...]
-    skipped: tuple[Skipped, ...]
-    streams_total: int
-    streams_in_target: int  # live streams whose group records are all in the target layout already
-    streams_without_groups: int
+    counts: dict[str, int]
+    writes_sha256: str
+    top: tuple[StreamLine, ...] = ()
+    conflicts: tuple[ConflictLine, ...] = ()
+    #: "stream/group" of the first refused conflicts (the refusal names them).
+    refused: tuple[str, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
     #: Database.state() when planned; not part of what the plan does (not compared).
     db_state: tuple[str, int] | None = field(default=None, compare=False)
     #: The streams planned for; verification reads the same ones.
@@ -215,25 +245,47 @@ class Plan:
 
     @property
     def blocked(self) -> bool:
-        return any(s.blocked for s in self.streams)
+        return self.counts["unresolved_conflicts"] > 0
 
     @property
     def empty(self) -> bool:
-        return not self.streams
+        return self.counts["streams_to_migrate"] == 0
 
     def summary(self) -> dict[str, int]:
-        return {
-            "streams": self.streams_total,
-            "streams_to_migrate": len(self.streams),
-            "streams_in_target_layout": self.streams_in_target,
-            "streams_without_groups": self.streams_without_groups,
-            "rewrites": sum(len(s.rewrites) for s in self.streams),
-            "drops": sum(len(s.drops) for s in self.streams),
-            "metadata_updates": sum(s.metadata is not None for s in self.streams),
-            "conflicts": sum(len(s.conflicts) for s in self.streams),
-            "unresolved_conflicts": sum(c.resolution is None for s in self.streams for c in s.conflicts),
-            "skipped": len(self.skipped),
-        }
+        return dict(self.counts)
+
+
+def hash_ops(h: Any, ops: Iterable[Op]) -> None:
+    """Feed every op's bytes, unambiguously, to a hashlib object (a plan's ``writes_sha256``)."""
+    for cf, key, value in ops:
+        tail = b"-" if value is None else b"%d:%s" % (len(value), value)
+        h.update(b"%s:%d:%s%s" % (cf.encode(), len(key), key, tail))
+
+
+@dataclass
+class Written:
+    """What a run's writes were planned to leave, a few integers per stream (never the records),
+    and the digest of every op produced; ``done`` units of them were written (None: all)."""
+
+    width: int
+    ints: array[int] = field(default_factory=lambda: array("Q"))
+    sha: Any = field(default_factory=sha256)
+    done: int | None = None
+
+    def add(self, *values: int) -> None:
+        assert len(values) == self.width
+        self.ints.extend(values)
+
+    @property
+    def streams(self) -> int:
+        return len(self.ints) // self.width
+
+    def written(self) -> Iterator[tuple[int, ...]]:
+        """The entries of the streams written, in order."""
+        n = self.streams if self.done is None else min(self.done, self.streams)
+        w = self.width
+        for i in range(n):
+            yield tuple(self.ints[i * w : (i + 1) * w])
 
 
 @dataclass(frozen=True)
@@ -255,15 +307,28 @@ class Migration(ABC):
     def status(self, db: Database, cluster: bool | None = None) -> Status: ...
 
     @abstractmethod
-    def plan(self, db: Database, options: PlanOptions) -> Plan: ...
+    def plan(
+        self, db: Database, options: PlanOptions, limit: int = 20, on_stream: Callable[[StreamPlan], None] | None = None
+    ) -> Plan:
+        """The summary of :meth:`stream_plans` (``limit``: worst streams and conflicts kept);
+        ``on_stream`` sees each stream's plan on the way."""
 
     @abstractmethod
-    def units(self, plan: Plan) -> Sequence[Sequence[Op] | Split]:
-        """The plan's writes: one atomic batch per stream, built when it is written."""
+    def stream_plans(self, db: Database, options: PlanOptions) -> Iterator[StreamPlan]:
+        """Each stream's plan, in walk order, one at a time (what :meth:`plan` summarises)."""
 
     @abstractmethod
-    def verify(self, db: Database, plan: Plan, streams_done: int | None = None) -> list[str]:
-        """Problems found re-reading the database (empty list = verified)."""
+    def written(self) -> Written:
+        """An empty record of a run's writes, for :meth:`units` to fill and :meth:`verify` to read."""
+
+    @abstractmethod
+    def units(self, db: Database, options: PlanOptions, written: Written) -> Iterator[list[Op] | Split]:
+        """The writes, planned again from ``db`` as they are written: one unit per stream."""
+
+    @abstractmethod
+    def verify(self, db: Database, plan: Plan, written: Written | None = None) -> list[str]:
+        """Problems found re-reading the database (empty list = verified); ``written``: what a run
+        wrote (None: nothing written, only that no live stream is left in the source layout)."""
 
     @abstractmethod
     def revert(self) -> Migration:

@@ -3,8 +3,8 @@
 The migration-agnostic part of m001, in three modules by role, imported here as one:
 :mod:`kvfix.migrations.layout_records` collects every live stream's group records (one
 walk of the stream column family, skipping entries), :mod:`kvfix.migrations.layout_plan`
-plans per stream (and gives a plan's writes), :mod:`kvfix.migrations.layout_verify`
-checks the result.
+plans per stream (and gives a plan's writes, planned again as they are written),
+:mod:`kvfix.migrations.layout_verify` checks the result.
 
 Group number: Kvrocks 2.10.1 counts the groups it created in the stream metadata, the
 development build counted the legacy groups it created, so a stream both wrote into
@@ -15,14 +15,13 @@ it differs (so a consistent legacy stream round-trips byte for byte).
 
 from __future__ import annotations
 
-from kvfix.migrations.layout_plan import StreamOps, build_plan, continues_a_move, plan_stream
+from kvfix.migrations.layout_plan import build_plan, continues_a_move, plan_stream, stream_plans
 from kvfix.migrations.layout_records import (
     GROUP_KINDS,
     Collected,
     GroupRecord,
     Ident,
     StreamRecords,
-    collect,
     live_chunks,
     live_layouts,
     sha,
@@ -35,15 +34,14 @@ __all__ = [
     "Collected",
     "GroupRecord",
     "Ident",
-    "StreamOps",
     "StreamRecords",
     "build_plan",
-    "collect",
     "continues_a_move",
     "live_chunks",
     "live_layouts",
     "plan_stream",
     "sha",
+    "stream_plans",
     "stream_records",
     "verify_plan",
 ]

@@ -8,9 +8,9 @@ afterwards (``StreamPlan.expected``), which is what verification compares.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import overload
+from typing import Any
 
 from kvfix.analysis.keyspace import now_ms
 from kvfix.analysis.walk import paused_gc
@@ -40,10 +40,14 @@ from kvfix.migrations.base import (
     Split,
     StreamPlan,
     describe,
+    hash_ops,
 )
-from kvfix.migrations.layout_records import GROUP_KINDS, Collected, GroupRecord, Ident, StreamRecords, stream_records
+from kvfix.migrations.layout_records import GROUP_KINDS, Collected, GroupRecord, StreamRecords, stream_records
+from kvfix.migrations.tally import PlanHead, PlanTally
 from kvfix.store.database import Database, Op
 from kvfix.textsafe import show
+
+OnStream = Callable[[StreamPlan], None]
 
 _GROUP_FIELDS = ("last_delivered_id", "pending_number", "consumer_number", "entries_read", "lag")
 
@@ -242,51 +246,52 @@ def _metadata_change(sr: StreamRecords, raw: bytes, groups_after: int) -> Metada
     return MetadataChange(sr.live.key.encode(), raw, new, tail.group_number, groups_after)
 
 
-def build_plan(db: Database, migration_id: str, source: Layout, target: Layout, options: PlanOptions) -> Plan:
+def stream_plans(
+    db: Database, source: Layout, target: Layout, options: PlanOptions, col: Collected
+) -> Iterator[StreamPlan]:
+    """Each stream's plan as soon as its records are read (only one stream's are held);
+    ``col`` gets what the walk left alone (undecodable, stale, orphan and bad keys)."""
     with paused_gc():  # plans allocate a few objects per record and create no cycles
-        return _build_plan(db, migration_id, source, target, options)
+        for sr in stream_records(db, options.cluster, col, options.scope):
+            if sr.undecodable:
+                col.skip("undecodable", (sr.live.key.namespace, sr.live.key.user_key), len(sr.undecodable))
+            if not sr.records:
+                continue
+            col.with_records += 1
+            meta_raw = db.get("metadata", sr.live.key.encode()) or b""
+            sp = plan_stream(sr, source, target, options, meta_raw)
+            if sp is None:
+                col.in_target += 1
+            else:
+                yield sp
 
 
-def _build_plan(db: Database, migration_id: str, source: Layout, target: Layout, options: PlanOptions) -> Plan:
-    """Plan each stream as soon as its records are read, so only one stream's records are held."""
+def build_plan(
+    db: Database, head: PlanHead, options: PlanOptions, limit: int, on_stream: OnStream | None = None
+) -> Plan:
+    """The plan's summary (:class:`~kvfix.migrations.tally.PlanTally`); ``on_stream`` sees each
+    stream's plan on the way (a plan file, JSON), none is kept."""
     col = Collected(False, 0)
-    planned: dict[Ident, StreamPlan] = {}
-    undecodable: dict[Ident, int] = {}
-    with_records = in_target = 0
-    for sr in stream_records(db, options.cluster, col, options.scope):
-        ident = (sr.live.key.namespace, sr.live.key.user_key)
-        if sr.undecodable:
-            undecodable[ident] = len(sr.undecodable)
-        if not sr.records:
-            continue
-        with_records += 1
-        meta_raw = db.get("metadata", sr.live.key.encode()) or b""
-        sp = plan_stream(sr, source, target, options, meta_raw)
-        if sp is None:
-            in_target += 1
-        else:
-            planned[ident] = sp
-    return Plan(
-        migration_id,
-        source,
-        target,
-        options.on_conflict,
-        col.cluster,
-        tuple(planned[ident] for ident in sorted(planned)),
-        tuple(_skipped(col, undecodable)),
-        col.live,
-        in_target,
-        col.live - with_records,
-        db.state(),
-        options.scope,
-    )
+    tally = PlanTally(limit)
+    for sp in stream_plans(db, head.source, head.target, options, col):
+        tally.add(sp)
+        if on_stream is not None:
+            on_stream(sp)
+    walked = {
+        "streams": col.live,
+        "streams_in_target_layout": col.in_target,
+        "streams_without_groups": col.live - col.with_records,
+    }
+    skipped = _skipped(col)
+    total = len(skipped) + col.unnamed
+    return tally.plan(head, col.cluster, walked, tuple(skipped), total, db.state(), options.scope)
 
 
-def _skipped(col: Collected, undecodable: dict[Ident, int]) -> list[Skipped]:
+def _skipped(col: Collected) -> list[Skipped]:
     """What the plan leaves alone, stream by stream: undecodable records, then stale, orphan, bad keys."""
     skipped = [
         Skipped(*ident, "records that decode as nothing known; left as they are", n)
-        for ident, n in sorted(undecodable.items())
+        for ident, n in sorted(col.undecodable.items())
     ]
     for ident, n in sorted(col.stale.items()):
         skipped.append(Skipped(*ident, "records of dead versions of this key (stale, left for compaction)", n))
@@ -297,21 +302,12 @@ def _skipped(col: Collected, undecodable: dict[Ident, int]) -> list[Skipped]:
     return skipped
 
 
-class StreamOps(Sequence[list[Op] | Split]):
-    """Each stream's writes, built only when they are written (a plan's ops are never all held)."""
-
-    def __init__(self, streams: tuple[StreamPlan, ...]) -> None:
-        self._streams = streams
-
-    def __len__(self) -> int:
-        return len(self._streams)
-
-    @overload
-    def __getitem__(self, i: int) -> list[Op] | Split: ...
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[list[Op] | Split]: ...
-    def __getitem__(self, i: int | slice) -> list[Op] | Split | Sequence[list[Op] | Split]:
-        if isinstance(i, slice):
-            return StreamOps(self._streams[i])
-        parts = self._streams[i].parts(PART_RECORDS)
-        return parts[0] if len(parts) == 1 else Split(parts)
+def stream_units(plans: Iterable[StreamPlan], on_plan: OnStream, sha: Any) -> Iterator[list[Op] | Split]:
+    """Each stream's writes, built when they are written: one atomic part, or a Split of several
+    (``sha`` is fed every op, as :class:`~kvfix.migrations.tally.PlanTally` does)."""
+    for sp in plans:
+        on_plan(sp)
+        parts = sp.parts(PART_RECORDS)
+        for part in parts:
+            hash_ops(sha, part)
+        yield parts[0] if len(parts) == 1 else Split(parts)

@@ -95,23 +95,36 @@ class StreamRecords:
         return out
 
 
+#: Streams a plan names in its skipped list; beyond them it only counts.
+SKIPPED_NAMED = 1000
+
+
 @dataclass
 class Collected:
+    """What a walk found besides the live streams' records: bounded whatever the database."""
+
     cluster: bool
     #: How many live streams the walk met.
     live: int
-    streams: dict[Ident, StreamRecords] = field(default_factory=dict)
+    #: Records left alone, per stream (the first SKIPPED_NAMED streams of each kind).
     stale: Counter[Ident] = field(default_factory=Counter)
     orphan: Counter[Ident] = field(default_factory=Counter)
+    undecodable: Counter[Ident] = field(default_factory=Counter)
     bad_keys: int = 0
+    #: Live streams with group records, and those of them already in the target layout.
+    with_records: int = 0
+    in_target: int = 0
+    #: Streams with records left alone beyond the named ones.
+    unnamed: int = 0
+    _last: tuple[str, Ident] | None = None
 
-
-def collect(db: Database, cluster: bool | None) -> Collected:
-    """Every live stream's group records in both layouts (entries are sought over, not read)."""
-    out = Collected(False, 0)
-    for sr in stream_records(db, cluster, out):
-        out.streams[(sr.live.key.namespace, sr.live.key.user_key)] = sr
-    return out
+    def skip(self, what: str, ident: Ident, records: int) -> None:
+        counter: Counter[Ident] = getattr(self, what)
+        if ident in counter or len(counter) < SKIPPED_NAMED:
+            counter[ident] += records
+        elif self._last != (what, ident):
+            self.unnamed += 1
+        self._last = (what, ident)
 
 
 def stream_records(
@@ -120,7 +133,7 @@ def stream_records(
     """Each live stream's group records, one stream at a time, in key order.
 
     Only the stream being read is held; ``out`` gets the keyspace and the counts of
-    stale, orphan and bad keys (not its ``streams``: that is for the caller to keep).
+    stale, orphan and bad keys.
     """
     current: StreamRecords | None = None
     for sr, chunk, n in live_chunks(db, cluster, out, scope):
@@ -158,8 +171,8 @@ def live_chunks(
                 out.live += 1
                 yield target, [], n
             elif isinstance(item, Garbage):
-                garbage = out.stale if item.owner == "stale" else out.orphan
-                garbage[(item.prefix.namespace, item.prefix.user_key)] += item.records
+                what = "stale" if item.owner == "stale" else "orphan"
+                out.skip(what, (item.prefix.namespace, item.prefix.user_key), item.records)
             elif isinstance(item, BadKey):
                 out.bad_keys += 1
 
@@ -190,9 +203,8 @@ def _collect_chunk(target: StreamRecords, chunk: list[tuple[bytes, bytes]], n: i
 
 def live_layouts(db: Database, cluster: bool | None = None) -> Counter[str]:
     """How many live streams hold group records in legacy, prefixed, both (mixed) or none."""
-    col = collect(db, cluster)
     out: Counter[str] = Counter()
-    for sr in col.streams.values():
+    for sr in stream_records(db, cluster, Collected(False, 0)):
         layouts = {r.layout for r in sr.records}
         out["mixed" if len(layouts) == 2 else layouts.pop() if layouts else "none"] += 1
     return out

@@ -1,94 +1,85 @@
-"""Verifying m001: after a run, each migrated stream holds exactly the group records it planned."""
+"""Verifying m001: after a run, each written stream holds exactly the group records it planned.
+
+A run keeps, per stream it writes, four integers (:func:`expectation`): the stream's
+prefix hash, an order-free sum of 64-bit hashes of the (subkey, value) pairs its
+target-layout group records must be afterwards, how many there are, and a hash of the
+metadata it wrote.  Verification walks again, in the same order, and compares; the
+records themselves are never held beyond one stream.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
+from hashlib import blake2b
 
-from kvfix.analysis.scope import Scope
-from kvfix.codec.stream import Layout, classify
-from kvfix.migrations.base import Plan, StreamPlan
-from kvfix.migrations.layout_records import Collected, Ident, live_chunks
+from kvfix.analysis.keyspace import prefix_hash
+from kvfix.migrations.base import Plan, StreamPlan, Written
+from kvfix.migrations.layout_records import Collected, StreamRecords, stream_records
 from kvfix.store.database import Database
 from kvfix.textsafe import show
 
+#: Integers per stream in :class:`~kvfix.migrations.base.Written`.
+WIDTH = 4
+_MASK = (1 << 64) - 1
 
-def verify_plan(db: Database, plan: Plan, streams_done: int | None = None) -> list[str]:
-    """Re-read the group-record regions: each migrated stream holds exactly its planned state.
 
-    Records are compared by subkey and value bytes; only a record the plan does not
-    expect is classified (an entry at a small id is fine, a group record is not), so a
-    verification costs a read and a comparison per record, and holds one stream's group
-    records at a time.  With ``streams_done`` None every live stream is also checked for
-    records left in the source layout.
-    """
-    done = plan.streams[: len(plan.streams) if streams_done is None else streams_done]
-    planned = {(sp.namespace, sp.key): sp for sp in done}
-    blocked = {(s.namespace, s.key) for s in plan.streams if s.blocked}
+def _h(data: bytes) -> int:
+    return int.from_bytes(blake2b(data, digest_size=8).digest(), "big")
+
+
+def records_sum(pairs: Iterable[tuple[bytes, bytes]]) -> int:
+    """Order-free hash of (subkey, value) pairs: the sum of their 64-bit hashes, mod 2^64."""
+    total = 0
+    for sub, value in pairs:
+        total += _h(b"%d:%s%s" % (len(sub), sub, value))
+    return total & _MASK
+
+
+def expectation(sp: StreamPlan) -> tuple[int, int, int, int]:
+    """What verification compares for one written stream (see the module doc)."""
+    meta = 0 if sp.metadata is None else _h(sp.metadata.new) or 1
+    return (prefix_hash(sp.prefix) & _MASK, records_sum(sp.expected), len(sp.expected), meta)
+
+
+def verify_plan(db: Database, plan: Plan, written: Written | None = None) -> list[str]:
+    """Re-read the group records: each written stream holds exactly its planned state, and
+    after a complete run (or none) no live stream in scope holds source-layout records."""
+    expected = iter(() if written is None else written.written())
+    want = next(expected, None)
+    complete = written is None or written.done is None
     problems: list[str] = []
-    checked: set[Ident] = set()
-    for ident, n, held in _held_streams(db, plan.cluster, plan.scope):
-        sp = planned.get(ident)
-        if sp is not None:
-            checked.add(ident)
-            problems.extend(_stream_problems(db, plan, sp, n, held))
-        elif streams_done is None and ident not in blocked and _holds_layout(held, n, plan.source):
-            problems.append(f"{show(ident[0])}/{show(ident[1])}: {plan.source} records in a live stream")
-    for ident, sp in planned.items():
-        if ident not in checked:  # no group record left at all
-            problems.extend(_stream_problems(db, plan, sp, len(sp.prefix), {}))
+    for sr in stream_records(db, plan.cluster, Collected(False, 0), plan.scope):
+        if want is not None and prefix_hash(sr.prefix) & _MASK == want[0]:
+            problems.extend(_stream_problems(db, plan, sr, want))
+            want = next(expected, None)
+        elif complete:
+            left = sum(r.layout == plan.source for r in sr.records)
+            if left:
+                problems.append(f"{_where(sr)}: {left} {plan.source} records in a live stream")
+    missing = 0 if want is None else 1 + sum(1 for _ in expected)
+    if missing:
+        problems.append(f"{missing} written streams were not found again in the walk")
     return problems
 
 
-def _held_streams(db: Database, cluster: bool, scope: Scope) -> Iterator[tuple[Ident, int, dict[bytes, bytes]]]:
-    """(stream, prefix length, whole key -> value of every record the walk reads) per live stream."""
-    current: Ident | None = None
-    held: dict[bytes, bytes] = {}
-    n = 0
-    for sr, chunk, prefix_len in live_chunks(db, cluster, Collected(False, 0), scope):
-        ident = (sr.live.key.namespace, sr.live.key.user_key)
-        if ident != current:  # a stream's records come together, in key order
-            if current is not None:
-                yield current, n, held
-            current, n, held = ident, prefix_len, {}
-        held.update(chunk)
-    if current is not None:
-        yield current, n, held
+def _where(sr: StreamRecords) -> str:
+    return f"{show(sr.live.key.namespace)}/{show(sr.live.key.user_key)}"
 
 
-def _holds_layout(held: dict[bytes, bytes], n: int, layout: Layout) -> bool:
-    return any(_group_layout(whole[n:], value) == layout for whole, value in held.items())
-
-
-def _stream_problems(db: Database, plan: Plan, sp: StreamPlan, n: int, held: dict[bytes, bytes]) -> list[str]:
-    where = f"{show(sp.namespace)}/{show(sp.key)}"
+def _stream_problems(db: Database, plan: Plan, sr: StreamRecords, want: tuple[int, ...]) -> list[str]:
     out: list[str] = []
-    prefix = sp.prefix
-    expected = {prefix + sub: value for sub, value in sp.expected}
-    layouts = [_group_layout(whole[n:], held[whole]) for whole in held.keys() - expected.keys()]
-    left = layouts.count(plan.source)
-    unplanned = len(layouts) - layouts.count(None)
+    left = sum(r.layout == plan.source for r in sr.records)
     if left:
-        out.append(f"{where}: {left} {plan.source} records left")
-    missing = changed = 0
-    for whole, want in expected.items():
-        value = held.get(whole)
-        if value is None:
-            missing += 1
-        elif value != want:
-            changed += 1
-    if missing or changed or unplanned > left:
+        out.append(f"{_where(sr)}: {left} {plan.source} records left")
+    held = [(r.sub, r.value) for r in sr.records if r.layout == plan.target]
+    if records_sum(held) != want[1] or len(held) != want[2]:
+        bad = f", {len(sr.undecodable)} undecodable" if sr.undecodable else ""
         out.append(
-            f"{where}: group records differ from the plan ({missing} missing, {changed} with another value, "
-            f"{unplanned} not planned)"
+            f"{_where(sr)}: group records differ from the plan ({len(held)} {plan.target} records found, "
+            f"{want[2]} planned{bad}, or their bytes differ)"
         )
-    if sp.metadata is not None and db.get("metadata", sp.metadata.key) != sp.metadata.new:
-        out.append(f"{where}: stream metadata is not what the plan wrote")
+    if want[3]:
+        raw = db.get("metadata", sr.live.key.encode())
+        if raw is None or (_h(raw) or 1) != want[3]:
+            out.append(f"{_where(sr)}: stream metadata is not what the plan wrote")
     return out
-
-
-def _group_layout(sub: bytes, value: bytes) -> Layout | None:
-    """The layout of a group record, None for an entry or a record that decodes as nothing."""
-    c = classify(sub, value)
-    if c.key is None or c.value is None:
-        return None
-    return c.key.kind.layout

@@ -9,11 +9,14 @@ metadata's group_number, see kvfix.migrations.layout) do.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator
 
 from kvfix.codec.stream import LEGACY, PREFIXED, Layout
 from kvfix.migrations import layout
-from kvfix.migrations.base import Migration, Plan, PlanOptions, Split, Status
+from kvfix.migrations.base import Migration, Plan, PlanOptions, Split, Status, StreamPlan, Written
+from kvfix.migrations.layout_plan import OnStream, stream_units
+from kvfix.migrations.layout_verify import WIDTH, expectation
+from kvfix.migrations.tally import PlanHead
 from kvfix.store.database import Database, Op
 
 
@@ -24,16 +27,24 @@ class _LayoutMigration(Migration):
         detail = ", ".join(f"{counts[k]} {k}" for k in ("legacy", "prefixed", "mixed", "none")) + " streams"
         return Status(n > 0, n, detail)
 
-    def plan(self, db: Database, options: PlanOptions) -> Plan:
-        return layout.build_plan(db, self.id, self.source, self.target, options)
+    def stream_plans(self, db: Database, options: PlanOptions) -> Iterator[StreamPlan]:
+        return layout.stream_plans(db, self.source, self.target, options, layout.Collected(False, 0))
 
-    def units(self, plan: Plan) -> Sequence[Sequence[Op] | Split]:
-        if plan.migration_id != self.id:
-            raise ValueError(f"plan of {plan.migration_id} given to {self.id}")
-        return layout.StreamOps(plan.streams)
+    def plan(self, db: Database, options: PlanOptions, limit: int = 20, on_stream: OnStream | None = None) -> Plan:
+        head = PlanHead(self.id, self.source, self.target, options.on_conflict)
+        return layout.build_plan(db, head, options, limit, on_stream)
 
-    def verify(self, db: Database, plan: Plan, streams_done: int | None = None) -> list[str]:
-        return layout.verify_plan(db, plan, streams_done)
+    def written(self) -> Written:
+        return Written(WIDTH)
+
+    def units(self, db: Database, options: PlanOptions, written: Written) -> Iterator[list[Op] | Split]:
+        def record(sp: StreamPlan) -> None:
+            written.add(*expectation(sp))
+
+        return stream_units(self.stream_plans(db, options), record, written.sha)
+
+    def verify(self, db: Database, plan: Plan, written: Written | None = None) -> list[str]:
+        return layout.verify_plan(db, plan, written)
 
 
 class StreamGroupsPrefixed(_LayoutMigration):

@@ -18,29 +18,28 @@ from pathlib import Path
 from typing import Any
 
 from kvfix.errors import WriteRefused
-from kvfix.migrations.base import Plan
+from kvfix.migrations.base import StreamPlan
 from kvfix.textsafe import show, show_path
 
 FORMAT = "kvfix-plan/1"
 
 
-def migration_lines(plan: Plan) -> Iterator[dict[str, Any]]:
-    """Every write of a migration plan, stream by stream, as its batch writes them."""
-    for sp in plan.streams:
-        where = {"namespace": show(sp.namespace), "stream": show(sp.key)}
-        for d in sp.drops:
-            yield {
-                "op": "drop", **where, "kind": d.kind, "group": show(d.group), "key_hex": d.key.hex(),
-                "value_len": d.value_len, "value_sha256": d.value_sha256, "reason": d.reason,
-            }  # fmt: skip
-        for r in sp.rewrites:
-            yield {
-                "op": "rewrite", **where, "kind": r.kind, "group": show(r.group), "old_key_hex": r.old_key.hex(),
-                "new_key_hex": r.new_key.hex(), "value_len": r.value_len, "value_sha256": r.value_sha256,
-            }  # fmt: skip
-        if sp.metadata is not None:
-            m = sp.metadata
-            yield {"op": "metadata", **where, "key_hex": m.key.hex(), "old_hex": m.old.hex(), "new_hex": m.new.hex()}
+def migration_lines(sp: StreamPlan) -> Iterator[dict[str, Any]]:
+    """Every write of one stream's migration plan, as its batch writes them."""
+    where = {"namespace": show(sp.namespace), "stream": show(sp.key)}
+    for d in sp.drops:
+        yield {
+            "op": "drop", **where, "kind": d.kind, "group": show(d.group), "key_hex": d.key.hex(),
+            "value_len": d.value_len, "value_sha256": d.value_sha256, "reason": d.reason,
+        }  # fmt: skip
+    for r in sp.rewrites:
+        yield {
+            "op": "rewrite", **where, "kind": r.kind, "group": show(r.group), "old_key_hex": r.old_key.hex(),
+            "new_key_hex": r.new_key.hex(), "value_len": r.value_len, "value_sha256": r.value_sha256,
+        }  # fmt: skip
+    if sp.metadata is not None:
+        m = sp.metadata
+        yield {"op": "metadata", **where, "key_hex": m.key.hex(), "old_hex": m.old.hex(), "new_hex": m.new.hex()}
 
 
 def repair_lines(plans: Iterable[Any]) -> Iterator[dict[str, Any]]:
@@ -55,33 +54,51 @@ def _encode(line: dict[str, Any]) -> bytes:
     return json.dumps(line, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8") + b"\n"
 
 
-def digest(lines: Iterable[dict[str, Any]]) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n = 0
-    for line in lines:
-        h.update(_encode(line))
-        n += 1
-    return h.hexdigest(), n
+class PlanFileWriter:
+    """A plan file written as its lines come: they go to a temporary body, and :meth:`finish`
+    puts the header (with their count and digest) first, then renames the whole into place."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._body_path = path.with_name(path.name + ".body.tmp")
+        self._body = open(self._body_path, "wb")  # noqa: SIM115  (closed by finish or abort)
+        self._sha = hashlib.sha256()
+        self.lines = 0
+
+    def add(self, lines: Iterable[dict[str, Any]]) -> None:
+        for line in lines:
+            raw = _encode(line)
+            self._sha.update(raw)
+            self._body.write(raw)
+            self.lines += 1
+
+    def finish(self, header: dict[str, Any], info: dict[str, Any]) -> None:
+        """``header`` is what applying the file compares, ``info`` is there for people."""
+        self._body.close()
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "wb") as f, open(self._body_path, "rb") as body:
+            f.write(_encode({"format": FORMAT, **header, **info, "lines": self.lines, "digest": self._sha.hexdigest()}))
+            while block := body.read(1 << 20):
+                f.write(block)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        os.unlink(self._body_path)
+
+    def abort(self) -> None:
+        self._body.close()
+        for leftover in (self._body_path, self.path.with_name(self.path.name + ".tmp")):
+            leftover.unlink(missing_ok=True)
 
 
-def save(
-    path: Path,
-    header: dict[str, Any],
-    info: dict[str, Any],
-    lines: Iterable[dict[str, Any]],
-    again: Iterable[dict[str, Any]],
-) -> None:
-    """Write the header (``header`` is what applying compares, ``info`` is for people, plus
-    the digest of ``lines``), then ``again``: the same lines from a second pass."""
-    sha, n = digest(lines)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(_encode({"format": FORMAT, **header, **info, "lines": n, "digest": sha}))
-        for line in again:
-            f.write(_encode(line))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def save(path: Path, header: dict[str, Any], info: dict[str, Any], lines: Iterable[dict[str, Any]]) -> None:
+    writer = PlanFileWriter(path)
+    try:
+        writer.add(lines)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.finish(header, info)
 
 
 def read_header(path: Path) -> dict[str, Any]:
@@ -95,27 +112,52 @@ def read_header(path: Path) -> dict[str, Any]:
     return header
 
 
+class PlanFileCheck:
+    """A saved plan compared with the plan made now, line by line as it is made; the first
+    difference is kept (:meth:`finish`), nothing else."""
+
+    def __init__(self, path: Path, header: dict[str, Any]) -> None:
+        self.path = path
+        saved = read_header(path)
+        self.difference: str | None = None
+        for key, value in header.items():
+            if saved.get(key) != value:
+                self.difference = f"{key} was {json.dumps(saved.get(key))} when planned, is {json.dumps(value)} now"
+                break
+        self._digest = saved.get("digest")
+        self._file = open(path, "rb")  # noqa: SIM115  (closed by finish)
+        self._file.readline()
+        self._n = 1
+        self._sha = hashlib.sha256()
+
+    def add(self, lines: Iterable[dict[str, Any]]) -> None:
+        for line in lines:
+            if self.difference is not None:
+                return
+            now = _encode(line)
+            was = self._file.readline()
+            self._n += 1
+            if was != now:
+                self.difference = f"line {self._n}: the file has {_brief(was)}, the database now gives {_brief(now)}"
+            self._sha.update(now)
+
+    def finish(self) -> str | None:
+        """None when the file holds exactly the header's fields and the lines given; else what differs first."""
+        with self._file as f:
+            if self.difference is None:
+                extra = f.readline()
+                if extra:
+                    self.difference = f"the file has more writes than the database now gives (from {_brief(extra)})"
+                elif self._sha.hexdigest() != self._digest:
+                    self.difference = "the file's lines do not match its own digest (edited or damaged)"
+        return self.difference
+
+
 def first_difference(path: Path, header: dict[str, Any], lines: Iterable[dict[str, Any]]) -> str | None:
     """None when the file holds exactly ``header``'s fields and ``lines``; else what differs first."""
-    saved = read_header(path)
-    for key, value in header.items():
-        if saved.get(key) != value:
-            return f"{key} was {json.dumps(saved.get(key))} when planned, is {json.dumps(value)} now"
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        f.readline()
-        for n, line in enumerate(lines, 2):
-            now = _encode(line)
-            was = f.readline()
-            if was != now:
-                return f"line {n}: the file has {_brief(was)}, the database now gives {_brief(now)}"
-            h.update(now)
-        extra = f.readline()
-        if extra:
-            return f"the file has more writes than the database now gives (from {_brief(extra)})"
-    if h.hexdigest() != saved.get("digest"):
-        return "the file's lines do not match its own digest (edited or damaged)"
-    return None
+    check = PlanFileCheck(path, header)
+    check.add(lines)
+    return check.finish()
 
 
 def _brief(raw: bytes) -> str:
@@ -125,7 +167,10 @@ def _brief(raw: bytes) -> str:
 
 def refuse_unless_same(path: Path, header: dict[str, Any], lines: Iterable[dict[str, Any]], remake: str) -> None:
     """Raise WriteRefused (nothing written) naming the first difference, unless the file holds this plan."""
-    diff = first_difference(path, header, lines)
+    refuse_difference(path, first_difference(path, header, lines), remake)
+
+
+def refuse_difference(path: Path, diff: str | None, remake: str) -> None:
     if diff is not None:
         raise WriteRefused(
             f"{show_path(path)}: the database no longer gives this plan ({diff}); nothing written; "

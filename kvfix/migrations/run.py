@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from kvfix.analysis.walk import paused_gc
 from kvfix.errors import Interrupted, KvfixError, WriteRefused
-from kvfix.migrations.base import Migration, Plan, PlanOptions, Split
+from kvfix.migrations.base import Migration, Plan, PlanOptions, Split, Written
 from kvfix.progress import Progress
 from kvfix.signals import SIGNALS
 from kvfix.store.backup import make_backup
@@ -36,12 +37,17 @@ from kvfix.textsafe import show_path
 class Job(Protocol):
     """What a write run needs from a plan (a migration's or a repair's)."""
 
+    def total(self) -> int:
+        """How many units the run writes."""
+        ...
+
     def unchanged(self, db: Database) -> bool:
         """Under the write lock: does the database still give exactly this plan?"""
         ...
 
-    def units(self) -> Sequence[Sequence[Op] | Split]:
-        """One unit each (a stream's whole change), in order: atomic, or a Split of atomic parts."""
+    def units(self, db: Database) -> Iterable[Sequence[Op] | Split]:
+        """One unit each (a stream's whole change), in order: atomic, or a Split of atomic parts;
+        may be planned again from ``db`` while they are written (each read before its write)."""
         ...
 
     def verify(self, db: Database, done: int | None) -> list[str]:
@@ -51,21 +57,39 @@ class Job(Protocol):
 
 @dataclass
 class MigrationJob:
-    """A reviewed migration plan as the executor runs it (kvfix.migrations.run.Job)."""
+    """A reviewed migration plan as the executor runs it (kvfix.migrations.run.Job).
+
+    The writes are planned again from the read-write handle, stream by stream, as they
+    are written: a stream is read before any write of its own and no write touches
+    another stream's keys, so this gives the reviewed plan (same state token, or the same
+    digest of every write), and no plan is ever held whole.
+    """
 
     migration: Migration
     plan: Plan
     options: PlanOptions
+    written: Written | None = None
+
+    def total(self) -> int:
+        return self.plan.counts["streams_to_migrate"]
 
     def unchanged(self, db: Database) -> bool:
-        same_state = self.plan.db_state is not None and db.state() == self.plan.db_state
-        return same_state or self.migration.plan(db, self.options) == self.plan
+        if self.plan.db_state is not None and db.state() == self.plan.db_state:
+            return True
+        again = self.migration.plan(db, self.options, limit=1)
+        return again.writes_sha256 == self.plan.writes_sha256 and again.counts == self.plan.counts
 
-    def units(self) -> Sequence[Sequence[Op] | Split]:
-        return self.migration.units(self.plan)
+    def units(self, db: Database) -> Iterator[list[Op] | Split]:
+        self.written = self.migration.written()
+        return self.migration.units(db, self.options, self.written)
 
     def verify(self, db: Database, done: int | None) -> list[str]:
-        return self.migration.verify(db, self.plan, done)
+        written = self.written or self.migration.written()
+        written.done = done
+        problems = self.migration.verify(db, self.plan, written)
+        if done is None and written.sha.hexdigest() != self.plan.writes_sha256:
+            problems.append("the writes made differ from the reviewed plan's (digest of every write)")
+        return problems
 
 
 @dataclass(frozen=True)
@@ -130,7 +154,7 @@ def execute(
             if not job.unchanged(db):
                 raise WriteRefused("the database changed since it was planned; nothing written; run again")
             SIGNALS.raise_if_received()  # a signal during the re-check: nothing written yet
-            applied = write_units(db, job.units(), progress)
+            applied = write_units(db, job.units(db), progress, job.total())
             flush_error = flush(db)
             with SIGNALS.interruptible():
                 problems, unverified = verify(data, lock, job, applied, flush_error)
@@ -181,11 +205,10 @@ def batches(units: Iterable[Sequence[Op] | Split], limit: int) -> Iterator[tuple
         yield ops, n
 
 
-def write_units(db: Database, units: Sequence[Sequence[Op] | Split], progress: Progress) -> Applied:
+def write_units(db: Database, units: Iterable[Sequence[Op] | Split], progress: Progress, total: int) -> Applied:
     """Whole units in synced batches; a signal stops after the current batch, a failed write at once."""
-    total = len(units)
     done = written = 0
-    with SIGNALS.deferred():
+    with SIGNALS.deferred(), _closing(units):
         for ops, n in batches(units, BATCH_RECORDS):
             if SIGNALS.received is not None:
                 return Applied(done, total, SIGNALS.name(), SIGNALS.received)
@@ -199,6 +222,17 @@ def write_units(db: Database, units: Sequence[Sequence[Op] | Split], progress: P
             progress.update(streams=done, total_streams=total)
             reached("batch", written)
     return Applied(done, total, SIGNALS.name() if SIGNALS.received else None, SIGNALS.received)
+
+
+@contextmanager
+def _closing(units: Iterable[object]) -> Iterator[None]:
+    """Close a generator of units however the writes end: its reads must end before the verification."""
+    try:
+        yield
+    finally:
+        close = getattr(units, "close", None)
+        if close is not None:
+            close()
 
 
 def _io_reason(exc: Exception) -> str:

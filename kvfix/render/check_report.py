@@ -15,11 +15,11 @@ from kvfix.analysis.check import CheckReport, StreamCheck
 from kvfix.analysis.invariants import REPAIRABLE
 from kvfix.analysis.model import ScanReport
 from kvfix.analysis.repair_plan import StreamRepair
+from kvfix.bounded import TopRows
 from kvfix.render.document import Document, View, current_view
 from kvfix.render.jsonout import Lazy, ReportWriter, finding_json, safe_int, text_and_hex
 from kvfix.render.scan_report import LAYOUT_RANK, scope_line
 from kvfix.render.summary import (
-    TopRows,
     capped_table,
     findings_cell,
     findings_summary,
@@ -180,7 +180,7 @@ class CheckTables:
 
     def __init__(self, view: View) -> None:
         self.view = view
-        self.streams = TopRows(view.limit)
+        self.streams: TopRows[list[object]] = TopRows(view.limit)
 
     def add(self, sc: StreamCheck) -> None:
         rep = sc.report

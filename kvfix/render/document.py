@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -85,16 +85,43 @@ class Table:
     more: str | None = None
 
 
+#: Rows of a listing aligned together (one table each): a listing of a million rows is
+#: rendered a part at a time.
+LISTING_PART = 10_000
+
+
+@dataclass
+class Listing:
+    """A table of any length, its rows read once when rendered (a spool), never all held."""
+
+    title: str
+    headers: list[str]
+    rows: Iterable[list[object]]
+
+    def parts(self) -> Iterator[list[list[object]]]:
+        part: list[list[object]] = []
+        for row in self.rows:
+            part.append(row)
+            if len(part) >= LISTING_PART:
+                yield part
+                part = []
+        if part:
+            yield part
+
+
 @dataclass
 class Document:
     title: str
-    blocks: list[Table | str] = field(default_factory=list)
+    blocks: list[Table | Listing | str] = field(default_factory=list)
 
     def line(self, text: str) -> None:
         self.blocks.append(text)
 
     def table(self, title: str, headers: list[str], rows: list[list[object]], more: str | None = None) -> None:
         self.blocks.append(Table(title, headers, rows, more))
+
+    def listing(self, title: str, headers: list[str], rows: Iterable[list[object]]) -> None:
+        self.blocks.append(Listing(title, headers, rows))
 
 
 def _cell(value: object) -> str:
@@ -135,6 +162,12 @@ def _render_rich(doc: Document, out: IO[str]) -> None:
     for block in doc.blocks:
         if isinstance(block, str):
             console.print(_rich_line(_cell(block)))
+            continue
+        if isinstance(block, Listing):
+            console.print(Text(_cell(block.title), style="bold"))
+            for part in block.parts():
+                for line in _listing_text(block.headers, part, "simple", _cell).splitlines():
+                    console.print(Text(line), soft_wrap=True)
             continue
         for table in _rich_tables(block, console.width):
             console.print(table)
@@ -223,6 +256,10 @@ def _render_markdown(doc: Document, out: IO[str]) -> None:
             out.write(_md(_cell(block)) + "\n\n")
             continue
         out.write(f"### {_md(_cell(block.title))}\n\n")
+        if isinstance(block, Listing):
+            for part in block.parts():
+                out.write(_listing_text(block.headers, part, "github", lambda c: _md(_cell(c))) + "\n\n")
+            continue
         if block.rows:
             rows = [[_md(_cell(c)) for c in row] for row in block.rows]
             out.write(tabulate(rows, headers=block.headers, tablefmt="github", disable_numparse=True) + "\n\n")
@@ -248,6 +285,10 @@ def _render_tabulate(doc: Document, tablefmt: str, out: IO[str]) -> None:
             out.write(text(_cell(block)) + "\n")
             continue
         out.write(f"\n{text(_cell(block.title))}\n")
+        if isinstance(block, Listing):
+            for part in block.parts():
+                out.write(_listing_text(block.headers, part, tablefmt, lambda c: cell(_cell(c))) + "\n")
+            continue
         if block.rows:
             rows = [[cell(_cell(c)) for c in row] for row in block.rows]
             headers = [cell(_cell(h)) for h in block.headers]
@@ -256,3 +297,9 @@ def _render_tabulate(doc: Document, tablefmt: str, out: IO[str]) -> None:
             out.write("(none)\n")
         if block.more is not None:
             out.write(text(_cell(block.more)) + "\n")
+
+
+def _listing_text(headers: list[str], rows: list[list[object]], tablefmt: str, cell: Callable[[object], str]) -> str:
+    """One part of a listing as a table in ``tablefmt``, every cell through ``cell``."""
+    cells = [[cell(c) for c in row] for row in rows]
+    return tabulate(cells, headers=[cell(h) for h in headers], tablefmt=tablefmt, disable_numparse=True)

@@ -1,156 +1,74 @@
-"""migrate's plan and result as JSON (schema 2) and as a Document.
+"""migrate's plan and result as a Document (the JSON is :mod:`kvfix.render.migrate_json`).
 
-By default both are summaries: per stream (rewrites, drops, metadata change, conflicts)
-and, in JSON, per group and kind.  Every rewrite and drop with its old and new key in hex
-(exactly what a real run executes) comes with ``--records``.  A real run prints its
-result once, not the plan again: the plan was shown before the confirmation.
+By default a summary: totals, conflicts refused first, the streams worst first, what is
+left alone.  Every rewrite and drop with its old and new key in hex (exactly what a real
+run executes) comes with ``--records``, listed row by row.  A real run prints its result
+once, not the plan again: the plan was shown before the confirmation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import json
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 from kvfix.migrations.base import Migration, Plan, Status, StreamPlan
 from kvfix.migrations.run import RunResult
 from kvfix.render.document import Document, View, current_view
-from kvfix.render.jsonout import Lazy, safe_int, text_and_hex
-from kvfix.render.summary import capped_table, more_line, top
+from kvfix.render.migrate_json import SCHEMA
+from kvfix.render.summary import capped_table, more_line
 from kvfix.textsafe import label, show, show_path
 
-SCHEMA = 2
+
+def _where(namespace: bytes, key: bytes) -> str:
+    return f"{show(namespace)}/{show(key)}"
 
 
-def _opt_hex(prefix: str, data: bytes | None) -> dict[str, Any]:
-    return {prefix: None, f"{prefix}_hex": None} if data is None else text_and_hex(prefix, data)
+class RecordRows:
+    """--records as text: every rewrite and drop as a row, kept in a temporary file (in memory
+    while small) while planning and listed row by row, never as one table in memory."""
+
+    def __init__(self) -> None:
+        self.rewrites = _RowSpool()
+        self.drops = _RowSpool()
+
+    def add(self, sp: StreamPlan) -> None:
+        where = _where(sp.namespace, sp.key)
+        for r in sp.rewrites:
+            row = [where, r.kind, show(r.group), r.detail, r.old_key.hex(), r.new_key.hex(), r.value_sha256[:16]]
+            self.rewrites.add(row)
+        for d in sp.drops:
+            self.drops.add([where, d.kind, show(d.group), d.detail, d.key.hex(), d.reason])
 
 
-def _by_group(s: StreamPlan) -> list[dict[str, Any]]:
-    """Rewrites and drops counted per group and source kind (one object per group, not per record)."""
-    groups: dict[bytes, dict[str, dict[str, int]]] = {}
-    for what, items in (("rewrites", s.rewrites), ("drops", s.drops)):
-        for r in items:
-            counts = groups.setdefault(r.group, {"rewrites": {}, "drops": {}})[what]
-            counts[r.kind] = counts.get(r.kind, 0) + 1
-    return [{**text_and_hex("name", name), **counts} for name, counts in sorted(groups.items())]
+class _RowSpool:
+    def __init__(self) -> None:
+        self._file = tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+", encoding="utf-8")  # noqa: SIM115
+        self.count = 0
+
+    def add(self, row: list[str]) -> None:
+        self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.count += 1
+
+    def __iter__(self) -> Iterator[list[object]]:
+        self._file.seek(0)
+        for line in self._file:
+            yield json.loads(line)
+        self._file.seek(0, 2)
 
 
-def _record_lists(s: StreamPlan, seq: Callable[[Iterable[Any]], Any]) -> dict[str, Any]:
-    """--records: every rewrite and drop, keys in hex (what the run executes)."""
-    return {
-        "rewrites": seq(
-            {
-                "kind": r.kind,
-                **text_and_hex("group", r.group),
-                "detail": r.detail,
-                "old_key_hex": r.old_key.hex(),
-                "new_key_hex": r.new_key.hex(),
-                "value_sha256": r.value_sha256,
-                "value_len": r.value_len,
-            }
-            for r in s.rewrites
-        ),
-        "drops": seq(
-            {
-                "kind": d.kind,
-                **text_and_hex("group", d.group),
-                "detail": d.detail,
-                "key_hex": d.key.hex(),
-                "value_sha256": d.value_sha256,
-                "value_len": d.value_len,
-                "reason": d.reason,
-            }
-            for d in s.drops
-        ),
-    }
-
-
-def stream_plan_json(s: StreamPlan, lazy: bool = False, records: bool = False) -> dict[str, Any]:
-    """One stream's plan; ``records`` adds every rewrite and drop, ``lazy`` yields them while dump() writes."""
-    m = s.metadata
-    out: dict[str, Any] = {
-        **text_and_hex("namespace", s.namespace),
-        **text_and_hex("key", s.key),
-        "slot": s.slot,
-        "version": str(s.version),
-        "prefix_hex": s.prefix.hex(),
-        "counts": {"rewrites": len(s.rewrites), "drops": len(s.drops), "records_after": len(s.expected)},
-        "groups": _by_group(s),
-        "metadata": None
-        if m is None
-        else {
-            "key_hex": m.key.hex(),
-            "old_hex": m.old.hex(),
-            "new_hex": m.new.hex(),
-            "group_number_old": safe_int(m.group_number_old),
-            "group_number_new": safe_int(m.group_number_new),
-        },
-        "conflicts": [
-            {**text_and_hex("group", c.group), "differences": list(c.differences), "resolution": c.resolution}
-            for c in s.conflicts
-        ],
-        "notes": list(s.notes),
-    }
-    if records:
-        out.update(_record_lists(s, Lazy if lazy else list))
-    return out
-
-
-def plan_json(
+def plan_document(
     m: Migration,
     plan: Plan,
     path: str,
     dry_run: bool,
     result: RunResult | None = None,
-    lazy: bool = False,
-    records: bool | None = None,
-) -> dict[str, Any]:
-    """The schema-2 document; ``records`` None takes --records from the view; ``lazy`` streams the streams."""
-    records = current_view().records if records is None else records
-    streams = (stream_plan_json(s, lazy, records) for s in plan.streams)
-    out: dict[str, Any] = {
-        "schema": SCHEMA,
-        "path": path,
-        "dry_run": dry_run,
-        "records": records,
-        "migration": {"id": m.id, "description": m.description, "source": plan.source, "target": plan.target},
-        "on_conflict": plan.on_conflict,
-        "cluster_slots": plan.cluster,
-        "blocked": plan.blocked,
-        "summary": plan.summary(),
-        "streams": Lazy(streams) if lazy else list(streams),
-        "skipped": [
-            {**_opt_hex("namespace", k.namespace), **_opt_hex("key", k.key), "reason": k.reason, "records": k.records}
-            for k in plan.skipped
-        ],
-        "backup": None,
-        "result": None,
-    }
-    if not plan.scope.everything:
-        out["scope"] = plan.scope.options()
-    if result is not None:
-        out["backup"] = None if result.backup is None else show_path(result.backup)
-        out["result"] = {
-            "streams_applied": result.applied.done,
-            "streams_planned": result.applied.total,
-            "interrupted": result.applied.interrupted,
-            "stopped": result.applied.stopped,
-            "verified": result.verified,
-            "unverified_reason": result.unverified,
-            "problems": list(result.problems),
-            "foreign_files": list(result.foreign_files),
-        }
-    return out
-
-
-def _where(s: StreamPlan) -> str:
-    return f"{show(s.namespace)}/{show(s.key)}"
-
-
-def plan_document(
-    m: Migration, plan: Plan, path: str, dry_run: bool, result: RunResult | None = None, view: View | None = None
+    view: View | None = None,
+    records: RecordRows | None = None,
 ) -> Document:
-    """The plan as a summary (totals, conflicts, streams worst first), or a real run's result without the plan."""
+    """The plan as a summary (totals, conflicts, streams worst first), or a real run's result
+    without the plan; ``records`` (with --records) lists every rewrite and drop."""
     view = view or current_view()
     doc = Document(f"kvfix migrate {path} --to {plan.target}{' --dry-run' if dry_run else ''}")
     sm = plan.summary()
@@ -168,91 +86,60 @@ def plan_document(
     if plan.empty:
         doc.line(f"nothing to do: no live stream holds {plan.source} group records")
     if result is None or view.records:
-        _plan_tables(doc, plan, view)
+        _plan_tables(doc, plan, view, records)
     if result is not None:
         _result_lines(doc, result, view)
     return doc
 
 
-def _plan_tables(doc: Document, plan: Plan, view: View) -> None:
-    _conflicts_table(doc, plan, view)
-    _streams_table(doc, plan, view)
+def _plan_tables(doc: Document, plan: Plan, view: View, records: RecordRows | None) -> None:
+    _conflicts_table(doc, plan)
+    _streams_table(doc, plan)
     if plan.skipped:
-        rows = [
-            [f"{show(k.namespace or b'')}/{show(k.key or b'')}", k.records, k.reason]
-            for k in (plan.skipped if view.limit == 0 else plan.skipped[: view.limit])
-        ]
-        capped_table(
-            doc, "Skipped (left as they are)", ["stream", "records", "reason"], rows, len(plan.skipped), "skipped keys"
-        )
-    if view.records:
-        _record_tables(doc, plan)
+        shown = plan.skipped if view.limit == 0 else plan.skipped[: view.limit]
+        rows = [[_where(k.namespace or b"", k.key or b""), k.records, k.reason] for k in shown]
+        total = plan.counts["skipped"]
+        capped_table(doc, "Skipped (left as they are)", ["stream", "records", "reason"], rows, total, "skipped keys")
+    if records is not None:
+        _record_listings(doc, records)
     elif not plan.empty:
         doc.line("every rewrite with its old and new key: --records (text or --format json)")
 
 
-def _conflicts_table(doc: Document, plan: Plan, view: View) -> None:
-    conflicts = [(i, s, c) for i, s in enumerate(plan.streams) for c in s.conflicts]
-    if not conflicts:
+def _conflicts_table(doc: Document, plan: Plan) -> None:
+    if not plan.counts["conflicts"]:
         return
     rows: list[list[object]] = [
-        [_where(s), label(c.group), c.resolution or "refused (use --on-conflict)", "; ".join(c.differences)]
-        for _, s, c in top(conflicts, lambda x: (x[2].resolution is not None, x[0]), view)
-    ]
+        [_where(c.namespace, c.key), label(c.conflict.group), c.conflict.resolution or "refused (use --on-conflict)",
+         "; ".join(c.conflict.differences)]
+        for c in plan.conflicts
+    ]  # fmt: skip
     title = "Conflicts (group in both layouts), refused first"
-    capped_table(doc, title, ["stream", "group", "resolution", "differences"], rows, len(conflicts), "conflicts")
+    headers = ["stream", "group", "resolution", "differences"]
+    capped_table(doc, title, headers, rows, plan.counts["conflicts"], "conflicts")
 
 
-def _kinds(s: StreamPlan) -> str:
-    counts: dict[str, int] = {}
-    for r in s.rewrites:
-        role = r.kind.rsplit("_", 1)[-1]
-        counts[role] = counts.get(role, 0) + 1
-    return ", ".join(f"{counts[k]:,} {k}" for k in ("group", "consumer", "pel") if k in counts) or "-"
-
-
-def _streams_table(doc: Document, plan: Plan, view: View) -> None:
-    def key(item: tuple[int, StreamPlan]) -> tuple[int, ...]:
-        i, s = item
-        refused = sum(c.resolution is None for c in s.conflicts)
-        return (-refused, -len(s.conflicts), -len(s.drops), -len(s.rewrites), i)
-
-    rows = [
-        [
-            _where(s),
-            len(s.rewrites),
-            _kinds(s),
-            len(s.drops),
-            "-" if s.metadata is None else f"{s.metadata.group_number_old} -> {s.metadata.group_number_new}",
-            ", ".join(f"{label(c.group)}: {c.resolution or 'REFUSED'}" for c in s.conflicts) or "-",
-            "; ".join(s.notes) or "-",
-        ]
-        for _, s in top(enumerate(plan.streams), key, view)
+def _streams_table(doc: Document, plan: Plan) -> None:
+    rows: list[list[object]] = [
+        [_where(s.namespace, s.key), s.rewrites, s.by_kind, s.drops, s.group_number, s.conflicts, s.notes]
+        for s in plan.top
     ]
     headers = ["stream", "rewrites", "by kind", "drops", "group_number", "conflicts", "notes"]
-    capped_table(doc, "Streams to migrate, worst first", headers, rows, len(plan.streams), "streams")
+    capped_table(doc, "Streams to migrate, worst first", headers, rows, plan.counts["streams_to_migrate"], "streams")
 
 
-def _record_tables(doc: Document, plan: Plan) -> None:
-    """--records: every rewrite and drop (old key -> new key in hex)."""
-    doc.table(
-        "Rewrites (old key -> new key, value unchanged)",
+def _record_listings(doc: Document, records: RecordRows) -> None:
+    """--records: every rewrite and drop (old key -> new key in hex), listed row by row."""
+    doc.listing(
+        f"Rewrites (old key -> new key, value unchanged) ({records.rewrites.count:,})",
         ["stream", "kind", "group", "record", "old key", "new key", "value sha256"],
-        [
-            [_where(s), r.kind, show(r.group), r.detail, r.old_key.hex(), r.new_key.hex(), r.value_sha256[:16]]
-            for s in plan.streams
-            for r in s.rewrites
-        ],
+        records.rewrites,
     )
-    if any(s.drops for s in plan.streams):
-        doc.table(
-            "Drops (deleted; kept in the backup)",
+    if records.drops.count:
+        doc.listing(
+            f"Drops (deleted; kept in the backup) ({records.drops.count:,})",
             ["stream", "kind", "group", "record", "key", "reason"],
-            [
-                [_where(s), d.kind, show(d.group), d.detail, d.key.hex(), d.reason]
-                for s in plan.streams
-                for d in s.drops
-            ],
+            records.drops,
         )
 
 

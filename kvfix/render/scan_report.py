@@ -11,11 +11,12 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from kvfix.analysis.model import GroupInfo, ScanReport, StreamReport
+from kvfix.bounded import TopRows
 from kvfix.render.document import Document, View, current_view
 from kvfix.render.jsonout import Lazy, ReportWriter, finding_json
 from kvfix.render.scan_json import _OVER, Buckets, collision_buckets, stream_json
 from kvfix.render.scan_json import mine as mine_of
-from kvfix.render.summary import TopRows, capped_table, findings_cell, findings_summary, next_steps, worst_rank
+from kvfix.render.summary import capped_table, findings_cell, findings_summary, next_steps, worst_rank
 from kvfix.textsafe import label, show
 
 SCHEMA = 2
@@ -109,8 +110,8 @@ class ScanTables:
     def __init__(self, deep: bool, with_pel: bool, view: View) -> None:
         self.deep, self.view = deep, view
         self.with_pel = with_pel or view.records
-        self.streams = TopRows(view.limit)
-        self.groups = TopRows(view.limit)
+        self.streams: TopRows[list[object]] = TopRows(view.limit)
+        self.groups: TopRows[list[object]] = TopRows(view.limit)
         self.collision_rows: list[list[object]] = []
         self.pel_rows: list[list[object]] = []
 

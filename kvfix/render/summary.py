@@ -30,37 +30,6 @@ def top(items: Iterable[T], key: Callable[[T], Any], view: View) -> list[T]:
     return heapq.nsmallest(view.limit, items, key=key)
 
 
-class TopRows:
-    """The rows of the first ``limit`` items in key order (all with limit 0), offered one by one.
-
-    A bounded heap: an item's row is built only if its key makes the cut so far, so a
-    million streams cost a comparison each and ``limit`` rows.  Keys are tuples of ints,
-    unique per item (they end with the item's position).
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.offered = 0
-        self._heap: list[tuple[tuple[int, ...], tuple[int, ...], list[object]]] = []
-
-    def wants(self, key: tuple[int, ...]) -> bool:
-        """An item with this key would be kept (then call :meth:`add`)."""
-        return self.limit == 0 or len(self._heap) < self.limit or tuple(-k for k in key) > self._heap[0][0]
-
-    def offer(self, key: tuple[int, ...], row: Callable[[], list[object]]) -> None:
-        self.offered += 1
-        if not self.wants(key):
-            return
-        entry = (tuple(-k for k in key), key, row())
-        if self.limit and len(self._heap) >= self.limit:
-            heapq.heapreplace(self._heap, entry)
-        else:
-            heapq.heappush(self._heap, entry)
-
-    def rows(self) -> list[list[object]]:
-        return [row for _, _, row in sorted(self._heap, key=lambda e: e[1])]
-
-
 def more_line(total: int, shown: int, noun: str) -> str | None:
     """The closing line of a capped table, None when nothing was left out."""
     left = total - shown
