@@ -223,7 +223,7 @@ def _tamper(d, put: dict[bytes, bytes] | None = None, delete: tuple[bytes, ...] 
 def test_verify_reports_every_kind_of_difference(tmp_path, damage):
     d, migration, plan, written, planned = _migrated(tmp_path)
     sp = planned[0]
-    rw = sp.rewrites[0]
+    rw = next(sp.rewrites())
     if damage == "value":
         _tamper(d, put={rw.new_key: rw.value + b"x"})
         expect = "group records differ from the plan (0 prefixed records found, 1 planned, 1 undecodable"

@@ -338,7 +338,7 @@ def test_a_pel_run_is_filed_raw_until_read() -> None:
 @given(group_keys)
 def test_describe_reads_what_the_decoded_key_says(key) -> None:
     """A plan's Rewrite.detail is derived from the subkey by slicing; it must name what decoding names."""
-    from kvfix.migrations.base import describe
+    from kvfix.migrations.stream_plan import describe
     from kvfix.textsafe import show
 
     if isinstance(key, PelKey):

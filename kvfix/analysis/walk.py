@@ -87,6 +87,8 @@ class Visit:
 
     live: LiveStream
     raw: bytes
+    #: The stream's metadata record as stored.
+    metadata: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +170,7 @@ def _without_records(db: Database, ks: Keyspace, scope: Scope) -> Iterator[Visit
                 continue
             mkey, head, version = found
             live = decode_live(mkey, raw_value)
-            yield BadMetadata(mkey, BAD_METADATA) if live is None else Visit(live, head + u64(version))
+            yield BadMetadata(mkey, BAD_METADATA) if live is None else Visit(live, head + u64(version), raw_value)
 
 
 def _stream_metadata(raw_key: bytes, raw_value: bytes, ks: Keyspace) -> tuple[MetadataKey, bytes, int] | None:
@@ -225,7 +227,7 @@ def _stream(
         yield BadMetadata(mkey, BAD_METADATA)
         yield _count(it, Prefix(mkey.namespace, mkey.user_key, version, mkey.slot, raw), "stale")
     else:
-        yield Visit(live, raw)
+        yield Visit(live, raw, raw_value)
         yield from _records(db, it, raw, start, stop, deep)
     if end is None or stop is not end:
         return  # the end of the column family, or the other half reads on from here
@@ -277,6 +279,18 @@ def _records(
     if stop is None or marked < stop:
         it.seek(max(marked, start))
         yield from _region(db, it, stop)
+
+
+def group_record_region(db: Database, raw: bytes, layout: str) -> Iterator[list[tuple[bytes, bytes]]]:
+    """The chunks of the region of one stream incarnation where its ``layout`` group records
+    sit (what the fast walk reads), from an iterator made by this call: they show the
+    database as it was then, whatever is written while they are read."""
+    if layout == "legacy":
+        return db.range_chunks("stream", raw, raw + _AFTER_NAME_LIMIT, CHUNK)
+    end = successor(raw)
+    if end is None:
+        return db.chunks("stream", raw + PREFIX_MARK, CHUNK)
+    return db.range_chunks("stream", raw + PREFIX_MARK, end, CHUNK)
 
 
 def _garbage(db: Database, it: CheckedIterator, ks: Keyspace) -> Iterator[Garbage | BadKey]:

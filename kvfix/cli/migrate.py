@@ -24,8 +24,9 @@ from kvfix.cli.writing import (
 )
 from kvfix.errors import Interrupted, VerifyFailed, WriteRefused
 from kvfix.migrations import MIGRATIONS, for_target, planfile
-from kvfix.migrations.base import ON_CONFLICT_CHOICES, Migration, Plan, PlanOptions, StreamPlan
+from kvfix.migrations.base import ON_CONFLICT_CHOICES, Migration, Plan, PlanOptions
 from kvfix.migrations.run import Applied, MigrationJob, RunResult, execute
+from kvfix.migrations.stream_plan import StreamPlan
 from kvfix.progress import progress_for
 from kvfix.render import render
 from kvfix.render.document import current_view

@@ -7,8 +7,9 @@ with an id, a description, plan / apply / verify, and revert (its inverse).
 from __future__ import annotations
 
 from kvfix.codec.stream import Layout
-from kvfix.migrations.base import Migration, Plan, PlanOptions, StreamPlan
+from kvfix.migrations.base import Migration, Plan, PlanOptions
 from kvfix.migrations.m001_stream_groups_prefixed import StreamGroupsLegacy, StreamGroupsPrefixed
+from kvfix.migrations.stream_plan import StreamPlan
 
 #: Upgrades in order; each one's revert() is its downgrade.
 MIGRATIONS: tuple[Migration, ...] = (StreamGroupsPrefixed(),)

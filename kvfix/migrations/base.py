@@ -8,7 +8,6 @@ each), then verified on a read-only open (kvfix.migrations.run).
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from array import array
 from collections.abc import Callable, Iterable, Iterator
@@ -17,10 +16,9 @@ from hashlib import sha256
 from typing import Any, Literal, NamedTuple
 
 from kvfix.analysis.scope import EVERYTHING, Scope
-from kvfix.codec.ints import read_u64
-from kvfix.codec.stream import Layout, consumer_name
+from kvfix.codec.stream import Layout
+from kvfix.migrations.stream_plan import Conflict, StreamPlan
 from kvfix.store.database import Database, Op
-from kvfix.textsafe import show
 
 OnConflict = Literal["refuse", "keep-prefixed", "keep-legacy"]
 ON_CONFLICT_CHOICES = ("refuse", "keep-prefixed", "keep-legacy")
@@ -34,159 +32,10 @@ class PlanOptions:
     scope: Scope = EVERYTHING
 
 
-class Rewrite(NamedTuple):
-    """Move one record: put ``value`` under new_key, delete old_key. The value is not touched.
-
-    (A named tuple, not a dataclass: a plan holds one per record, and tuples build 4x
-    faster.  It holds the stream's prefix, one object per stream, and the two subkeys:
-    the full keys and the detail for people are derived when asked for, so a plan of
-    millions of PEL records holds each record's bytes once.  The digest is for people
-    and is taken when shown; verification compares the bytes themselves.)
-    """
-
-    kind: str  # source record kind, e.g. legacy_pel
-    group: bytes
-    prefix: bytes  # the stream incarnation's key prefix
-    old_sub: bytes
-    new_sub: bytes
-    value: bytes
-
-    @property
-    def old_key(self) -> bytes:
-        """Full stream column family key the record leaves."""
-        return self.prefix + self.old_sub
-
-    @property
-    def new_key(self) -> bytes:
-        return self.prefix + self.new_sub
-
-    @property
-    def detail(self) -> str:
-        """Consumer name or PEL entry id, for people."""
-        return describe(self.kind, self.group, self.old_sub)
-
-    @property
-    def value_sha256(self) -> str:
-        return sha256(self.value).hexdigest()
-
-    @property
-    def value_len(self) -> int:
-        return len(self.value)
-
-
-def describe(kind: str, group: bytes, sub: bytes) -> str:
-    """A well-formed group record, for people: "group", "consumer NAME" or "pending MS-SEQ"."""
-    role = kind.rsplit("_", 1)[-1]
-    if role == "pel":  # both layouts end with the entry id
-        return f"pending {read_u64(sub, len(sub) - 16)}-{read_u64(sub, len(sub) - 8)}"
-    if role == "consumer":  # the sized consumer name follows the sized group name
-        layout: Layout = "legacy" if kind.startswith("legacy") else "prefixed"
-        return f"consumer {show(consumer_name(sub, layout, group))}"
-    return "group"
-
-
-@dataclass(frozen=True)
-class Drop:
-    """Delete one record (the losing side of a resolved conflict); the backup keeps it."""
-
-    kind: str
-    group: bytes
-    detail: str
-    key: bytes
-    value_sha256: str
-    value_len: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class Conflict:
-    group: bytes
-    differences: tuple[str, ...]
-    resolution: str | None  # None: refused (blocks the whole run)
-
-
-@dataclass(frozen=True)
-class MetadataChange:
-    key: bytes
-    old: bytes
-    new: bytes
-    group_number_old: int | None
-    group_number_new: int
-
-
-@dataclass(frozen=True)
-class StreamPlan:
-    namespace: bytes
-    key: bytes
-    slot: int | None
-    version: int
-    prefix: bytes  # every subkey of this stream incarnation starts with it
-    rewrites: tuple[Rewrite, ...]
-    drops: tuple[Drop, ...]
-    metadata: MetadataChange | None
-    conflicts: tuple[Conflict, ...]
-    notes: tuple[str, ...]
-    #: (subkey, value) of every group record the stream must hold afterwards (the values
-    #: are the plan's and the database's own bytes objects, not copies).
-    expected: tuple[tuple[bytes, bytes], ...]
-
-    @property
-    def blocked(self) -> bool:
-        return any(c.resolution is None for c in self.conflicts)
-
-    def parts(self, limit: int) -> list[list[Op]]:
-        """The stream's writes as atomic parts of about ``limit`` ops (one part when it fits).
-
-        A stream too large for one batch moves record by record (each put with the delete
-        of its old key), the group records and the metadata in the last part, and a
-        conflict's losing group record last among the drops.  So after a crash between
-        parts, the group record still sits in the source layout, and a re-run can tell its
-        own half-finished move (target records without a target group record) from a
-        group that really exists twice (see kvfix.migrations.layout.plan_stream).
-        """
-        ops = self.ops()
-        if len(ops) <= limit:
-            return [ops]
-        drops = sorted(self.drops, key=lambda d: d.kind.endswith("_group"))
-        out = _chunks([("stream", d.key, None) for d in drops], limit)
-        pairs = max(1, limit // 2)
-        records = [r for r in self.rewrites if not r.kind.endswith("_group")]
-        for i in range(0, len(records), pairs):
-            moved = records[i : i + pairs]
-            out.append(
-                [*(("stream", r.new_key, r.value) for r in moved), *(("stream", r.old_key, None) for r in moved)]
-            )
-        last: list[Op] = []
-        for r in self.rewrites:
-            if r.kind.endswith("_group"):
-                last += [("stream", r.new_key, r.value), ("stream", r.old_key, None)]
-        if self.metadata is not None:
-            last.append(("metadata", self.metadata.key, self.metadata.new))
-        return [*out, last] if last else out
-
-    def ops(self) -> list[Op]:
-        """The stream's single batch: drops, puts, deletes of the old keys, metadata."""
-        out: list[Op] = [("stream", d.key, None) for d in self.drops]
-        out += [("stream", r.new_key, r.value) for r in self.rewrites]
-        out += [("stream", r.old_key, None) for r in self.rewrites]
-        if self.metadata is not None:
-            out.append(("metadata", self.metadata.key, self.metadata.new))
-        return out
-
-
-def _chunks(ops: list[Op], limit: int) -> list[list[Op]]:
-    return [ops[i : i + limit] for i in range(0, len(ops), max(1, limit))]
-
-
 class Split(NamedTuple):
     """A unit written as several atomic parts, in order; done when its last part is."""
 
-    parts: list[list[Op]]
-
-
-#: Ops of one stream in one atomic part when the stream is too large for one batch
-#: (``KVFIX_PART_RECORDS`` for tests of split streams).
-PART_RECORDS = int(os.environ.get("KVFIX_PART_RECORDS", "50000"))
+    parts: Iterable[list[Op]]
 
 
 @dataclass(frozen=True)
@@ -253,13 +102,6 @@ class Plan:
 
     def summary(self) -> dict[str, int]:
         return dict(self.counts)
-
-
-def hash_ops(h: Any, ops: Iterable[Op]) -> None:
-    """Feed every op's bytes, unambiguously, to a hashlib object (a plan's ``writes_sha256``)."""
-    for cf, key, value in ops:
-        tail = b"-" if value is None else b"%d:%s" % (len(value), value)
-        h.update(b"%s:%d:%s%s" % (cf.encode(), len(key), key, tail))
 
 
 @dataclass

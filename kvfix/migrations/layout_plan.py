@@ -2,8 +2,9 @@
 
 A group found in one layout moves; a group in both is a conflict, resolved by
 ``--on-conflict`` or refused, unless its records are identical or are a move an earlier
-run left part done.  Each stream's plan also says what its group records must be
-afterwards (``StreamPlan.expected``), which is what verification compares.
+run left part done.  Decisions are per group and layout (a Side), never per record;
+each stream's plan also says what its group records must be afterwards (how many, and
+the sum of their hashes), which is what verification compares.
 """
 
 from __future__ import annotations
@@ -16,33 +17,17 @@ from kvfix.analysis.keyspace import now_ms
 from kvfix.analysis.walk import paused_gc
 from kvfix.codec.errors import CodecError
 from kvfix.codec.metadata import decode_metadata
-from kvfix.codec.stream import (
-    KIND_LAYOUT,
-    KIND_VALUE,
-    ConsumerKey,
-    GroupKey,
-    GroupValue,
-    Layout,
-    PelKey,
-    encode_subkey,
-    relocated_subkey,
-    with_layout,
-)
-from kvfix.migrations.base import (
+from kvfix.codec.stream import GroupValue, Layout, relocated_subkey
+from kvfix.migrations.base import Plan, PlanOptions, Skipped, Split
+from kvfix.migrations.layout_records import (
     PART_RECORDS,
-    Conflict,
-    Drop,
-    MetadataChange,
-    Plan,
-    PlanOptions,
-    Rewrite,
-    Skipped,
-    Split,
-    StreamPlan,
-    describe,
-    hash_ops,
+    PEL_IDS_KEPT,
+    Collected,
+    Side,
+    StreamRecords,
+    stream_records,
 )
-from kvfix.migrations.layout_records import GROUP_KINDS, Collected, GroupRecord, StreamRecords, stream_records
+from kvfix.migrations.stream_plan import Conflict, MetadataChange, StreamPlan
 from kvfix.migrations.tally import PlanHead, PlanTally
 from kvfix.store.database import Database, Op
 from kvfix.textsafe import show
@@ -50,37 +35,37 @@ from kvfix.textsafe import show
 OnStream = Callable[[StreamPlan], None]
 
 _GROUP_FIELDS = ("last_delivered_id", "pending_number", "consumer_number", "entries_read", "lag")
+#: Consumer names a conflict's differences list before it only counts them.
+NAMES_SHOWN = 20
 
 
-def _differences(src: list[GroupRecord], tgt: list[GroupRecord], source: Layout, target: Layout) -> tuple[str, ...]:
-    """What differs between a group's records in the two layouts, for people."""
+def _differences(src: Side, tgt: Side, source: Layout, target: Layout) -> tuple[str, ...]:
+    """What differs between a group's records in the two layouts, for people (empty: identical)."""
     diffs = _group_record_differences(src, tgt, source, target)
-
-    def names(rs: list[GroupRecord]) -> list[str]:
-        return sorted(show(r.key.consumer) for r in rs if isinstance(r.key, ConsumerKey))
-
-    def pel(rs: list[GroupRecord]) -> list[str]:
-        return sorted(str(r.key.entry_id) for r in rs if isinstance(r.key, PelKey))
-
-    for label, fn in (("consumers", names), ("pending entries", pel)):
-        a, b = fn(src), fn(tgt)
-        if a != b:
-            diffs.append(f"{label}: {source}=[{', '.join(a)}] {target}=[{', '.join(b)}]")
-    mapped = {encode_subkey(with_layout(r.key, target)): r.value for r in src}
-    own = {r.sub: r.value for r in tgt}
-    changed = sum(1 for k in mapped.keys() & own.keys() if mapped[k] != own[k])
-    if changed and not diffs:
-        diffs.append(f"{changed} records with the same key differ in value")
+    a, b = sorted(src.consumers), sorted(tgt.consumers)
+    if a != b:
+        diffs.append(f"consumers: {source}=[{_names(a)}] {target}=[{_names(b)}]")
+    if src.pel <= PEL_IDS_KEPT and tgt.pel <= PEL_IDS_KEPT:
+        ids_a, ids_b = sorted(src.pel_ids), sorted(tgt.pel_ids)
+        if ids_a != ids_b:
+            diffs.append(f"pending entries: {source}=[{', '.join(ids_a)}] {target}=[{', '.join(ids_b)}]")
+    elif src.pel != tgt.pel:
+        diffs.append(f"pending entries: {source}={src.pel:,} {target}={tgt.pel:,}")
+    if not diffs and (src.records != tgt.records or src.sum != tgt.sum):
+        diffs.append(f"records differ in keys or values ({src.records:,} {source}, {tgt.records:,} {target})")
     return tuple(diffs)
 
 
-def _group_record_differences(
-    src: list[GroupRecord], tgt: list[GroupRecord], source: Layout, target: Layout
-) -> list[str]:
+def _names(names: list[bytes]) -> str:
+    shown = ", ".join(show(n) for n in names[:NAMES_SHOWN])
+    return shown + (f", … {len(names) - NAMES_SHOWN:,} more" if len(names) > NAMES_SHOWN else "")
+
+
+def _group_record_differences(src: Side, tgt: Side, source: Layout, target: Layout) -> list[str]:
     """The fields of the group record proper that differ, or that only one side has one."""
     diffs: list[str] = []
-    sg = next((r.decoded for r in src if isinstance(r.key, GroupKey)), None)
-    tg = next((r.decoded for r in tgt if isinstance(r.key, GroupKey)), None)
+    sg = None if src.group_record is None else src.group_record.decoded
+    tg = None if tgt.group_record is None else tgt.group_record.decoded
     if isinstance(sg, GroupValue) and isinstance(tg, GroupValue):
         for name in _GROUP_FIELDS:
             a, b = getattr(sg, name), getattr(tg, name)
@@ -91,7 +76,7 @@ def _group_record_differences(
     return diffs
 
 
-def continues_a_move(src: list[GroupRecord], tgt: list[GroupRecord]) -> bool:
+def continues_a_move(sr: StreamRecords, src: Side, tgt: Side) -> bool:
     """Whether a group's records in both layouts are a split move that stopped part way.
 
     A split stream moves its group record last (StreamPlan.parts), and each record's put
@@ -99,119 +84,87 @@ def continues_a_move(src: list[GroupRecord], tgt: list[GroupRecord]) -> bool:
     record yet, the source side still has it, and no record exists on both sides.  A
     group created again by a server always has its own group record.
     """
-    if any(r.kind in GROUP_KINDS for r in tgt) or not any(r.kind in GROUP_KINDS for r in src):
+    if tgt.group_record is not None or src.group_record is None:
         return False
-    moved = {r.sub for r in tgt}
-    return not any(relocated_subkey(r.sub, r.kind) in moved for r in src)
+    moved = sr.records(tgt.layout, frozenset((tgt.group,)))
+    return not any(sr.exists(relocated_subkey(r.sub, r.kind)) for r in moved)
 
 
 @dataclass
 class _StreamDraft:
-    """One stream's plan while it is made: the writes, conflicts and notes decided so far.
+    """One stream's plan while it is made: the sides that move or are dropped, the conflicts and notes."""
 
-    ``final`` is the target-layout state the plan leaves (subkey -> (value, is a group
-    record)): the stream's own target records, less the dropped ones, plus the moved ones.
-    """
-
-    prefix: bytes
-    final: dict[bytes, tuple[bytes, bool]]
-    rewrites: list[Rewrite] = field(default_factory=list)
-    drops: list[Drop] = field(default_factory=list)
+    moves: list[Side] = field(default_factory=list)
+    dropped: list[tuple[Side, str]] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def groups_after(self) -> int:
-        return sum(1 for _, is_group in self.final.values() if is_group)
+    def after(self, targets: dict[bytes, Side]) -> list[Side]:
+        """The sides the stream holds in the target layout afterwards."""
+        gone = {id(s) for s, _ in self.dropped}
+        return [s for s in targets.values() if id(s) not in gone] + self.moves
 
-    def expected(self) -> tuple[tuple[bytes, bytes], ...]:
-        return tuple(sorted((k, v) for k, (v, _) in self.final.items()))
 
-
-def plan_stream(
-    sr: StreamRecords, source: Layout, target: Layout, options: PlanOptions, meta_raw: bytes
-) -> StreamPlan | None:
+def plan_stream(sr: StreamRecords, source: Layout, target: Layout, options: PlanOptions) -> StreamPlan | None:
     """The plan of one stream, None when it holds no group record in the source layout."""
     src, tgt = sr.by_layout(source), sr.by_layout(target)
     if not src:
         return None
-    final = {r.sub: (r.value, r.kind in GROUP_KINDS) for r in sr.records if KIND_LAYOUT[r.kind] == target}
-    draft = _StreamDraft(sr.prefix, final)
+    draft = _StreamDraft()
     for group in sorted(src):
-        move = src[group]
-        if group in tgt and continues_a_move(move, tgt[group]):
+        side, own = src[group], tgt.get(group)
+        if own is not None and continues_a_move(sr, side, own):
             draft.notes.append(
                 f"group {show(group)}: finishing a move an earlier kvfix run left part done "
-                f"({len(tgt[group])} records already {target})"
+                f"({own.records:,} records already {target})"
             )
-        elif group in tgt:
-            move = _resolve_conflict(draft, group, move, tgt[group], source, target, options)
-        _move_records(draft, group, move)
+            draft.moves.append(side)
+        elif own is not None:
+            _resolve_conflict(draft, side, own, source, target, options)
+        else:
+            draft.moves.append(side)
     draft.notes.extend(_stream_notes(sr))
-    meta = _metadata_change(sr, meta_raw, draft.groups_after())
+    after = draft.after(tgt)
+    meta = _metadata_change(sr, sum(s.group_record is not None for s in after))
     if isinstance(meta, str):
         draft.notes.append(meta)
         meta = None
-    return _stream_plan(sr, draft, meta)
+    return _stream_plan(sr, source, draft, meta, after)
 
 
 def _resolve_conflict(
-    draft: _StreamDraft,
-    group: bytes,
-    move: list[GroupRecord],
-    own: list[GroupRecord],
-    source: Layout,
-    target: Layout,
-    options: PlanOptions,
-) -> list[GroupRecord]:
-    """Record the conflict of a group in both layouts and drop the losing side's records.
-
-    Returns the source records still to move (none unless the source side wins).
-    """
-    diffs = _differences(move, own, source, target)
+    draft: _StreamDraft, side: Side, own: Side, source: Layout, target: Layout, options: PlanOptions
+) -> None:
+    """Record the conflict of a group in both layouts: the winning side stays (or moves), the other is dropped."""
+    diffs = _differences(side, own, source, target)
     if not diffs:
-        resolution, losers, why = "identical", move, f"duplicate of the identical {target} record"
-        move = []
+        resolution, why = "identical", f"duplicate of the identical {target} record"
+        draft.dropped.append((side, why))
     elif options.on_conflict == f"keep-{target}":
-        resolution, losers, why = options.on_conflict, move, f"group in both layouts; --on-conflict keep-{target}"
-        move = []
+        resolution = options.on_conflict
+        draft.dropped.append((side, f"group in both layouts; --on-conflict keep-{target}"))
     elif options.on_conflict == f"keep-{source}":
-        resolution, losers, why = options.on_conflict, own, f"group in both layouts; --on-conflict keep-{source}"
+        resolution = options.on_conflict
+        draft.dropped.append((own, f"group in both layouts; --on-conflict keep-{source}"))
+        draft.moves.append(side)
     else:
-        resolution, losers, why = None, [], ""
-        move = []
-    draft.conflicts.append(Conflict(group, diffs, resolution))
-    for r in losers:
-        kind = KIND_VALUE[r.kind]
-        draft.drops.append(
-            Drop(kind, group, describe(kind, group, r.sub), draft.prefix + r.sub, r.value_sha256, len(r.value), why)
-        )
-        if KIND_LAYOUT[r.kind] == target:
-            draft.final.pop(r.sub, None)
-    return move
-
-
-def _move_records(draft: _StreamDraft, group: bytes, move: list[GroupRecord]) -> None:
-    """A rewrite to the other layout for each record of ``move`` (the subkeys sliced, not decoded)."""
-    prefix, final = draft.prefix, draft.final
-    add = draft.rewrites.append
-    for r in move:
-        sub, kind, value = r.sub, r.kind, r.value
-        new_sub = relocated_subkey(sub, kind)
-        add(Rewrite(KIND_VALUE[kind], group, prefix, sub, new_sub, value))
-        final[new_sub] = (value, kind in GROUP_KINDS)
+        resolution = None
+    draft.conflicts.append(Conflict(side.group, diffs, resolution))
 
 
 def _stream_notes(sr: StreamRecords) -> list[str]:
     """What people should know about a stream whose records move anyway."""
     notes: list[str] = []
     if sr.ambiguous:
-        notes.append(f"{len(sr.ambiguous)} records also fit another reading (empty names?); moved as group records")
+        notes.append(f"{sr.ambiguous} records also fit another reading (empty names?); moved as group records")
     if sr.live.metadata.is_expired(now_ms()):
         notes.append("stream metadata has expired; its records are migrated anyway")
     return notes
 
 
-def _stream_plan(sr: StreamRecords, draft: _StreamDraft, meta: MetadataChange | None) -> StreamPlan:
+def _stream_plan(
+    sr: StreamRecords, source: Layout, draft: _StreamDraft, meta: MetadataChange | None, after: list[Side]
+) -> StreamPlan:
     live = sr.live
     return StreamPlan(
         live.key.namespace,
@@ -219,19 +172,22 @@ def _stream_plan(sr: StreamRecords, draft: _StreamDraft, meta: MetadataChange | 
         live.key.slot,
         live.metadata.version or 0,
         sr.prefix,
-        tuple(draft.rewrites),
-        tuple(draft.drops),
+        source,
+        tuple(draft.moves),
+        tuple(draft.dropped),
         meta,
         tuple(draft.conflicts),
         tuple(draft.notes),
-        draft.expected(),
+        sum(s.records for s in after),
+        sum(s.sum for s in after) & ((1 << 128) - 1),
+        sr,
     )
 
 
-def _metadata_change(sr: StreamRecords, raw: bytes, groups_after: int) -> MetadataChange | str | None:
+def _metadata_change(sr: StreamRecords, groups_after: int) -> MetadataChange | str | None:
     """The metadata with group_number = ``groups_after``; None when it already says so, or
     a note when the metadata can't be rewritten safely (it does not re-encode to ``raw``)."""
-    meta = sr.live.metadata
+    meta, raw = sr.live.metadata, sr.metadata
     tail = meta.stream
     if tail is None:
         return None
@@ -254,12 +210,11 @@ def stream_plans(
     with paused_gc():  # plans allocate a few objects per record and create no cycles
         for sr in stream_records(db, options.cluster, col, options.scope):
             if sr.undecodable:
-                col.skip("undecodable", (sr.live.key.namespace, sr.live.key.user_key), len(sr.undecodable))
-            if not sr.records:
+                col.skip("undecodable", (sr.live.key.namespace, sr.live.key.user_key), sr.undecodable)
+            if not sr.count:
                 continue
             col.with_records += 1
-            meta_raw = db.get("metadata", sr.live.key.encode()) or b""
-            sp = plan_stream(sr, source, target, options, meta_raw)
+            sp = plan_stream(sr, source, target, options)
             if sp is None:
                 col.in_target += 1
             else:
@@ -303,11 +258,12 @@ def _skipped(col: Collected) -> list[Skipped]:
 
 
 def stream_units(plans: Iterable[StreamPlan], on_plan: OnStream, sha: Any) -> Iterator[list[Op] | Split]:
-    """Each stream's writes, built when they are written: one atomic part, or a Split of several
-    (``sha`` is fed every op, as :class:`~kvfix.migrations.tally.PlanTally` does)."""
+    """Each stream's writes, built when they are written: one atomic part, or a Split of parts
+    made as they are written (``sha`` is fed each plan's fingerprint, as the tally was)."""
     for sp in plans:
         on_plan(sp)
-        parts = sp.parts(PART_RECORDS)
-        for part in parts:
-            hash_ops(sha, part)
-        yield parts[0] if len(parts) == 1 else Split(parts)
+        sha.update(sp.fingerprint())
+        if sp.op_count <= PART_RECORDS:
+            yield sp.ops()
+        else:
+            yield Split(sp.parts(PART_RECORDS))

@@ -1,29 +1,40 @@
 """Reading a stream's consumer-group records for m001: one walk, entries sought over.
 
 Records are sorted by shape (kvfix.codec.stream_classifier.group_record_shape) and kept
-as bytes; only what the shape check cannot answer is classified.  Planning and verifying
-read through :func:`stream_records` and :func:`live_chunks`, one stream at a time.
+as bytes; only what the shape check cannot answer is classified.  As a stream is read,
+its group records are summed up per group and layout (:class:`Side`: counts, an
+order-free hash, the group record itself, the consumer names); the records themselves
+are kept only while the stream is small.  A stream with more than HELD_RECORDS group
+records is read again, region by region, when its writes are made
+(:meth:`StreamRecords.records`), so no stream is ever held whole, however large.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from hashlib import sha256
+from hashlib import blake2b, sha256
 
 from kvfix.analysis.keyspace import LiveStream, choose_cluster, survey_keyspace
 from kvfix.analysis.scope import EVERYTHING, Scope
-from kvfix.analysis.walk import BadKey, Garbage, Visit, paused_gc, walk_keyspace
+from kvfix.analysis.walk import BadKey, Garbage, Visit, group_record_region, paused_gc, walk_keyspace
+from kvfix.codec.ints import read_u64
 from kvfix.codec.stream import (
     GROUP_NAME_AT,
     KIND_LAYOUT,
+    KIND_ROLE,
+    KIND_VALUE,
+    LEGACY,
     EntryKey,
     GroupRecordKey,
     Layout,
     RecordKind,
     classify,
+    consumer_name,
     group_record_shape,
+    relocated_subkey,
 )
 from kvfix.store.database import Database
 
@@ -41,10 +52,10 @@ def sha(value: bytes) -> str:
 
 @dataclass(slots=True)
 class GroupRecord:
-    """One group record as a migration needs it: bytes, kind, group name, value digest.
+    """One group record as a migration needs it: bytes, kind, group name.
 
     The decoded key and value are built only when asked for (conflicts, details), so
-    collecting a record costs a shape check and a digest.
+    collecting a record costs a shape check.
     """
 
     sub: bytes
@@ -78,21 +89,120 @@ class GroupRecord:
         return self._decoded  # type: ignore[return-value]
 
 
+#: Records of one stream's part of a write (``KVFIX_PART_RECORDS`` for tests of split streams).
+PART_RECORDS = int(os.environ.get("KVFIX_PART_RECORDS", "50000"))
+#: Group records of a stream kept while it is read; a larger stream is read again when written.
+HELD_RECORDS = max(1, PART_RECORDS // 2)
+_MASK = (1 << 128) - 1
+#: PEL entry ids a Side keeps for people.
+PEL_IDS_KEPT = 20
+
+
+def record_hash(sub: bytes, kind: RecordKind, value: bytes) -> int:
+    """A 128-bit hash of a group record as it reads in the prefixed layout (a legacy record's
+    subkey relocated), so the two sides of a group compare, and sums are order-free."""
+    if KIND_LAYOUT[kind] == LEGACY:
+        sub = relocated_subkey(sub, kind)
+    return int.from_bytes(blake2b(b"%d:%s%s" % (len(sub), sub, value), digest_size=16).digest(), "big")
+
+
+@dataclass(slots=True)
+class Side:
+    """One group's records in one layout, summed up: what a plan decides on, without the records."""
+
+    group: bytes
+    layout: Layout
+    records: int = 0
+    #: Records per kind ("legacy_pel": 3, ...).
+    kinds: dict[str, int] = field(default_factory=dict)
+    #: Sum of the records' :func:`record_hash`, mod 2^128: equal sums, equal records.
+    sum: int = 0
+    #: The group record proper, if the side has one.
+    group_record: GroupRecord | None = None
+    consumers: list[bytes] = field(default_factory=list)
+    #: The first PEL records' entry ids ("ms-seq"), for people (a conflict's differences).
+    pel_ids: list[str] = field(default_factory=list)
+
+    def add(self, r: GroupRecord) -> None:
+        self.records += 1
+        kind = KIND_VALUE[r.kind]
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+        self.sum = (self.sum + record_hash(r.sub, r.kind, r.value)) & _MASK
+        role = KIND_ROLE[r.kind]
+        if role == "group":
+            self.group_record = r
+        elif role == "consumer":
+            self.consumers.append(consumer_name(r.sub, self.layout, self.group))
+        elif len(self.pel_ids) < PEL_IDS_KEPT:
+            sub = r.sub
+            self.pel_ids.append(f"{read_u64(sub, len(sub) - 16)}-{read_u64(sub, len(sub) - 8)}")
+
+    @property
+    def pel(self) -> int:
+        return sum(n for kind, n in self.kinds.items() if kind.endswith("_pel"))
+
+
 @dataclass
 class StreamRecords:
+    """One live stream's group records: summed up per side, held only while few (see the module doc)."""
+
     live: LiveStream
     prefix: bytes
-    records: list[GroupRecord] = field(default_factory=list)
-    undecodable: list[tuple[bytes, str]] = field(default_factory=list)
-    ambiguous: list[bytes] = field(default_factory=list)
-    names: dict[bytes, bytes] = field(default_factory=dict)
+    metadata: bytes = b""
+    db: Database | None = None
+    sides: dict[tuple[bytes, Layout], Side] = field(default_factory=dict)
+    count: int = 0
+    held: list[GroupRecord] | None = field(default_factory=list)
+    undecodable: int = 0
+    ambiguous: int = 0
+    _subs: set[bytes] | None = None
 
-    def by_layout(self, layout: Layout) -> dict[bytes, list[GroupRecord]]:
-        out: dict[bytes, list[GroupRecord]] = defaultdict(list)
-        for r in self.records:
-            if KIND_LAYOUT[r.kind] == layout:
-                out[r.group].append(r)
-        return out
+    def add(self, records: list[GroupRecord]) -> None:
+        sides = self.sides
+        for r in records:
+            layout = r.layout
+            side = sides.get((r.group, layout))
+            if side is None:
+                side = sides[(r.group, layout)] = Side(r.group, layout)
+            side.add(r)
+        self.count += len(records)
+        if self.held is not None:
+            self.held.extend(records)
+            if self.count > HELD_RECORDS:
+                self.held = None  # read again when written
+
+    def by_layout(self, layout: Layout) -> dict[bytes, Side]:
+        return {group: side for (group, lay), side in self.sides.items() if lay == layout}
+
+    def layouts(self) -> set[Layout]:
+        return {layout for _, layout in self.sides}
+
+    def records(self, layout: Layout, groups: frozenset[bytes] | None = None) -> Iterator[GroupRecord]:
+        """The stream's ``layout`` group records (of ``groups``, or all), in key order: the held
+        ones, or read again through an iterator made by this call (the database as it is now)."""
+        if self.held is not None:
+            return (r for r in self.held if r.layout == layout and (groups is None or r.group in groups))
+        assert self.db is not None
+        chunks = group_record_region(self.db, self.prefix, layout)
+        return self._read_again(chunks, layout, groups)
+
+    def _read_again(
+        self, chunks: Iterator[list[tuple[bytes, bytes]]], layout: Layout, groups: frozenset[bytes] | None
+    ) -> Iterator[GroupRecord]:
+        n = len(self.prefix)
+        for chunk in chunks:
+            for r in classify_chunk(chunk, n, {}).records:
+                if r.layout == layout and (groups is None or r.group in groups):
+                    yield r
+
+    def exists(self, sub: bytes) -> bool:
+        """Whether the stream holds a record at this subkey (as read)."""
+        if self.held is not None:
+            if self._subs is None:
+                self._subs = {r.sub for r in self.held}
+            return sub in self._subs
+        assert self.db is not None
+        return self.db.get("stream", self.prefix + sub) is not None
 
 
 #: Streams a plan names in its skipped list; beyond them it only counts.
@@ -136,12 +246,13 @@ def stream_records(
     stale, orphan and bad keys.
     """
     current: StreamRecords | None = None
+    names: dict[bytes, bytes] = {}
     for sr, chunk, n in live_chunks(db, cluster, out, scope):
         if sr is not current:
             if current is not None:
                 yield current
-            current = sr
-        _collect_chunk(sr, chunk, n)
+            current, names = sr, {}
+        _collect_chunk(sr, chunk, n, names)
     if current is not None:
         yield current
 
@@ -167,7 +278,7 @@ def live_chunks(
             if isinstance(item, list):
                 yield target, item, n  # type: ignore[misc]  # chunks follow their Visit
             elif isinstance(item, Visit):
-                target, n = StreamRecords(item.live, item.raw), len(item.raw)
+                target, n = StreamRecords(item.live, item.raw, item.metadata, db), len(item.raw)
                 out.live += 1
                 yield target, [], n
             elif isinstance(item, Garbage):
@@ -177,9 +288,23 @@ def live_chunks(
                 out.bad_keys += 1
 
 
-def _collect_chunk(target: StreamRecords, chunk: list[tuple[bytes, bytes]], n: int) -> None:
-    records = target.records.append
-    name = target.names.setdefault  # one bytes object per group name, not one per record
+@dataclass
+class Classified:
+    """A chunk's group records, and how many records were undecodable or ambiguous."""
+
+    records: list[GroupRecord]
+    undecodable: int = 0
+    ambiguous: int = 0
+
+
+def classify_chunk(chunk: list[tuple[bytes, bytes]], n: int, names: dict[bytes, bytes]) -> Classified:
+    """The group records of a chunk of whole keys (prefix length ``n``); entries are passed over.
+
+    ``names`` keeps one bytes object per group name, not one per record.
+    """
+    out = Classified([])
+    records = out.records.append
+    name = names.setdefault
     for whole, value in chunk:
         sub = whole[n:]
         shape = group_record_shape(sub, value)
@@ -191,20 +316,27 @@ def _collect_chunk(target: StreamRecords, chunk: list[tuple[bytes, bytes]], n: i
         c = classify(sub, value)
         key = c.key
         if key is None or c.value is None:
-            target.undecodable.append((sub, c.error or "undecodable"))
+            out.undecodable += 1
             continue
         if type(key) is EntryKey:
             continue  # an entry (ms = 2^64-1, or below a small alias): never moved
         if len(c.readings) > 1:
-            target.ambiguous.append(sub)
-        kind = key.kind
-        records(GroupRecord(sub, value, kind, key.group, (key, c.value)))  # type: ignore[union-attr]
+            out.ambiguous += 1
+        records(GroupRecord(sub, value, key.kind, key.group, (key, c.value)))  # type: ignore[union-attr]
+    return out
+
+
+def _collect_chunk(target: StreamRecords, chunk: list[tuple[bytes, bytes]], n: int, names: dict[bytes, bytes]) -> None:
+    found = classify_chunk(chunk, n, names)
+    target.add(found.records)
+    target.undecodable += found.undecodable
+    target.ambiguous += found.ambiguous
 
 
 def live_layouts(db: Database, cluster: bool | None = None) -> Counter[str]:
     """How many live streams hold group records in legacy, prefixed, both (mixed) or none."""
     out: Counter[str] = Counter()
     for sr in stream_records(db, cluster, Collected(False, 0)):
-        layouts = {r.layout for r in sr.records}
+        layouts = sr.layouts()
         out["mixed" if len(layouts) == 2 else layouts.pop() if layouts else "none"] += 1
     return out

@@ -1,20 +1,21 @@
 """Verifying m001: after a run, each written stream holds exactly the group records it planned.
 
 A run keeps, per stream it writes, four integers (:func:`expectation`): the stream's
-prefix hash, an order-free sum of 64-bit hashes of the (subkey, value) pairs its
-target-layout group records must be afterwards, how many there are, and a hash of the
-metadata it wrote.  Verification walks again, in the same order, and compares; the
-records themselves are never held beyond one stream.
+prefix hash, the low 64 bits of the order-free sum of record hashes
+(kvfix.migrations.layout_records.record_hash) of the target-layout group records it
+must hold afterwards, how many there are, and a hash of the metadata it wrote.
+Verification walks again, in the same order, and compares: the walk sums every stream's
+records as it reads them, so no record is held.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from hashlib import blake2b
 
 from kvfix.analysis.keyspace import prefix_hash
-from kvfix.migrations.base import Plan, StreamPlan, Written
+from kvfix.migrations.base import Plan, Written
 from kvfix.migrations.layout_records import Collected, StreamRecords, stream_records
+from kvfix.migrations.stream_plan import StreamPlan
 from kvfix.store.database import Database
 from kvfix.textsafe import show
 
@@ -27,18 +28,10 @@ def _h(data: bytes) -> int:
     return int.from_bytes(blake2b(data, digest_size=8).digest(), "big")
 
 
-def records_sum(pairs: Iterable[tuple[bytes, bytes]]) -> int:
-    """Order-free hash of (subkey, value) pairs: the sum of their 64-bit hashes, mod 2^64."""
-    total = 0
-    for sub, value in pairs:
-        total += _h(b"%d:%s%s" % (len(sub), sub, value))
-    return total & _MASK
-
-
 def expectation(sp: StreamPlan) -> tuple[int, int, int, int]:
     """What verification compares for one written stream (see the module doc)."""
     meta = 0 if sp.metadata is None else _h(sp.metadata.new) or 1
-    return (prefix_hash(sp.prefix) & _MASK, records_sum(sp.expected), len(sp.expected), meta)
+    return (prefix_hash(sp.prefix) & _MASK, sp.after_sum & _MASK, sp.records_after, meta)
 
 
 def verify_plan(db: Database, plan: Plan, written: Written | None = None) -> list[str]:
@@ -53,7 +46,7 @@ def verify_plan(db: Database, plan: Plan, written: Written | None = None) -> lis
             problems.extend(_stream_problems(db, plan, sr, want))
             want = next(expected, None)
         elif complete:
-            left = sum(r.layout == plan.source for r in sr.records)
+            left = sum(s.records for s in sr.by_layout(plan.source).values())
             if left:
                 problems.append(f"{_where(sr)}: {left} {plan.source} records in a live stream")
     missing = 0 if want is None else 1 + sum(1 for _ in expected)
@@ -68,18 +61,17 @@ def _where(sr: StreamRecords) -> str:
 
 def _stream_problems(db: Database, plan: Plan, sr: StreamRecords, want: tuple[int, ...]) -> list[str]:
     out: list[str] = []
-    left = sum(r.layout == plan.source for r in sr.records)
+    left = sum(s.records for s in sr.by_layout(plan.source).values())
     if left:
         out.append(f"{_where(sr)}: {left} {plan.source} records left")
-    held = [(r.sub, r.value) for r in sr.records if r.layout == plan.target]
-    if records_sum(held) != want[1] or len(held) != want[2]:
-        bad = f", {len(sr.undecodable)} undecodable" if sr.undecodable else ""
+    held = sr.by_layout(plan.target).values()
+    found = sum(s.records for s in held)
+    if sum(s.sum for s in held) & _MASK != want[1] or found != want[2]:
+        bad = f", {sr.undecodable} undecodable" if sr.undecodable else ""
         out.append(
-            f"{_where(sr)}: group records differ from the plan ({len(held)} {plan.target} records found, "
+            f"{_where(sr)}: group records differ from the plan ({found} {plan.target} records found, "
             f"{want[2]} planned{bad}, or their bytes differ)"
         )
-    if want[3]:
-        raw = db.get("metadata", sr.live.key.encode())
-        if raw is None or (_h(raw) or 1) != want[3]:
-            out.append(f"{_where(sr)}: stream metadata is not what the plan wrote")
+    if want[3] and (_h(sr.metadata) or 1) != want[3]:
+        out.append(f"{_where(sr)}: stream metadata is not what the plan wrote")
     return out

@@ -13,9 +13,10 @@ from collections.abc import Iterator
 
 from kvfix.codec.stream import LEGACY, PREFIXED, Layout
 from kvfix.migrations import layout
-from kvfix.migrations.base import Migration, Plan, PlanOptions, Split, Status, StreamPlan, Written
+from kvfix.migrations.base import Migration, Plan, PlanOptions, Split, Status, Written
 from kvfix.migrations.layout_plan import OnStream, stream_units
 from kvfix.migrations.layout_verify import WIDTH, expectation
+from kvfix.migrations.stream_plan import StreamPlan
 from kvfix.migrations.tally import PlanHead
 from kvfix.store.database import Database, Op
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kvfix.errors import WriteRefused
-from kvfix.migrations.base import StreamPlan
+from kvfix.migrations.stream_plan import StreamPlan
 from kvfix.textsafe import show, show_path
 
 FORMAT = "kvfix-plan/1"
@@ -27,12 +27,12 @@ FORMAT = "kvfix-plan/1"
 def migration_lines(sp: StreamPlan) -> Iterator[dict[str, Any]]:
     """Every write of one stream's migration plan, as its batch writes them."""
     where = {"namespace": show(sp.namespace), "stream": show(sp.key)}
-    for d in sp.drops:
+    for d in sp.drops():
         yield {
             "op": "drop", **where, "kind": d.kind, "group": show(d.group), "key_hex": d.key.hex(),
             "value_len": d.value_len, "value_sha256": d.value_sha256, "reason": d.reason,
         }  # fmt: skip
-    for r in sp.rewrites:
+    for r in sp.rewrites():
         yield {
             "op": "rewrite", **where, "kind": r.kind, "group": show(r.group), "old_key_hex": r.old_key.hex(),
             "new_key_hex": r.new_key.hex(), "value_len": r.value_len, "value_sha256": r.value_sha256,

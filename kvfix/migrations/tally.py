@@ -13,16 +13,8 @@ from hashlib import sha256
 from kvfix.analysis.scope import Scope
 from kvfix.bounded import TopRows
 from kvfix.codec.stream import Layout
-from kvfix.migrations.base import (
-    PART_RECORDS,
-    ConflictLine,
-    OnConflict,
-    Plan,
-    Skipped,
-    StreamLine,
-    StreamPlan,
-    hash_ops,
-)
+from kvfix.migrations.base import ConflictLine, OnConflict, Plan, Skipped, StreamLine
+from kvfix.migrations.stream_plan import StreamPlan
 from kvfix.textsafe import label
 
 #: Streams of the refusal message (a run refused for unresolved conflicts names the first few).
@@ -32,10 +24,7 @@ COUNTS = ("rewrites", "drops", "metadata_updates", "conflicts", "unresolved_conf
 
 def by_kind(sp: StreamPlan) -> str:
     """How many group, consumer and PEL records a stream moves: "1 group, 2 consumer, 40 pel"."""
-    counts: dict[str, int] = {}
-    for r in sp.rewrites:
-        role = r.kind.rsplit("_", 1)[-1]
-        counts[role] = counts.get(role, 0) + 1
+    counts = sp.roles()
     return ", ".join(f"{counts[k]:,} {k}" for k in ("group", "consumer", "pel") if k in counts) or "-"
 
 
@@ -44,9 +33,9 @@ def stream_line(sp: StreamPlan) -> StreamLine:
     return StreamLine(
         sp.namespace,
         sp.key,
-        len(sp.rewrites),
+        sp.rewrite_count,
         by_kind(sp),
-        len(sp.drops),
+        sp.drop_count,
         "-" if m is None else f"{m.group_number_old} -> {m.group_number_new}",
         ", ".join(f"{label(c.group)}: {c.resolution or 'REFUSED'}" for c in sp.conflicts) or "-",
         "; ".join(sp.notes) or "-",
@@ -80,19 +69,19 @@ class PlanTally:
         self.streams += 1
         c = self.counts
         refused = sum(x.resolution is None for x in sp.conflicts)
-        c["rewrites"] += len(sp.rewrites)
-        c["drops"] += len(sp.drops)
+        rewrites, drops = sp.rewrite_count, sp.drop_count
+        c["rewrites"] += rewrites
+        c["drops"] += drops
         c["metadata_updates"] += sp.metadata is not None
         c["conflicts"] += len(sp.conflicts)
         c["unresolved_conflicts"] += refused
-        key = (-refused, -len(sp.conflicts), -len(sp.drops), -len(sp.rewrites), i)
+        key = (-refused, -len(sp.conflicts), -drops, -rewrites, i)
         self._top.offer(key, lambda: stream_line(sp))
         for j, conflict in enumerate(sp.conflicts):
             self._offer_conflict((conflict.resolution is not None, i, j), ConflictLine(sp.namespace, sp.key, conflict))
             if conflict.resolution is None and len(self._refused) < REFUSED_NAMED:
                 self._refused.append(f"{label(sp.key)}/{label(conflict.group)}")
-        for part in sp.parts(PART_RECORDS):
-            hash_ops(self._sha, part)
+        self._sha.update(sp.fingerprint())
 
     def _offer_conflict(self, key: tuple[int, ...], line: ConflictLine) -> None:
         self._conflicts.offer(key, lambda: line)

@@ -253,10 +253,18 @@ class ElementSpool:
         self._count = 0
 
     def add(self, value: Any) -> None:
-        text = _dumps(value, INDENT) if self.pretty else _dumps(value, None)
-        if self.pretty and "\n" in text:
-            text = text.replace("\n", "\n" + " " * (2 * INDENT))
-        self._file.write(text + _SEPARATOR)  # no encoded JSON holds a raw control character
+        """One element; one that holds a :class:`Lazy` is written as it is produced."""
+        text = _whole(value, INDENT if self.pretty else None)
+        if text is None:
+            if self.pretty:
+                _write_pretty(value, self._file, 2)
+            else:
+                _write_compact(value, self._file)
+            self._file.write(_SEPARATOR)
+        else:
+            if self.pretty and "\n" in text:
+                text = text.replace("\n", "\n" + " " * (2 * INDENT))
+            self._file.write(text + _SEPARATOR)  # no encoded JSON holds a raw control character
         self._count += 1
 
     def copy_to(self, doc: DocumentWriter) -> None:

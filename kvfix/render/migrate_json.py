@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import IO, Any
 
-from kvfix.migrations.base import Migration, Plan, StreamPlan
+from kvfix.migrations.base import Migration, Plan
 from kvfix.migrations.run import RunResult
-from kvfix.render.jsonout import DocumentWriter, ElementSpool, safe_int, text_and_hex
+from kvfix.migrations.stream_plan import StreamPlan
+from kvfix.render.jsonout import DocumentWriter, ElementSpool, Lazy, safe_int, text_and_hex
 from kvfix.textsafe import show_path
 
 SCHEMA = 2
@@ -26,12 +27,7 @@ def _opt_hex(prefix: str, data: bytes | None) -> dict[str, Any]:
 
 def _by_group(s: StreamPlan) -> list[dict[str, Any]]:
     """Rewrites and drops counted per group and source kind (one object per group, not per record)."""
-    groups: dict[bytes, dict[str, dict[str, int]]] = {}
-    for what, items in (("rewrites", s.rewrites), ("drops", s.drops)):
-        for r in items:
-            counts = groups.setdefault(r.group, {"rewrites": {}, "drops": {}})[what]
-            counts[r.kind] = counts.get(r.kind, 0) + 1
-    return [{**text_and_hex("name", name), **counts} for name, counts in sorted(groups.items())]
+    return [{**text_and_hex("name", name), "rewrites": rw, "drops": dr} for name, rw, dr in s.by_group()]
 
 
 def _record_lists(s: StreamPlan, seq: Callable[[Iterable[Any]], Any]) -> dict[str, Any]:
@@ -47,7 +43,7 @@ def _record_lists(s: StreamPlan, seq: Callable[[Iterable[Any]], Any]) -> dict[st
                 "value_sha256": r.value_sha256,
                 "value_len": r.value_len,
             }
-            for r in s.rewrites
+            for r in s.rewrites()
         ),
         "drops": seq(
             {
@@ -59,7 +55,7 @@ def _record_lists(s: StreamPlan, seq: Callable[[Iterable[Any]], Any]) -> dict[st
                 "value_len": d.value_len,
                 "reason": d.reason,
             }
-            for d in s.drops
+            for d in s.drops()
         ),
     }
 
@@ -73,7 +69,7 @@ def stream_plan_json(s: StreamPlan, records: bool = False) -> dict[str, Any]:
         "slot": s.slot,
         "version": str(s.version),
         "prefix_hex": s.prefix.hex(),
-        "counts": {"rewrites": len(s.rewrites), "drops": len(s.drops), "records_after": len(s.expected)},
+        "counts": {"rewrites": s.rewrite_count, "drops": s.drop_count, "records_after": s.records_after},
         "groups": _by_group(s),
         "metadata": None
         if m is None
@@ -91,7 +87,7 @@ def stream_plan_json(s: StreamPlan, records: bool = False) -> dict[str, Any]:
         "notes": list(s.notes),
     }
     if records:
-        out.update(_record_lists(s, list))
+        out.update(_record_lists(s, Lazy))
     return out
 
 

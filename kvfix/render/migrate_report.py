@@ -13,8 +13,9 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from kvfix.migrations.base import Migration, Plan, Status, StreamPlan
+from kvfix.migrations.base import Migration, Plan, Status
 from kvfix.migrations.run import RunResult
+from kvfix.migrations.stream_plan import StreamPlan
 from kvfix.render.document import Document, View, current_view
 from kvfix.render.migrate_json import SCHEMA
 from kvfix.render.summary import capped_table, more_line
@@ -35,10 +36,10 @@ class RecordRows:
 
     def add(self, sp: StreamPlan) -> None:
         where = _where(sp.namespace, sp.key)
-        for r in sp.rewrites:
+        for r in sp.rewrites():
             row = [where, r.kind, show(r.group), r.detail, r.old_key.hex(), r.new_key.hex(), r.value_sha256[:16]]
             self.rewrites.add(row)
-        for d in sp.drops:
+        for d in sp.drops():
             self.drops.add([where, d.kind, show(d.group), d.detail, d.key.hex(), d.reason])
 
 
