@@ -24,6 +24,10 @@ class Progress:
     ) -> None:
         return None
 
+    def phase(self, description: str) -> None:
+        """Start the next phase of the same work (planning, writing, verifying): counts from zero."""
+        return None
+
 
 class RichProgress(Progress):
     live = True
@@ -50,6 +54,9 @@ class RichProgress(Progress):
 
     def __exit__(self, *exc: object) -> None:
         self._bar.__exit__(None, None, None)
+
+    def phase(self, description: str) -> None:
+        self._bar.reset(self._task, description=description, total=None, records=0, rate=0.0)
 
     def update(
         self, *, streams: int | None = None, records: int | None = None, total_streams: int | None = None

@@ -158,6 +158,19 @@ def test_metadata_encode_decode_roundtrip(meta):
 
 
 @SETTINGS
+@given(metadata(), st.binary(max_size=130))
+def test_metadata_fast_path_reads_as_the_reference(meta, junk):
+    """The one-unpack path for 64-bit stream records (113/121 bytes) equals the field-by-field one."""
+    from kvfix.codec.metadata import decode_metadata_slowly
+
+    for raw in (meta.encode(), b"\x88" + junk[:112], b"\x88" + junk[:120], junk):
+        fast = _only_codec_error(decode_metadata, raw)
+        assert fast == _only_codec_error(decode_metadata_slowly, raw)
+        if fast is not None:
+            assert fast.raw_expire == decode_metadata_slowly(raw).raw_expire
+
+
+@SETTINGS
 @given(metadata(), st.data())
 def test_metadata_truncations(meta, data):
     raw = meta.encode()
@@ -190,3 +203,21 @@ def test_show_unshow_roundtrip(data):
 @given(st.text(max_size=40))
 def test_safe_text_is_printable(text):
     assert safe_text(text).isprintable()
+
+
+@SETTINGS
+@given(st.binary(max_size=40), st.booleans(), st.binary(max_size=3), st.binary(max_size=300), st.binary(max_size=12))
+def test_key_prefix_len_agrees_with_the_decoder(ns, cluster, key, junk, tail):
+    """The walk's shortcut to a key's prefix gives the decoder's prefix, and None where it fails."""
+    from kvfix.codec.keys import decode_internal_key, internal_prefix, key_prefix_len
+
+    ns = ns[:255]
+    whole = internal_prefix(ns, key + junk, 7, 3 if cluster else None) + tail
+    for data in (whole, junk, whole[: len(whole) // 2]):
+        n = key_prefix_len(data, cluster)
+        try:
+            ik = decode_internal_key(data, cluster)
+        except CodecError:
+            assert n is None
+            continue
+        assert n == len(ik.prefix()) - 8

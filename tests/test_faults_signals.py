@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, tree_digest
+from conftest import run_cli, tree_digest, unpack
 from fault_helpers import (
     TIMEOUT,
     Run,
@@ -344,3 +344,28 @@ def test_lock_is_held_between_rocksdb_close_and_the_end_of_the_run(tmp_path):
         watchdog.cancel()
     assert code == 0
     assert not free, "the LOCK is free while kvfix is still inside its run"
+
+
+def test_rocksdb_threads_never_take_sigint_or_sigterm(tmp_path):
+    """RocksDB's background threads block SIGINT and SIGTERM (they inherit the mask of the open),
+    so a signal always reaches the main thread, where kvfix's handler sees it at once."""
+    script = (
+        "import os, signal, sys\n"
+        "from kvfix.store.opening import open_read_only, open_writable\n"
+        "with open_writable(sys.argv[1]) as db:\n"
+        "    db.write([('stream', b'k', b'v')])\n"
+        "    db.flush_all()\n"
+        "    with open_read_only(sys.argv[1]) as ro:\n"
+        "        main, bits = os.getpid(), 1 << (signal.SIGINT - 1) | 1 << (signal.SIGTERM - 1)\n"
+        "        for task in os.listdir('/proc/self/task'):\n"
+        "            status = open(f'/proc/self/task/{task}/status').read()\n"
+        "            blocked = int(status.split('SigBlk:')[1].split()[0], 16)\n"
+        "            print(task == str(main), blocked & bits == bits)\n"
+    )
+    d = unpack("legacy-basic", tmp_path)
+    out = subprocess.run([sys.executable, "-c", script, str(d)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert ["True", "False"] in rows  # the main thread takes them
+    others = [blocked for main, blocked in rows if main == "False"]
+    assert others and all(b == "True" for b in others), rows

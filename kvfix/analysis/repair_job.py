@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from kvfix.analysis.check import CheckReport, check_database
 from kvfix.analysis.invariants import REPAIRABLE
 from kvfix.analysis.repair_plan import StreamRepair, plan_stream_repair
+from kvfix.progress import Progress
 from kvfix.store.database import Database, Op
 
 
@@ -37,7 +38,7 @@ class RepairJob:
     def units(self, db: Database) -> Sequence[Sequence[Op]]:
         return [[(w.cf, w.key, w.value) for w in p.puts] for p in self.plans]
 
-    def verify(self, db: Database, done: int | None) -> list[str]:
+    def verify(self, db: Database, done: int | None, progress: Progress) -> list[str]:
         """Every repairable finding of the written streams must be gone."""
         self.after = after = check_database(db, cluster=self.cluster)
         written = {(p.namespace, p.key) for p in self.plans[: len(self.plans) if done is None else done]}

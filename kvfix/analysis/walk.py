@@ -30,7 +30,14 @@ from kvfix.analysis.keyspace import Keyspace, LiveStream, decode_live
 from kvfix.analysis.scope import EVERYTHING, Scope
 from kvfix.codec.errors import CodecError
 from kvfix.codec.ints import u64
-from kvfix.codec.keys import MetadataKey, decode_internal_key, decode_metadata_key, key_prefix, successor
+from kvfix.codec.keys import (
+    MetadataKey,
+    decode_internal_key,
+    decode_metadata_key,
+    key_prefix,
+    key_prefix_len,
+    successor,
+)
 from kvfix.codec.metadata import stream_version
 from kvfix.codec.stream import PREFIX_MARK
 from kvfix.store.database import Database
@@ -295,6 +302,11 @@ def group_record_region(db: Database, raw: bytes, layout: str) -> Iterator[list[
 
 def _garbage(db: Database, it: CheckedIterator, ks: Keyspace) -> Iterator[Garbage | BadKey]:
     """From the iterator's position, every incarnation up to the next live one (or the end)."""
+    if it.valid():
+        key = it.key()
+        n = key_prefix_len(key, ks.cluster)
+        if n is not None and key[:n] in ks.live:
+            return  # the next key is a live stream's (the common case): its visit reads every version
     for prefix in _incarnations(it, ks):
         if isinstance(prefix, BadKey):
             yield prefix

@@ -173,7 +173,8 @@ def _planned(run: MigrateRun, db: Database, data: DataDir, plan_file: Path | Non
             writer.add(planfile.migration_lines(sp))
 
     try:
-        plan = run.migration.plan(db, run.options, limit=current_view().limit, on_stream=on_stream)
+        with progress_for("planning") as progress:
+            plan = run.migration.plan(db, run.options, current_view().limit, on_stream, progress)
     except BaseException:
         if writer is not None:
             writer.abort()

@@ -112,6 +112,18 @@ def decode_internal_key(data: bytes, cluster: bool) -> InternalKey:
     return InternalKey(ns, user_key, version, r.rest(), slot)
 
 
+def key_prefix_len(data: bytes, cluster: bool) -> int | None:
+    """The length of an internal key's :func:`key_prefix` (every version's), None when the key is
+    too short for the lengths it states: decode_internal_key's offsets without building a key."""
+    if not data:
+        return None
+    at = 1 + data[0] + (2 if cluster else 0)
+    if len(data) < at + 4:
+        return None
+    end = at + 4 + int.from_bytes(data[at : at + 4], "big")
+    return end if len(data) >= end + 8 else None
+
+
 def namespace_prefix(namespace: bytes) -> bytes:
     return bytes([len(namespace)]) + namespace
 

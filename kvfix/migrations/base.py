@@ -18,6 +18,7 @@ from typing import Any, Literal, NamedTuple
 from kvfix.analysis.scope import EVERYTHING, Scope
 from kvfix.codec.stream import Layout
 from kvfix.migrations.stream_plan import Conflict, StreamPlan
+from kvfix.progress import Progress
 from kvfix.store.database import Database, Op
 
 OnConflict = Literal["refuse", "keep-prefixed", "keep-legacy"]
@@ -150,7 +151,12 @@ class Migration(ABC):
 
     @abstractmethod
     def plan(
-        self, db: Database, options: PlanOptions, limit: int = 20, on_stream: Callable[[StreamPlan], None] | None = None
+        self,
+        db: Database,
+        options: PlanOptions,
+        limit: int = 20,
+        on_stream: Callable[[StreamPlan], None] | None = None,
+        progress: Progress | None = None,
     ) -> Plan:
         """The summary of :meth:`stream_plans` (``limit``: worst streams and conflicts kept);
         ``on_stream`` sees each stream's plan on the way."""
@@ -168,7 +174,9 @@ class Migration(ABC):
         """The writes, planned again from ``db`` as they are written: one unit per stream."""
 
     @abstractmethod
-    def verify(self, db: Database, plan: Plan, written: Written | None = None) -> list[str]:
+    def verify(
+        self, db: Database, plan: Plan, written: Written | None = None, progress: Progress | None = None
+    ) -> list[str]:
         """Problems found re-reading the database (empty list = verified); ``written``: what a run
         wrote (None: nothing written, only that no live stream is left in the source layout)."""
 

@@ -29,6 +29,7 @@ from kvfix.migrations.layout_records import (
 )
 from kvfix.migrations.stream_plan import Conflict, MetadataChange, StreamPlan
 from kvfix.migrations.tally import PlanHead, PlanTally
+from kvfix.progress import Progress
 from kvfix.store.database import Database, Op
 from kvfix.textsafe import show
 
@@ -203,12 +204,12 @@ def _metadata_change(sr: StreamRecords, groups_after: int) -> MetadataChange | s
 
 
 def stream_plans(
-    db: Database, source: Layout, target: Layout, options: PlanOptions, col: Collected
+    db: Database, source: Layout, target: Layout, options: PlanOptions, col: Collected, progress: Progress | None = None
 ) -> Iterator[StreamPlan]:
     """Each stream's plan as soon as its records are read (only one stream's are held);
     ``col`` gets what the walk left alone (undecodable, stale, orphan and bad keys)."""
     with paused_gc():  # plans allocate a few objects per record and create no cycles
-        for sr in stream_records(db, options.cluster, col, options.scope):
+        for sr in stream_records(db, options.cluster, col, options.scope, progress):
             if sr.undecodable:
                 col.skip("undecodable", (sr.live.key.namespace, sr.live.key.user_key), sr.undecodable)
             if not sr.count:
@@ -222,13 +223,18 @@ def stream_plans(
 
 
 def build_plan(
-    db: Database, head: PlanHead, options: PlanOptions, limit: int, on_stream: OnStream | None = None
+    db: Database,
+    head: PlanHead,
+    options: PlanOptions,
+    limit: int,
+    on_stream: OnStream | None = None,
+    progress: Progress | None = None,
 ) -> Plan:
     """The plan's summary (:class:`~kvfix.migrations.tally.PlanTally`); ``on_stream`` sees each
     stream's plan on the way (a plan file, JSON), none is kept."""
     col = Collected(False, 0)
     tally = PlanTally(limit)
-    for sp in stream_plans(db, head.source, head.target, options, col):
+    for sp in stream_plans(db, head.source, head.target, options, col, progress):
         tally.add(sp)
         if on_stream is not None:
             on_stream(sp)

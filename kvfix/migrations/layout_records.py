@@ -36,6 +36,7 @@ from kvfix.codec.stream import (
     group_record_shape,
     relocated_subkey,
 )
+from kvfix.progress import Progress, Ticker
 from kvfix.store.database import Database
 
 #: (namespace, user key) of a stream.
@@ -238,7 +239,7 @@ class Collected:
 
 
 def stream_records(
-    db: Database, cluster: bool | None, out: Collected, scope: Scope = EVERYTHING
+    db: Database, cluster: bool | None, out: Collected, scope: Scope = EVERYTHING, progress: Progress | None = None
 ) -> Iterator[StreamRecords]:
     """Each live stream's group records, one stream at a time, in key order.
 
@@ -247,18 +248,19 @@ def stream_records(
     """
     current: StreamRecords | None = None
     names: dict[bytes, bytes] = {}
-    for sr, chunk, n in live_chunks(db, cluster, out, scope):
+    for sr, chunk, n in live_chunks(db, cluster, out, scope, progress):
         if sr is not current:
             if current is not None:
                 yield current
             current, names = sr, {}
-        _collect_chunk(sr, chunk, n, names)
+        if chunk:
+            _collect_chunk(sr, chunk, n, names)
     if current is not None:
         yield current
 
 
 def live_chunks(
-    db: Database, cluster: bool | None, out: Collected, scope: Scope = EVERYTHING
+    db: Database, cluster: bool | None, out: Collected, scope: Scope = EVERYTHING, progress: Progress | None = None
 ) -> Iterator[tuple[StreamRecords, list[tuple[bytes, bytes]], int]]:
     """(stream, chunk of whole keys and values, prefix length) for each live stream's chunk.
 
@@ -272,12 +274,15 @@ def live_chunks(
     ks = survey_keyspace(db, use_cluster)
     out.cluster, out.live = use_cluster, 0
     target: StreamRecords | None = None
-    n = 0
+    n = records = 0
+    tick = Ticker(progress or Progress(), ks.streams if scope.everything else None)
     with paused_gc():
         for item in walk_keyspace(db, ks, deep=False, scope=scope):
             if isinstance(item, list):
+                records += len(item)
                 yield target, item, n  # type: ignore[misc]  # chunks follow their Visit
             elif isinstance(item, Visit):
+                tick(out.live, records)
                 target, n = StreamRecords(item.live, item.raw, item.metadata, db), len(item.raw)
                 out.live += 1
                 yield target, [], n

@@ -16,6 +16,7 @@ from kvfix.analysis.keyspace import prefix_hash
 from kvfix.migrations.base import Plan, Written
 from kvfix.migrations.layout_records import Collected, StreamRecords, stream_records
 from kvfix.migrations.stream_plan import StreamPlan
+from kvfix.progress import Progress
 from kvfix.store.database import Database
 from kvfix.textsafe import show
 
@@ -34,14 +35,16 @@ def expectation(sp: StreamPlan) -> tuple[int, int, int, int]:
     return (prefix_hash(sp.prefix) & _MASK, sp.after_sum & _MASK, sp.records_after, meta)
 
 
-def verify_plan(db: Database, plan: Plan, written: Written | None = None) -> list[str]:
+def verify_plan(
+    db: Database, plan: Plan, written: Written | None = None, progress: Progress | None = None
+) -> list[str]:
     """Re-read the group records: each written stream holds exactly its planned state, and
     after a complete run (or none) no live stream in scope holds source-layout records."""
     expected = iter(() if written is None else written.written())
     want = next(expected, None)
     complete = written is None or written.done is None
     problems: list[str] = []
-    for sr in stream_records(db, plan.cluster, Collected(False, 0), plan.scope):
+    for sr in stream_records(db, plan.cluster, Collected(False, 0), plan.scope, progress):
         if want is not None and prefix_hash(sr.prefix) & _MASK == want[0]:
             problems.extend(_stream_problems(db, plan, sr, want))
             want = next(expected, None)

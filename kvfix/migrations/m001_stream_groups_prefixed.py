@@ -18,6 +18,7 @@ from kvfix.migrations.layout_plan import OnStream, stream_units
 from kvfix.migrations.layout_verify import WIDTH, expectation
 from kvfix.migrations.stream_plan import StreamPlan
 from kvfix.migrations.tally import PlanHead
+from kvfix.progress import Progress
 from kvfix.store.database import Database, Op
 
 
@@ -31,9 +32,16 @@ class _LayoutMigration(Migration):
     def stream_plans(self, db: Database, options: PlanOptions) -> Iterator[StreamPlan]:
         return layout.stream_plans(db, self.source, self.target, options, layout.Collected(False, 0))
 
-    def plan(self, db: Database, options: PlanOptions, limit: int = 20, on_stream: OnStream | None = None) -> Plan:
+    def plan(
+        self,
+        db: Database,
+        options: PlanOptions,
+        limit: int = 20,
+        on_stream: OnStream | None = None,
+        progress: Progress | None = None,
+    ) -> Plan:
         head = PlanHead(self.id, self.source, self.target, options.on_conflict)
-        return layout.build_plan(db, head, options, limit, on_stream)
+        return layout.build_plan(db, head, options, limit, on_stream, progress)
 
     def written(self) -> Written:
         return Written(WIDTH)
@@ -44,8 +52,10 @@ class _LayoutMigration(Migration):
 
         return stream_units(self.stream_plans(db, options), record, written.sha)
 
-    def verify(self, db: Database, plan: Plan, written: Written | None = None) -> list[str]:
-        return layout.verify_plan(db, plan, written)
+    def verify(
+        self, db: Database, plan: Plan, written: Written | None = None, progress: Progress | None = None
+    ) -> list[str]:
+        return layout.verify_plan(db, plan, written, progress)
 
 
 class StreamGroupsPrefixed(_LayoutMigration):

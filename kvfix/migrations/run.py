@@ -50,7 +50,7 @@ class Job(Protocol):
         may be planned again from ``db`` while they are written (each read before its write)."""
         ...
 
-    def verify(self, db: Database, done: int | None) -> list[str]:
+    def verify(self, db: Database, done: int | None, progress: Progress) -> list[str]:
         """Problems re-reading the database; ``done`` units written (None: all of them)."""
         ...
 
@@ -83,10 +83,10 @@ class MigrationJob:
         self.written = self.migration.written()
         return self.migration.units(db, self.options, self.written)
 
-    def verify(self, db: Database, done: int | None) -> list[str]:
+    def verify(self, db: Database, done: int | None, progress: Progress) -> list[str]:
         written = self.written or self.migration.written()
         written.done = done
-        problems = self.migration.verify(db, self.plan, written)
+        problems = self.migration.verify(db, self.plan, written, progress)
         if done is None and written.sha.hexdigest() != self.plan.writes_sha256:
             problems.append("the writes made differ from the reviewed plan's (digest of every write)")
         return problems
@@ -157,7 +157,8 @@ def execute(
             applied = write_units(db, job.units(db), progress, job.total())
             flush_error = flush(db)
             with SIGNALS.interruptible():
-                problems, unverified = verify(data, lock, job, applied, flush_error)
+                progress.phase("verifying")
+                problems, unverified = verify(data, lock, job, applied, flush_error, progress)
             foreign = foreign_files(data.db, before - {ROCKSDICT_CONFIG}, ignore={ROCKSDICT_CONFIG})
         problems += [f"foreign file left in {data.shown()}: {name}" for name in foreign]
     return RunResult(saved, applied, tuple(problems), unverified, tuple(foreign))
@@ -207,7 +208,8 @@ def batches(units: Iterable[Sequence[Op] | Split], limit: int) -> Iterator[tuple
 
 def write_units(db: Database, units: Iterable[Sequence[Op] | Split], progress: Progress, total: int) -> Applied:
     """Whole units in synced batches; a signal stops after the current batch, a failed write at once."""
-    done = written = 0
+    done = written = records = 0
+    progress.phase("writing")
     with SIGNALS.deferred(), _closing(units):
         for ops, n in batches(units, BATCH_RECORDS):
             if SIGNALS.received is not None:
@@ -219,7 +221,8 @@ def write_units(db: Database, units: Iterable[Sequence[Op] | Split], progress: P
                     return Applied(done, total, _io_reason(exc))
             done += n
             written += 1
-            progress.update(streams=done, total_streams=total)
+            records += len(ops)
+            progress.update(streams=done, records=records, total_streams=total)
             reached("batch", written)
     return Applied(done, total, SIGNALS.name() if SIGNALS.received else None, SIGNALS.received)
 
@@ -254,7 +257,7 @@ def flush(db: Database) -> str | None:
 
 
 def verify(
-    data: DataDir, lock: HeldLock, job: Job, applied: Applied, flush_error: str | None
+    data: DataDir, lock: HeldLock, job: Job, applied: Applied, flush_error: str | None, progress: Progress
 ) -> tuple[list[str], str | None]:
     """Verify on a read-only open; (problems, why verification did not run or finish)."""
     if SIGNALS.received is not None and applied.stopped is None:
@@ -262,7 +265,7 @@ def verify(
     try:
         reached("verify")
         with open_read_only(data, lock=lock) as db:
-            problems = job.verify(db, None if applied.complete else applied.done)
+            problems = job.verify(db, None if applied.complete else applied.done, progress)
     except Interrupted as exc:
         SIGNALS.received = exc.signum
         return [], f"verification interrupted by {SIGNALS.name()}"

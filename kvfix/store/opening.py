@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,10 +109,31 @@ def wal_files(db_path: Path) -> list[str]:
     return sorted(n for n in os.listdir(db_path) if n.endswith(".log") and n[:-4].isdigit())
 
 
+@contextmanager
+def signals_to_main_thread() -> Iterator[None]:
+    """Around every open: SIGINT and SIGTERM blocked in the opening (main) thread.
+
+    RocksDB starts its background threads while a database opens, and they inherit the
+    opening thread's signal mask; with these two blocked there, the kernel can only hand
+    them to the main thread, so Python's handler sees a signal at once.  (A signal that a
+    background thread took was seen only when that thread next ran: on a loaded machine,
+    a batch later.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _open(at: Path, cfs: tuple[str, ...], log_dir: str, recovery: str, access: Any) -> Any:
     opts = _raw(recovery)
     opts.set_db_log_dir(log_dir)
-    return Rdict(str(at), options=opts, column_families={c: _raw(recovery) for c in cfs}, access_type=access)
+    with signals_to_main_thread():
+        return Rdict(str(at), options=opts, column_families={c: _raw(recovery) for c in cfs}, access_type=access)
 
 
 def _open_checked(data: DataDir, shadow: Path, cfs: tuple[str, ...], log_dir: str, salvage: bool) -> Database:
@@ -165,12 +188,13 @@ def _open_live(data: DataDir, cfs: tuple[str, ...], tmp: str) -> Database:
         opts.set_max_open_files(-1)
         opts.set_db_log_dir(str(secondary))
         try:
-            rdict = Rdict(
-                str(shadow),
-                options=opts,
-                column_families={c: _raw() for c in cfs},
-                access_type=AccessType.secondary(str(secondary)),
-            )
+            with signals_to_main_thread():
+                rdict = Rdict(
+                    str(shadow),
+                    options=opts,
+                    column_families={c: _raw() for c in cfs},
+                    access_type=AccessType.secondary(str(secondary)),
+                )
         except Exception as exc:  # a file went away underneath: list the directory again
             last = exc
             continue
@@ -301,7 +325,10 @@ def open_read_write(data: DataDir, lock: HeldLock) -> Iterator[Database]:
         with tempfile.TemporaryDirectory(prefix="kvfix-log-") as log_dir:
             opts = _pinned_options(log_dir)
             try:
-                rdict = Rdict(str(data.db), options=opts, column_families={c: _pinned_options(log_dir) for c in cfs})
+                with signals_to_main_thread():
+                    rdict = Rdict(
+                        str(data.db), options=opts, column_families={c: _pinned_options(log_dir) for c in cfs}
+                    )
             except Exception as exc:
                 text = _one_line(exc)
                 if "lock" in text.lower():
@@ -348,7 +375,8 @@ def create_database(path: str | os.PathLike[str], column_families: tuple[str, ..
         opts.create_if_missing(True)
         opts.create_missing_column_families(True)
         cfs = {c: _pinned_options(log_dir) for c in column_families if c != "default"}
-        rdict = Rdict(str(db_path), options=opts, column_families=cfs)
+        with signals_to_main_thread():
+            rdict = Rdict(str(db_path), options=opts, column_families=cfs)
         try:
             yield Database(db_path.absolute(), rdict, tuple(column_families), read_only=False)
             rdict.flush_wal(True)
