@@ -12,10 +12,13 @@ import json
 
 import pytest
 from conftest import dump_all, run_cli, unpack
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from kvfix.codec.metadata import StreamId
-from kvfix.codec.stream import ConsumerValue, PelValue
+from kvfix.codec.stream import ConsumerValue, PelKey, PelValue, encode_subkey
 from kvfix.migrations import PlanOptions, for_target, layout_plan, layout_records
+from kvfix.migrations.layout_records import StreamRecords, classify_chunk, record_hash
 from kvfix.migrations.run import MigrationJob, execute
 from kvfix.store.files import fingerprint
 from kvfix.store.lock import HeldLock
@@ -172,3 +175,52 @@ def test_fixtures_plan_the_same_on_either_path(tmp_path, monkeypatch):
             with open_read_only(d) as db:
                 b = for_target("prefixed").plan(db, PlanOptions(on_conflict="keep-prefixed"))
         assert a == b
+
+
+_METADATA = int.from_bytes(b"METADATA", "big")
+_PEL_VALUES = st.sampled_from([PelValue(BASE, 1, b"w1").encode(), PelValue(0, 0, b"").encode(), b"\x00" * 5, b""])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["legacy", "prefixed"]),
+            st.sampled_from([b"g", b"", b"gg", b"\x00\x00\x00\x00\x00\x00\x00\x00"]),
+            st.sampled_from([0, 1, 2, 2**64 - 1]),
+            st.sampled_from([0, 1, _METADATA]),  # ms 0 and seq "METADATA": an empty-named consumer too
+            _PEL_VALUES,
+        ),
+        max_size=40,
+    )
+)
+@example(
+    [("legacy", b"g", 1, 0, PelValue(0, 0, b"").encode()), ("legacy", b"g", 0, _METADATA, PelValue(0, 0, b"").encode())]
+)
+def test_pel_runs_read_as_record_by_record(rows):
+    """A chunk read with the PEL-run shortcut gives exactly the records, kinds, groups and
+    side sums of reading it one record at a time (key order, as the walk reads it)."""
+    prefix = b"\x05prefix"
+    pairs = {
+        prefix + encode_subkey(PelKey(layout, group, StreamId(ms, seq))): value  # type: ignore[arg-type]
+        for layout, group, ms, seq, value in rows
+    }
+    for chunk in (sorted(pairs.items()), list(pairs.items())):  # key order, and any order
+        _same_records_either_way(chunk, len(prefix), prefix)
+
+
+def _same_records_either_way(chunk: list[tuple[bytes, bytes]], n: int, prefix: bytes) -> None:
+    whole = classify_chunk(chunk, n, {})
+    one_by_one = [classify_chunk([pair], n, {}) for pair in chunk]
+    assert [(r.sub, r.value, r.kind, r.group) for r in whole.records] == [
+        (r.sub, r.value, r.kind, r.group) for c in one_by_one for r in c.records
+    ]
+    assert whole.undecodable == sum(c.undecodable for c in one_by_one)
+    assert whole.ambiguous == sum(c.ambiguous for c in one_by_one)
+    sr = StreamRecords(None, prefix)  # type: ignore[arg-type]
+    sr.add(whole.records)
+    expected: dict[tuple[bytes, str], int] = {}
+    for r in whole.records:
+        key = (r.group, r.layout)
+        expected[key] = (expected.get(key, 0) + record_hash(r.sub, r.kind, r.value)) % (1 << 128)
+    assert {k: s.sum for k, s in sr.sides.items()} == expected

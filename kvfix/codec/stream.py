@@ -15,6 +15,7 @@ from kvfix.codec.stream_classifier import (
     fast_group_record,
     group_record_shape,
     is_plain_entry,
+    pel_run_end,
 )
 from kvfix.codec.stream_keys import (
     ENTRY_KEY_LEN,
@@ -39,6 +40,7 @@ from kvfix.codec.stream_keys import (
     alias_id,
     consumer_name,
     encode_subkey,
+    prefixed_pel_head,
     read_id,
     relocated_subkey,
     subkey_readings,
@@ -102,6 +104,8 @@ __all__ = [
     "fast_group_record",
     "group_record_shape",
     "is_plain_entry",
+    "pel_run_end",
+    "prefixed_pel_head",
     "read_id",
     "relocated_subkey",
     "subkey_readings",

@@ -134,6 +134,32 @@ def group_record_shape(sub: bytes, value: bytes) -> tuple[RecordKind, int] | Non
     return None
 
 
+def pel_run_end(chunk: list[tuple[bytes, bytes]], i: int, kind: RecordKind, end: int) -> int:
+    """Where the run of PEL records that chunk[i - 1] starts ends (an index into ``chunk``).
+
+    chunk[i - 1] is a whole key and value whose subkey group_record_shape accepted as a
+    ``kind`` PEL record, its group name ending at ``end`` in the whole key.  A record
+    continues the run when its whole key has the same length and the same bytes up to
+    ``end`` (so the same kind and group, and a 16-byte entry id), the id's first u64 is not
+    zero in a legacy one (a zero ms also reads as an empty consumer name) and its value
+    has a PEL value's shape: what group_record_shape would check, without its other cases.
+    """
+    first = chunk[i - 1][0]
+    size, head = len(first), first[:end]
+    legacy = kind is RecordKind.LEGACY_PEL
+    fixed, at = PEL_VALUE_FIXED_LEN, _U64_AT
+    n = len(chunk)
+    while i < n:
+        whole, value = chunk[i]
+        if len(whole) != size or not whole.startswith(head) or (legacy and whole.startswith(ZERO8, end)):
+            break
+        m = len(value)
+        if m < fixed or fixed + at(value, 16)[0] != m:
+            break
+        i += 1
+    return i
+
+
 def _pel_value_fits(value: bytes, m: int) -> bool:
     return m >= PEL_VALUE_FIXED_LEN and PEL_VALUE_FIXED_LEN + _U64_AT(value, 16)[0] == m
 

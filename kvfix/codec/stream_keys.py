@@ -162,6 +162,12 @@ def with_layout(key: GroupRecordKey, layout: Layout) -> GroupRecordKey:
 _TYPE_BYTE = {"group": b"\x01", "consumer": b"\x02", "pel": b"\x03"}
 
 
+def prefixed_pel_head(kind: RecordKind) -> bytes:
+    """What a PEL subkey of ``kind`` is preceded by in the prefixed layout: relocated_subkey of a
+    legacy PEL record is this + the subkey (a prefixed one has it already: b"")."""
+    return PREFIX_MARK + _TYPE_BYTE["pel"] if _KIND_LAYOUT[kind] == LEGACY else b""
+
+
 def relocated_subkey(sub: bytes, kind: RecordKind) -> bytes:
     """encode_subkey(with_layout(key, other layout)) for the subkey ``sub`` of a ``kind`` record.
 

@@ -15,7 +15,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from hashlib import blake2b, sha256
+from hashlib import sha256
 
 from kvfix.analysis.keyspace import LiveStream, choose_cluster, survey_keyspace
 from kvfix.analysis.scope import EVERYTHING, Scope
@@ -34,6 +34,8 @@ from kvfix.codec.stream import (
     classify,
     consumer_name,
     group_record_shape,
+    pel_run_end,
+    prefixed_pel_head,
     relocated_subkey,
 )
 from kvfix.progress import Progress, Ticker
@@ -99,12 +101,32 @@ _MASK = (1 << 128) - 1
 PEL_IDS_KEPT = 20
 
 
+_M64 = (1 << 64) - 1
+
+
 def record_hash(sub: bytes, kind: RecordKind, value: bytes) -> int:
     """A 128-bit hash of a group record as it reads in the prefixed layout (a legacy record's
-    subkey relocated), so the two sides of a group compare, and sums are order-free."""
+    subkey relocated), so the two sides of a group compare, and sums are order-free.
+
+    The prefixed subkey states its own length, so subkey + value is unambiguous.  The hash
+    is Python's own for bytes, twice: SipHash keyed by the process's random key, a PRF, at
+    a fraction of a cryptographic hash's cost.  Its values hold only within one process,
+    which is where sums are compared: a run plans, writes and verifies in one.
+    """
     if KIND_LAYOUT[kind] == LEGACY:
         sub = relocated_subkey(sub, kind)
-    return int.from_bytes(blake2b(b"%d:%s%s" % (len(sub), sub, value), digest_size=16).digest(), "big")
+    data = sub + value
+    return (hash(data) & _M64) << 64 | (hash(data + b"\x01") & _M64)
+
+
+def _pel_hashes(records: list[GroupRecord], i: int, j: int, head: bytes) -> int:
+    """The sum of :func:`record_hash` over records[i:j], PEL records of one kind (relocated by ``head``)."""
+    total = 0
+    for k in range(i, j):
+        r = records[k]
+        data = head + r.sub + r.value
+        total += (hash(data) & _M64) << 64 | (hash(data + b"\x01") & _M64)
+    return total
 
 
 @dataclass(slots=True)
@@ -124,17 +146,25 @@ class Side:
     #: The first PEL records' entry ids ("ms-seq"), for people (a conflict's differences).
     pel_ids: list[str] = field(default_factory=list)
 
-    def add(self, r: GroupRecord) -> None:
-        self.records += 1
-        kind = KIND_VALUE[r.kind]
-        self.kinds[kind] = self.kinds.get(kind, 0) + 1
-        self.sum = (self.sum + record_hash(r.sub, r.kind, r.value)) & _MASK
-        role = KIND_ROLE[r.kind]
-        if role == "group":
-            self.group_record = r
-        elif role == "consumer":
-            self.consumers.append(consumer_name(r.sub, self.layout, self.group))
-        elif len(self.pel_ids) < PEL_IDS_KEPT:
+    def add(self, records: list[GroupRecord], i: int, j: int) -> None:
+        """records[i:j], all of one kind (and of this side's group and layout)."""
+        first = records[i]
+        kind = first.kind
+        name = KIND_VALUE[kind]
+        self.records += j - i
+        self.kinds[name] = self.kinds.get(name, 0) + j - i
+        role = KIND_ROLE[kind]
+        if role != "pel":
+            for r in records[i:j]:
+                self.sum += record_hash(r.sub, kind, r.value)
+                if role == "group":
+                    self.group_record = r
+                else:
+                    self.consumers.append(consumer_name(r.sub, self.layout, self.group))
+            self.sum &= _MASK
+            return
+        self.sum = (self.sum + _pel_hashes(records, i, j, prefixed_pel_head(kind))) & _MASK
+        for r in records[i : min(j, i + PEL_IDS_KEPT - len(self.pel_ids))]:
             sub = r.sub
             self.pel_ids.append(f"{read_u64(sub, len(sub) - 16)}-{read_u64(sub, len(sub) - 8)}")
 
@@ -159,14 +189,22 @@ class StreamRecords:
     _subs: set[bytes] | None = None
 
     def add(self, records: list[GroupRecord]) -> None:
+        """Sum up records by runs of one kind and group (their group names are one object each)."""
         sides = self.sides
-        for r in records:
-            layout = r.layout
-            side = sides.get((r.group, layout))
+        i, n = 0, len(records)
+        while i < n:
+            first = records[i]
+            kind, group = first.kind, first.group
+            j = i + 1
+            while j < n and records[j].group is group and records[j].kind is kind:
+                j += 1
+            layout = first.layout
+            side = sides.get((group, layout))
             if side is None:
-                side = sides[(r.group, layout)] = Side(r.group, layout)
-            side.add(r)
-        self.count += len(records)
+                side = sides[(group, layout)] = Side(group, layout)
+            side.add(records, i, j)
+            i = j
+        self.count += n
         if self.held is not None:
             self.held.extend(records)
             if self.count > HELD_RECORDS:
@@ -308,15 +346,22 @@ def classify_chunk(chunk: list[tuple[bytes, bytes]], n: int, names: dict[bytes, 
     ``names`` keeps one bytes object per group name, not one per record.
     """
     out = Classified([])
-    records = out.records.append
+    records, more = out.records.append, out.records.extend
     name = names.setdefault
-    for whole, value in chunk:
+    i, size = 0, len(chunk)
+    while i < size:
+        whole, value = chunk[i]
+        i += 1
         sub = whole[n:]
         shape = group_record_shape(sub, value)
         if shape is not None:
             kind, end = shape
-            group = sub[_NAME_AT[kind] : end]
-            records(GroupRecord(sub, value, kind, name(group, group)))
+            group = name(sub[_NAME_AT[kind] : end], sub[_NAME_AT[kind] : end])
+            records(GroupRecord(sub, value, kind, group))
+            if KIND_ROLE[kind] == "pel":  # a run of this group's PEL records: checked by their head
+                j = pel_run_end(chunk, i, kind, n + end)
+                more([GroupRecord(w[n:], v, kind, group) for w, v in chunk[i:j]])
+                i = j
             continue
         c = classify(sub, value)
         key = c.key
