@@ -224,3 +224,46 @@ def _same_records_either_way(chunk: list[tuple[bytes, bytes]], n: int, prefix: b
         key = (r.group, r.layout)
         expected[key] = (expected.get(key, 0) + record_hash(r.sub, r.kind, r.value)) % (1 << 128)
     assert {k: s.sum for k, s in sr.sides.items()} == expected
+
+
+def test_a_small_plan_is_kept_for_the_writes_and_a_large_one_planned_again(tmp_path, monkeypatch):
+    """Kept stream plans spare the second walk (stream_plans is not called), within a budget."""
+    from kvfix.migrations.run import KeptPlans
+
+    d = SynthDB(streams=small_streams(40)).write(tmp_path / "db")
+    migration = for_target("prefixed")
+    kept, tight = KeptPlans(), KeptPlans(budget=10)
+    data = resolve(d)
+    with HeldLock(data.db) as lock:
+        files = fingerprint(data.db)
+        with open_read_only(data, lock=lock) as db:
+            plan = migration.plan(db, PlanOptions(), on_stream=lambda sp: (kept.add(sp), tight.add(sp)))
+        assert kept.plans is not None and len(kept.plans) == 40 and tight.plans is None
+
+        def no_second_walk(*_args, **_kw):
+            raise AssertionError("planned again")
+
+        monkeypatch.setattr(type(migration), "stream_plans", no_second_walk)
+        job = MigrationJob(migration, plan, PlanOptions(), kept)
+        result = execute(data, lock, job, planned_files=files, backup_to=None)
+    assert result.verified and result.applied.complete and result.applied.done == 40
+
+
+def test_kept_and_planned_again_write_the_same(tmp_path, monkeypatch):
+    from kvfix.migrations import run
+
+    streams = [*small_streams(30), big_stream(pel=50)]
+    a = SynthDB(streams=streams).write(tmp_path / "a")
+    b = SynthDB(streams=streams).write(tmp_path / "b")
+    assert run_cli("migrate", a, "--yes", "--no-backup").exit_code == 0
+    monkeypatch.setattr(run, "KEPT_RECORDS", 0)
+    assert run_cli("migrate", b, "--yes", "--no-backup").exit_code == 0
+    assert dump_all(a)["stream"] == dump_all(b)["stream"] and dump_all(a)["metadata"] == dump_all(b)["metadata"]
+    budget = run.KeptPlans(budget=0)
+    budget.add(next(iter(_plans(a))))
+    assert budget.plans is None
+
+
+def _plans(d):
+    with open_read_only(d) as db:
+        return list(for_target("legacy").stream_plans(db, PlanOptions()))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import click
 
-from kvfix.analysis.scope import EVERYTHING, Scope
+from kvfix.analysis.scope import Scope
+from kvfix.cli.migrate_plan import MigrateRun, Planned, planned_run, saved_options
 from kvfix.cli.options import cluster_option, emit, handle_errors, resolve_format, scope_options, summary_output_options
 from kvfix.cli.writing import (
     backup_location,
@@ -23,37 +22,19 @@ from kvfix.cli.writing import (
     write_options,
 )
 from kvfix.errors import Interrupted, VerifyFailed, WriteRefused
-from kvfix.migrations import MIGRATIONS, for_target, planfile
-from kvfix.migrations.base import ON_CONFLICT_CHOICES, Migration, Plan, PlanOptions
+from kvfix.migrations import MIGRATIONS, for_target
+from kvfix.migrations.base import ON_CONFLICT_CHOICES, PlanOptions
 from kvfix.migrations.run import Applied, MigrationJob, RunResult, execute
-from kvfix.migrations.stream_plan import StreamPlan
 from kvfix.progress import progress_for
 from kvfix.render import render
-from kvfix.render.document import current_view
-from kvfix.render.migrate_json import PlanJson
-from kvfix.render.migrate_report import RecordRows, list_document, list_json, plan_document
+from kvfix.render.migrate_report import list_document, list_json, plan_document
 from kvfix.signals import NAMES
-from kvfix.store.database import Database
 from kvfix.store.files import Fingerprint, fingerprint
 from kvfix.store.lock import HeldLock
 from kvfix.store.opening import open_read_only
 from kvfix.store.paths import DataDir, resolve
 from kvfix.testpoints import reached
 from kvfix.textsafe import counted, show_path
-
-
-@dataclass(frozen=True)
-class MigrateRun:
-    """What a dry or a real run was asked for (--plan's saved options replace the command line's)."""
-
-    path: str
-    to: str
-    fmt: str | None
-    migration: Migration
-    options: PlanOptions
-    yes: bool
-    backup_dir: Path | None
-    no_backup: bool
 
 
 @click.command()
@@ -109,7 +90,7 @@ def migrate(
     """
     _validate_options(save_plan, plan_file, dry_run, backup_dir, no_backup)
     if plan_file is not None:
-        to, on_conflict, cluster, scope = _saved_options(plan_file)
+        to, on_conflict, cluster, scope = saved_options(plan_file)
     if list_only:
         return _list(path, fmt, cluster)
     migration = for_target(to)  # type: ignore[arg-type]
@@ -139,64 +120,10 @@ def _list(path: str, fmt: str | None, cluster: bool | None) -> int:
     return 0
 
 
-class Shown:
-    """What a run shows, fed each stream's plan while planning: the JSON document (spooled) or,
-    with --records, the text rows of every rewrite; a summary needs neither."""
-
-    def __init__(self, run: MigrateRun) -> None:
-        view = current_view()
-        self.json = self.rows = None
-        if resolve_format(run.fmt) == "json":
-            self.json = PlanJson(run.migration, show_path(run.path), view.records, view.pretty)
-        elif view.records:
-            self.rows = RecordRows()
-
-    def add(self, sp: StreamPlan) -> None:
-        if self.json is not None:
-            self.json.add(sp)
-        elif self.rows is not None:
-            self.rows.add(sp)
-
-
-def _planned(run: MigrateRun, db: Database, data: DataDir, plan_file: Path | None, save_plan: Path | None) -> Planned:
-    """One walk: the plan's summary, what the run shows, a saved plan written or compared."""
-    shown = Shown(run)
-    header = _plan_header(run, db.state()[0])
-    check = None if plan_file is None else planfile.PlanFileCheck(plan_file, header)
-    writer = None if save_plan is None else planfile.PlanFileWriter(save_plan)
-
-    def on_stream(sp: StreamPlan) -> None:
-        shown.add(sp)
-        if check is not None:
-            check.add(planfile.migration_lines(sp))
-        if writer is not None:
-            writer.add(planfile.migration_lines(sp))
-
-    try:
-        with progress_for("planning") as progress:
-            plan = run.migration.plan(db, run.options, current_view().limit, on_stream, progress)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    if writer is not None:
-        writer.finish(header, _plan_info(plan, data))
-        click.echo(f"kvfix: plan saved to {show_path(writer.path)}; apply it with --plan", err=True)
-    if check is not None:
-        planfile.refuse_difference(check.path, check.finish(), "--dry-run --save-plan")
-    return Planned(plan, shown)
-
-
-@dataclass(frozen=True)
-class Planned:
-    plan: Plan
-    shown: Shown
-
-
 def _dry_run(run: MigrateRun, save_plan: Path | None) -> int:
     """--dry-run: plan read-only (no LOCK), perhaps save the plan, show it; writes nothing."""
     with open_read_only(run.path) as db:
-        planned = _planned(run, db, resolve(run.path), None, save_plan)
+        planned = planned_run(run, db, resolve(run.path), None, save_plan)
     _show(run, planned, True)
     return 0
 
@@ -210,7 +137,7 @@ def _real_run(run: MigrateRun, plan_file: Path | None) -> int:
         if planned.plan.empty:
             return _nothing_to_write(run, data, planned, problems)
         backup_to = _confirm(run, data, planned)
-        result = _write(run, data, lock, planned.plan, planned_files, backup_to)
+        result = _write(run, data, lock, planned, planned_files, backup_to)
         if not _report(run, planned, result):
             return 0
     release = "--target 2.9" if run.to == "legacy" else "--target 2.10"
@@ -222,7 +149,7 @@ def _plan(run: MigrateRun, data: DataDir, lock: HeldLock, plan_file: Path | None
     """The plan (a read-only open under the LOCK), checked against --plan's file; with nothing to
     write, what verifying what an earlier (perhaps interrupted) run left found."""
     with open_read_only(data, lock=lock) as db:
-        planned = _planned(run, db, data, plan_file, None)
+        planned = planned_run(run, db, data, plan_file, None, keep=True)
         reached("plan")
         problems = run.migration.verify(db, planned.plan, None) if planned.plan.empty else []
     return planned, problems
@@ -260,14 +187,14 @@ def _confirm(run: MigrateRun, data: DataDir, planned: Planned) -> Path | None:
 
 
 def _write(
-    run: MigrateRun, data: DataDir, lock: HeldLock, plan: Plan, planned_files: Fingerprint, backup_to: Path | None
+    run: MigrateRun, data: DataDir, lock: HeldLock, planned: Planned, planned_files: Fingerprint, backup_to: Path | None
 ) -> RunResult:
     """Back up, write and verify (kvfix.migrations.run.execute), with a progress bar."""
     with progress_for("migrating") as progress:
         return execute(
             data,
             lock,
-            MigrationJob(run.migration, plan, run.options),
+            MigrationJob(run.migration, planned.plan, run.options, planned.kept),
             planned_files=planned_files,
             backup_to=backup_to,
             on_backup=lambda saved: click.echo(f"kvfix: {restore_hint(data, saved)}", err=True),
@@ -320,50 +247,4 @@ def _refuse_blocked(run: MigrateRun, planned: Planned) -> None:
         f"{counted(n, 'group')} {'exists' if n == 1 else 'exist'} in both layouts "
         f"({named}); nothing written; "
         "choose --on-conflict keep-prefixed or keep-legacy (the other side's records are deleted)"
-    )
-
-
-def _plan_header(run: MigrateRun, identity: str) -> dict[str, Any]:
-    """What applying a plan file compares."""
-    options = run.options
-    return {
-        "command": "migrate",
-        "migration": run.migration.id,
-        "options": {
-            "to": run.to,
-            "on_conflict": options.on_conflict,
-            "cluster": options.cluster,
-            **({} if options.scope.everything else {"scope": options.scope.options()}),
-        },
-        "db_identity": identity,
-    }
-
-
-def _plan_info(plan: Plan, data: DataDir) -> dict[str, Any]:
-    """What a plan file's header holds for people."""
-    assert plan.db_state is not None
-    return {"db_path": data.shown(), "planned_at_sequence": str(plan.db_state[1]), "summary": plan.summary()}
-
-
-def _saved_options(plan_file: Path) -> tuple[str, str, bool | None, Scope]:
-    header = planfile.read_header(plan_file)
-    opts = header.get("options") or {}
-    if header.get("command") != "migrate" or opts.get("to") not in ("prefixed", "legacy"):
-        raise WriteRefused(f"{show_path(plan_file)}: not a migrate plan; nothing written")
-    try:
-        scope = _saved_scope(opts.get("scope"))
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise WriteRefused(f"{show_path(plan_file)}: its scope does not read ({exc}); nothing written") from None
-    return opts["to"], opts.get("on_conflict", "refuse"), opts.get("cluster"), scope
-
-
-def _saved_scope(saved: dict[str, Any] | None) -> Scope:
-    """The Scope a plan file's header records (Scope.options(): the filters in hex)."""
-    if saved is None:
-        return EVERYTHING
-    ns, match = saved.get("namespace_hex"), saved.get("match_hex")
-    return Scope(
-        None if ns is None else bytes.fromhex(ns),
-        frozenset(bytes.fromhex(k) for k in saved.get("streams_hex") or ()),
-        None if match is None else bytes.fromhex(match),
     )

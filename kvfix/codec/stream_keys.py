@@ -162,6 +162,12 @@ def with_layout(key: GroupRecordKey, layout: Layout) -> GroupRecordKey:
 _TYPE_BYTE = {"group": b"\x01", "consumer": b"\x02", "pel": b"\x03"}
 
 
+def pel_entry_id_text(sub: bytes) -> str:
+    """The entry id a PEL record's subkey ends with, as "ms-seq" (both layouts end with it)."""
+    ms, seq = ID_STRUCT.unpack_from(sub, len(sub) - ENTRY_KEY_LEN)
+    return f"{ms}-{seq}"
+
+
 def prefixed_pel_head(kind: RecordKind) -> bytes:
     """What a PEL subkey of ``kind`` is preceded by in the prefixed layout: relocated_subkey of a
     legacy PEL record is this + the subkey (a prefixed one has it already: b"")."""

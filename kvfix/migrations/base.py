@@ -170,8 +170,11 @@ class Migration(ABC):
         """An empty record of a run's writes, for :meth:`units` to fill and :meth:`verify` to read."""
 
     @abstractmethod
-    def units(self, db: Database, options: PlanOptions, written: Written) -> Iterator[list[Op] | Split]:
-        """The writes, planned again from ``db`` as they are written: one unit per stream."""
+    def units(
+        self, db: Database, options: PlanOptions, written: Written, plans: Iterable[StreamPlan] | None = None
+    ) -> Iterator[list[Op] | Split]:
+        """The writes, one unit per stream: of ``plans`` (kept from planning), or planned again
+        from ``db`` as they are written."""
 
     @abstractmethod
     def verify(

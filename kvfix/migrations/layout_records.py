@@ -20,7 +20,6 @@ from hashlib import sha256
 from kvfix.analysis.keyspace import LiveStream, choose_cluster, survey_keyspace
 from kvfix.analysis.scope import EVERYTHING, Scope
 from kvfix.analysis.walk import BadKey, Garbage, Visit, group_record_region, paused_gc, walk_keyspace
-from kvfix.codec.ints import read_u64
 from kvfix.codec.stream import (
     GROUP_NAME_AT,
     KIND_LAYOUT,
@@ -34,6 +33,7 @@ from kvfix.codec.stream import (
     classify,
     consumer_name,
     group_record_shape,
+    pel_entry_id_text,
     pel_run_end,
     prefixed_pel_head,
     relocated_subkey,
@@ -165,8 +165,7 @@ class Side:
             return
         self.sum = (self.sum + _pel_hashes(records, i, j, prefixed_pel_head(kind))) & _MASK
         for r in records[i : min(j, i + PEL_IDS_KEPT - len(self.pel_ids))]:
-            sub = r.sub
-            self.pel_ids.append(f"{read_u64(sub, len(sub) - 16)}-{read_u64(sub, len(sub) - 8)}")
+            self.pel_ids.append(pel_entry_id_text(r.sub))
 
     @property
     def pel(self) -> int:

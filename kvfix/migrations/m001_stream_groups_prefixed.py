@@ -9,7 +9,7 @@ metadata's group_number, see kvfix.migrations.layout) do.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from kvfix.codec.stream import LEGACY, PREFIXED, Layout
 from kvfix.migrations import layout
@@ -46,11 +46,13 @@ class _LayoutMigration(Migration):
     def written(self) -> Written:
         return Written(WIDTH)
 
-    def units(self, db: Database, options: PlanOptions, written: Written) -> Iterator[list[Op] | Split]:
+    def units(
+        self, db: Database, options: PlanOptions, written: Written, plans: Iterable[StreamPlan] | None = None
+    ) -> Iterator[list[Op] | Split]:
         def record(sp: StreamPlan) -> None:
             written.add(*expectation(sp))
 
-        return stream_units(self.stream_plans(db, options), record, written.sha)
+        return stream_units(self.stream_plans(db, options) if plans is None else plans, record, written.sha)
 
     def verify(
         self, db: Database, plan: Plan, written: Written | None = None, progress: Progress | None = None

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import NamedTuple
 
-from kvfix.codec.ints import read_u64
-from kvfix.codec.stream import KIND_ROLE, KIND_VALUE, Layout, consumer_name, relocated_subkey
+from kvfix.codec.stream import KIND_ROLE, KIND_VALUE, Layout, consumer_name, pel_entry_id_text, relocated_subkey
 from kvfix.migrations.layout_records import GroupRecord, Side, StreamRecords
 from kvfix.store.database import Op
 from kvfix.textsafe import show
@@ -61,7 +60,7 @@ def describe(kind: str, group: bytes, sub: bytes) -> str:
     """A well-formed group record, for people: "group", "consumer NAME" or "pending MS-SEQ"."""
     role = kind.rsplit("_", 1)[-1]
     if role == "pel":  # both layouts end with the entry id
-        return f"pending {read_u64(sub, len(sub) - 16)}-{read_u64(sub, len(sub) - 8)}"
+        return f"pending {pel_entry_id_text(sub)}"
     if role == "consumer":  # the sized consumer name follows the sized group name
         layout: Layout = "legacy" if kind.startswith("legacy") else "prefixed"
         return f"consumer {show(consumer_name(sub, layout, group))}"
