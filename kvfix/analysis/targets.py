@@ -12,7 +12,6 @@ import dataclasses
 from typing import Literal
 
 from kvfix.analysis.findings import Finding
-from kvfix.analysis.model import ScanReport
 
 Target = Literal["2.10", "2.9"]
 TARGETS: tuple[Target, ...] = ("2.10", "2.9")
@@ -44,10 +43,3 @@ def for_target(findings: list[Finding], target: Target) -> list[Finding]:
             f = dataclasses.replace(f, severity="info")
         out.append(f)
     return out
-
-
-def retarget(report: ScanReport, target: Target) -> None:
-    """Rewrite a scan report's findings in place for ``target``."""
-    report.findings[:] = for_target(report.findings, target)
-    for s in report.streams:
-        s.findings[:] = for_target(s.findings, target)

@@ -344,10 +344,6 @@ _AFTER_NAME_LIMIT = (NAME_LIMIT + 1).to_bytes(8, "big")
 _FEW = 32
 
 
-def _bound(a: bytes, b: bytes | None) -> bytes | None:
-    return a if b is None or a < b else b
-
-
 def _region(db: Database, it: CheckedIterator, end: bytes | None) -> Iterator[list[tuple[bytes, bytes]]]:
     """Chunks of the records from the iterator's position up to ``end`` (exclusive).
 

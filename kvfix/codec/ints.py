@@ -16,7 +16,6 @@ _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _I64 = struct.Struct(">q")
 _F64 = struct.Struct(">d")
-_F64_LE = struct.Struct("<d")
 
 
 def u16(n: int) -> bytes:

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
 
-from kvfix.errors import ReadError
 from kvfix.textsafe import show
 
 Pair = tuple[bytes, bytes]
@@ -101,7 +100,3 @@ def range_chunks(
 def describe_failure(cf: str, error: str, after: bytes | None) -> str:
     where = f" after key {show(after)}" if after is not None else ""
     return f"column family {cf!r}{where}: {error}"
-
-
-def raise_read_error(message: str) -> None:
-    raise ReadError(message)
