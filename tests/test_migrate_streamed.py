@@ -267,3 +267,20 @@ def test_kept_and_planned_again_write_the_same(tmp_path, monkeypatch):
 def _plans(d):
     with open_read_only(d) as db:
         return list(for_target("legacy").stream_plans(db, PlanOptions()))
+
+
+@pytest.mark.parametrize("to", ["prefixed", "legacy"])
+def test_a_large_stream_last_in_the_family_with_no_entries(tmp_path, low_thresholds, monkeypatch, to):
+    """Its region reads run to the end of the column family while its parts are written: the
+    end-of-data check must see the database as the reads do, not the records just written."""
+    from kvfix.migrations import run
+
+    monkeypatch.setattr(run, "BATCH_RECORDS", 20)  # a synced batch per part
+    s = big_stream(key=b"\xffzz-last", pel=300)
+    s.entries = []  # nothing past the group records: the reads reach the family's end
+    d = SynthDB(streams=[*small_streams(2), s]).write(tmp_path / "db")
+    if to == "legacy":
+        assert run_cli("migrate", d, "--yes", "--no-backup").exit_code == 0
+    res = run_cli("migrate", d, "--yes", "--no-backup", "--to", to, "--format", "json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["result"]["verified"] is True

@@ -71,8 +71,11 @@ class Database:
         return None if cf is None else CheckedIterator(cf.iter(_read_options()), name, self.failed)
 
     def _end_check(self, name: str, start: bytes | None) -> Any:
+        # Made with the reading iterator, so it sees the database as that one does: records
+        # written while a range is read (a migration's own parts) are not missing data.
+        it = self._cf(name).iter(_read_options())
+
         def check(last: bytes | None) -> None:
-            it = self._cf(name).iter(_read_options())
             if last is not None:
                 it.seek(last + b"\x00")  # the smallest key after the last one read
             elif start is not None:
