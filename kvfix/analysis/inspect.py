@@ -10,6 +10,7 @@ huge key costs time, not memory.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -165,18 +166,12 @@ def _decode_tail(rep: InspectReport, meta: Metadata) -> None:
         rep.notes.append("topk records are classified and shown raw: their layout is still changing in Kvrocks")
 
 
-def _iter_prefix(db: Database, cf: str, prefix: bytes):
-    it = db.iterator(cf)
-    if it is None:
-        return
+def _iter_prefix(db: Database, cf: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """Every record of ``cf`` whose key starts with ``prefix``, in key order."""
     stop = successor(prefix)
-    it.seek(prefix)
-    while it.valid():
-        k = it.key()
-        if stop is not None and k >= stop:
-            return
-        yield k, it.value()
-        it.next()
+    chunks = db.chunks(cf, prefix) if stop is None else db.range_chunks(cf, prefix, stop)
+    for chunk in chunks:
+        yield from chunk
 
 
 def _read_records(db: Database, rep: InspectReport, meta: Metadata) -> None:

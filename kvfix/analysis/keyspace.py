@@ -6,7 +6,6 @@ import time
 from array import array
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from hashlib import blake2b
 
@@ -37,24 +36,12 @@ class ClusterDetection:
     matching: int
 
 
-def iter_metadata_keys(db: Database) -> Iterator[bytes]:
-    it = db.iterator("metadata")
-    if it is None:
-        return
-    it.seek_to_first()
-    while it.valid():
-        yield it.key()
-        it.next()
-
-
 def detect_cluster(db: Database) -> ClusterDetection:
     """Slot ids are on iff every sampled metadata key's 2 bytes after the namespace are its slot."""
     checked = matching = 0
-    for raw in iter_metadata_keys(db):
+    for raw, _ in next(db.chunks("metadata", size=CLUSTER_SAMPLE), []):
         checked += 1
         matching += _slot_matches(raw)
-        if checked >= CLUSTER_SAMPLE:
-            break
     return ClusterDetection(checked > 0 and matching == checked, checked, matching)
 
 
