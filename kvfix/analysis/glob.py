@@ -6,7 +6,7 @@ then never backtracks: ``head*m1*m2*...*tail`` matches iff head is a prefix, tai
 each middle segment occurs, leftmost first, between them.  A segment is a fixed-width run of
 byte classes, searched with a quantifier-free regex (or bytes.find), so a hostile key or
 pattern costs at most len(key) x len(segment), never the exponential time of a backtracking
-``.*`` regex (``*A*A*A*B`` on 100 kB of ``A`` used to never finish).
+``.*`` regex (which does not finish ``*A*A*A*B`` on 100 kB of ``A``).
 """
 
 from __future__ import annotations
