@@ -1,9 +1,9 @@
 """What a migration is (Alembic-like: an id, a description, plan / apply / verify / revert).
 
-A plan is a frozen value: computed read-only, printed by ``--dry-run``, re-checked under
-the write lock (unchanged database state token, or computed again and compared) before
-anything is written, then executed stream by stream (one atomic, synced WriteBatch
-each), then verified on a read-only open (kvfix.migrations.run).
+A plan is a frozen, bounded summary: computed read-only, printed by ``--dry-run``,
+re-checked under the write lock (unchanged database state token, or computed again and
+compared) before anything is written; its writes are then made stream by stream, whole
+streams in synced batches, and verified on a read-only open (kvfix.migrations.run).
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from kvfix.migrations.layout_plan import build_plan, continues_a_move, plan_stream, stream_plans
 from kvfix.migrations.layout_records import (
-    GROUP_KINDS,
     Collected,
     GroupRecord,
     Ident,
@@ -25,13 +24,11 @@ from kvfix.migrations.layout_records import (
     StreamRecords,
     live_chunks,
     live_layouts,
-    sha,
     stream_records,
 )
 from kvfix.migrations.layout_verify import verify_plan
 
 __all__ = [
-    "GROUP_KINDS",
     "Collected",
     "GroupRecord",
     "Ident",
@@ -42,7 +39,6 @@ __all__ = [
     "live_chunks",
     "live_layouts",
     "plan_stream",
-    "sha",
     "stream_plans",
     "stream_records",
     "verify_plan",

@@ -15,7 +15,6 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from hashlib import sha256
 
 from kvfix.analysis.keyspace import LiveStream, choose_cluster, survey_keyspace
 from kvfix.analysis.scope import EVERYTHING, Scope
@@ -43,14 +42,8 @@ from kvfix.store.database import Database
 
 #: (namespace, user key) of a stream.
 Ident = tuple[bytes, bytes]
-#: The kinds of group records proper (not consumers or PEL records).
-GROUP_KINDS = frozenset((RecordKind.LEGACY_GROUP, RecordKind.PREFIXED_GROUP))
 #: Where a group record kind's group name starts in its subkey.
 _NAME_AT = {k: GROUP_NAME_AT[layout] for k in RecordKind if (layout := k.layout) is not None}
-
-
-def sha(value: bytes) -> str:
-    return sha256(value).hexdigest()
 
 
 @dataclass(slots=True)
@@ -72,10 +65,6 @@ class GroupRecord:
         layout = KIND_LAYOUT[self.kind]
         assert layout is not None  # a group record's kind always has one
         return layout
-
-    @property
-    def value_sha256(self) -> str:
-        return sha(self.value)
 
     @property
     def key(self) -> GroupRecordKey:
@@ -115,18 +104,16 @@ def record_hash(sub: bytes, kind: RecordKind, value: bytes) -> int:
     """
     if KIND_LAYOUT[kind] == LEGACY:
         sub = relocated_subkey(sub, kind)
-    data = sub + value
+    return _h128(sub + value)
+
+
+def _h128(data: bytes) -> int:
     return (hash(data) & _M64) << 64 | (hash(data + b"\x01") & _M64)
 
 
 def _pel_hashes(records: list[GroupRecord], i: int, j: int, head: bytes) -> int:
     """The sum of :func:`record_hash` over records[i:j], PEL records of one kind (relocated by ``head``)."""
-    total = 0
-    for k in range(i, j):
-        r = records[k]
-        data = head + r.sub + r.value
-        total += (hash(data) & _M64) << 64 | (hash(data + b"\x01") & _M64)
-    return total
+    return sum(_h128(head + r.sub + r.value) for r in records[i:j])
 
 
 @dataclass(slots=True)
