@@ -71,3 +71,25 @@ def test_scan_check_stats_and_migrate_agree_on_every_record(tmp_path, cluster):
     assert [s["key"] for s in check["streams"]] == sorted(live)
     assert live["live"]["legacy_group"] == 1 and live["live"]["legacy_pel"] == 1
     assert [(s["key"], s["counts"]["rewrites"]) for s in plan["streams"]] == [("live", 2)]
+
+
+@pytest.mark.parametrize("entries", [0, 1], ids=["empty", "one-entry"])
+def test_a_dead_version_above_the_live_one_counts_once(tmp_path, entries):
+    """A dead version sorting after the live one (a higher version: a clock stepped back) is
+    read after the live one's records, once, whether or not the live version has records."""
+    live = SynthStream(b"k", entries=[(StreamId(10, 0), (b"f", b"v"))][:entries])
+    db = SynthDB(streams=[SynthStream(b"a"), live, SynthStream(b"z")])
+    slot = db.slot
+    dead = [
+        InternalKey(NS, b"k", BASE_VERSION - 1, StreamId(1, 0).encode(), slot(b"k")),
+        InternalKey(NS, b"k", BASE_VERSION + 7, StreamId(2, 0).encode(), slot(b"k")),
+        InternalKey(NS, b"k", BASE_VERSION + 7, StreamId(3, 0).encode(), slot(b"k")),
+    ]
+    db.raw.extend(("stream", k.encode(), ENTRY) for k in dead)
+    path = db.write(tmp_path / "db")
+    scans = _json("scan", path), _json("scan", path, "--deep")
+    for doc in (*scans, _json("check", path)):
+        assert doc["garbage"]["stale"]["records"] == len(dead)
+    for doc in scans:
+        assert {s["key"]: s["records"]["stale"] for s in doc["streams"]}["k"] == len(dead)
+    assert _json("stats", path)["garbage"]["stream"]["dead_version"]["records"] == len(dead)

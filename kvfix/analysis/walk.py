@@ -22,7 +22,7 @@ prefix ends by bisection, so it does no Python work per record at all.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -226,26 +226,42 @@ def _stream(
             stop = half.inside
         else:
             start = half.inside
+    at_start = False
     if not second_inside:
-        it.seek(head)
+        if not _at(it, head):
+            it.seek(head)
         yield from _versions(it, ks, head, raw)
+        at_start = True  # at the first key >= raw (= start)
     live = decode_live(mkey, raw_value)
     if live is None:
         yield BadMetadata(mkey, BAD_METADATA)
         yield _count(it, Prefix(mkey.namespace, mkey.user_key, version, mkey.slot, raw), "stale")
+        at_end = True
     else:
         yield Visit(live, raw, raw_value)
-        yield from _records(db, it, raw, start, stop, deep)
+        at_end = yield from _records(db, it, raw, start, stop, deep, at_start)
     if end is None or stop is not end:
         return  # the end of the column family, or the other half reads on from here
-    it.seek(end)
+    if not at_end:
+        it.seek(end)
     yield from _versions(it, ks, head, None)
     if garbage:
         yield from _garbage(db, it, ks)
 
 
+def _at(it: CheckedIterator, head: bytes) -> bool:
+    """Whether the iterator is at a key starting with ``head``: then at the first such key.
+
+    The walk moves the iterator only forward through the keys of other incarnations and
+    seeks only into the incarnation it visits, so it can reach a key incarnation's range
+    only by reading on into it from below (no key of one user key starts with another's
+    ``head``, which holds the key's length): a seek to ``head`` would land there too.
+    """
+    return it.valid() and it.key().startswith(head)
+
+
 def _versions(it: CheckedIterator, ks: Keyspace, head: bytes, until: bytes | None) -> Iterator[Garbage | BadKey]:
-    """The live key's other (dead) versions from the iterator's position, up to ``until``."""
+    """The live key's other (dead) versions from the iterator's position, below ``until``."""
     for prefix in _incarnations(it, ks, head, until):
         yield prefix if isinstance(prefix, BadKey) else _count(it, prefix, "stale", of_live=True)
 
@@ -254,12 +270,12 @@ def _incarnations(
     it: CheckedIterator, ks: Keyspace, head: bytes = b"", until: bytes | None = None
 ) -> Iterator[Prefix | BadKey]:
     """The key incarnation at the iterator, again after the caller moved it past one (with
-    :func:`_count`), while keys start with ``head`` and not with ``until``; a key that is no
-    internal key is passed over.  Keys are compared before they are decoded: most walks
+    :func:`_count`), while keys start with ``head`` and sort below ``until``; a key that is
+    no internal key is passed over.  Keys are compared before they are decoded: most walks
     stop at the first one."""
     while it.valid():
         key = it.key()
-        if not key.startswith(head) or (until is not None and key.startswith(until)):
+        if not key.startswith(head) or (until is not None and key >= until):
             return
         try:
             yield _prefix_of(key, ks.cluster)
@@ -269,23 +285,28 @@ def _incarnations(
 
 
 def _records(
-    db: Database, it: CheckedIterator, raw: bytes, start: bytes, stop: bytes | None, deep: bool
-) -> Iterator[list[tuple[bytes, bytes]]]:
+    db: Database, it: CheckedIterator, raw: bytes, start: bytes, stop: bytes | None, deep: bool, at_start: bool
+) -> Generator[list[tuple[bytes, bytes]], None, bool]:
     """A live stream's record chunks from ``start`` to ``stop``; the fast walk skips the
-    subkeys no group record can have (see the module's docstring)."""
-    it.seek(start)
+    subkeys no group record can have (see the module's docstring).  ``at_start``: the
+    iterator is at the first key >= ``start``.  Returns whether it ends at the first key
+    >= ``stop`` (else it is left anywhere before)."""
+    if not at_start:
+        it.seek(start)
     if deep:
-        yield from _region(db, it, stop)
-        return
+        return (yield from _region(db, it, stop))
     legacy_end = raw + _AFTER_NAME_LIMIT
     if stop is not None and stop < legacy_end:
         legacy_end = stop
+    positioned = True
     if start < legacy_end:
-        yield from _region(db, it, legacy_end)
+        positioned = yield from _region(db, it, legacy_end)
     marked = raw + PREFIX_MARK
     if stop is None or marked < stop:
-        it.seek(max(marked, start))
-        yield from _region(db, it, stop)
+        if not (positioned and it.valid() and it.key() >= marked):
+            it.seek(max(marked, start))
+        positioned = yield from _region(db, it, stop)
+    return positioned
 
 
 def group_record_region(db: Database, raw: bytes, layout: str) -> Iterator[list[tuple[bytes, bytes]]]:
@@ -322,7 +343,8 @@ def _count(it: CheckedIterator, prefix: Prefix, owner: str, of_live: bool = Fals
     them); the iterator ends past them."""
     raw = prefix.raw
     count = size = 0
-    it.seek(raw)
+    if not _at(it, raw):
+        it.seek(raw)
     while it.valid():
         key = it.key()
         if not key.startswith(raw):
@@ -344,13 +366,14 @@ _AFTER_NAME_LIMIT = (NAME_LIMIT + 1).to_bytes(8, "big")
 _FEW = 32
 
 
-def _region(db: Database, it: CheckedIterator, end: bytes | None) -> Iterator[list[tuple[bytes, bytes]]]:
+def _region(db: Database, it: CheckedIterator, end: bytes | None) -> Generator[list[tuple[bytes, bytes]], None, bool]:
     """Chunks of the records from the iterator's position up to ``end`` (exclusive).
 
     The first few come through the iterator (most regions are empty or short, and a
     fresh items() iterator costs about 10 µs); a longer region continues with rocksdict's
     items() in growing slices cut by bisection, with no Python work per record.  A slice
-    reads at most its own length past the region's end.
+    reads at most its own length past the region's end.  Returns whether the iterator is
+    left at the first key >= ``end`` (False after the items() slices).
     """
     chunk: list[tuple[bytes, bytes]] = []
     while it.valid():
@@ -363,11 +386,12 @@ def _region(db: Database, it: CheckedIterator, end: bytes | None) -> Iterator[li
             if it.valid() and (end is None or it.key() < end):
                 yield chunk
                 yield from _sliced(db, it.key(), end)
-                return
+                return False
             break
         it.next()
     if chunk:
         yield chunk
+    return True
 
 
 def _sliced(db: Database, first: bytes, end: bytes | None) -> Iterator[list[tuple[bytes, bytes]]]:
