@@ -104,16 +104,16 @@ def record_hash(sub: bytes, kind: RecordKind, value: bytes) -> int:
     """
     if KIND_LAYOUT[kind] == LEGACY:
         sub = relocated_subkey(sub, kind)
-    return _h128(sub + value)
+    return hash128(sub + value)
 
 
-def _h128(data: bytes) -> int:
+def hash128(data: bytes) -> int:
     return (hash(data) & _M64) << 64 | (hash(data + b"\x01") & _M64)
 
 
 def _pel_hashes(records: list[GroupRecord], i: int, j: int, head: bytes) -> int:
     """The sum of :func:`record_hash` over records[i:j], PEL records of one kind (relocated by ``head``)."""
-    return sum(_h128(head + r.sub + r.value) for r in records[i:j])
+    return sum(hash128(head + r.sub + r.value) for r in records[i:j])
 
 
 @dataclass(slots=True)
@@ -278,7 +278,7 @@ def stream_records(
                 yield current
             current, names = sr, {}
         if chunk:
-            _collect_chunk(sr, chunk, n, names)
+            collect_chunk(sr, chunk, n, names)
     if current is not None:
         yield current
 
@@ -362,7 +362,7 @@ def classify_chunk(chunk: list[tuple[bytes, bytes]], n: int, names: dict[bytes, 
     return out
 
 
-def _collect_chunk(target: StreamRecords, chunk: list[tuple[bytes, bytes]], n: int, names: dict[bytes, bytes]) -> None:
+def collect_chunk(target: StreamRecords, chunk: list[tuple[bytes, bytes]], n: int, names: dict[bytes, bytes]) -> None:
     found = classify_chunk(chunk, n, names)
     target.add(found.records)
     target.undecodable += found.undecodable

@@ -160,7 +160,7 @@ def _open_checked(data: DataDir, shadow: Path, cfs: tuple[str, ...], log_dir: st
     try:
         check_files(db)
     except BaseException:
-        rdict.close()
+        db.close()
         raise
     return db
 
@@ -377,11 +377,12 @@ def create_database(path: str | os.PathLike[str], column_families: tuple[str, ..
         cfs = {c: _pinned_options(log_dir) for c in column_families if c != "default"}
         with signals_to_main_thread():
             rdict = Rdict(str(db_path), options=opts, column_families=cfs)
+        db = Database(db_path.absolute(), rdict, tuple(column_families), read_only=False)
         try:
-            yield Database(db_path.absolute(), rdict, tuple(column_families), read_only=False)
+            yield db
             rdict.flush_wal(True)
         finally:
-            rdict.close()
+            db.close()
             (db_path / ROCKSDICT_CONFIG).unlink(missing_ok=True)
 
 
