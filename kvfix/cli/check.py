@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from kvfix.analysis.check import StreamCheck, check_streams
+from kvfix.analysis.check import check_streams
 from kvfix.analysis.scope import Scope
 from kvfix.analysis.targets import Target
 from kvfix.cli.options import (
@@ -24,7 +24,7 @@ from kvfix.cli.writing import check_write_options, plan_file_options, write_opti
 from kvfix.errors import EXIT_FINDINGS, EXIT_OK
 from kvfix.progress import progress_for
 from kvfix.render import render
-from kvfix.render.check_report import CheckJsonWriter, CheckTables
+from kvfix.render.check_report import CheckOutputs
 from kvfix.render.document import current_view
 from kvfix.store.opening import open_read_only
 
@@ -119,25 +119,18 @@ def _check_only(read: CheckInput, out: CheckOutput) -> int:
     """Check without --repair, streamed: each stream goes to the report as it is checked."""
     view, fmt = current_view(), resolve_format(out.fmt)
     keep = None if view.records or view.limit == 0 else view.limit
-    tables = CheckTables(view) if fmt != "json" or out.summary_file is not None else None
-    writer = CheckJsonWriter(sys.stdout, view.records, view.pretty) if fmt == "json" else None
-
-    def on_check(sc: StreamCheck) -> None:
-        if tables is not None:
-            tables.add(sc)
-        if writer is not None:
-            writer.add(sc)
-
+    outputs = CheckOutputs(view, fmt, out.summary_file is not None, sys.stdout)
+    tables, writer = outputs.tables, outputs.writer
     with open_read_only(read.path, salvage=read.salvage, live=read.live) as db, progress_for("checking") as progress:
         report = check_streams(
             db,
-            on_check,
+            outputs.add,
             cluster=read.cluster,
             progress=progress,
             target=read.target,
             keep_findings=keep,
             scope=read.scope,
-            on_begin=None if writer is None else writer.begin,
+            on_begin=outputs.begin,
         )
         complete_reading(db, report, read.verify_checksums)
     if tables is not None and out.summary_file is not None:

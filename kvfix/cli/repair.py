@@ -7,25 +7,31 @@ writes go through migrate's executor (kvfix/migrations/run.py) with a RepairJob.
 from __future__ import annotations
 
 import io
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from kvfix.analysis.check import CheckReport, check_database, read_every_record
-from kvfix.analysis.repair_job import RepairJob, all_repair_plans, repair_plans
-from kvfix.analysis.repair_plan import StreamRepair
+from kvfix.analysis.check import CheckReport, StreamCheck, check_streams, read_every_record
+from kvfix.analysis.repair_job import PlanDigest, RepairJob, RepairSpool, RepairSummary
+from kvfix.analysis.repair_plan import StreamRepair, plan_stream_repair
 from kvfix.analysis.scope import EVERYTHING, Scope
 from kvfix.analysis.targets import Target
-from kvfix.cli.options import emit, findings_exit, read_error_findings, resolve_format
+from kvfix.cli.options import read_error_findings, resolve_format
 from kvfix.cli.writing import backup_location, confirm_or_refuse, raise_for_run, remove_leftover_config, restore_hint
-from kvfix.errors import Interrupted, KvfixError, ReadError, RunInterrupted, WriteRefused
+from kvfix.errors import EXIT_FINDINGS, EXIT_OK, Interrupted, KvfixError, ReadError, RunInterrupted, WriteRefused
 from kvfix.migrations import planfile
 from kvfix.migrations.run import RunResult, execute
-from kvfix.progress import progress_for
+from kvfix.progress import Progress, progress_for
 from kvfix.render import Document, render
-from kvfix.render.check_report import check_document, check_json, repair_document, repair_json
+from kvfix.render.check_report import CheckOutputs, repair_document, repair_json_item, repair_summary
+from kvfix.render.document import current_view
+from kvfix.render.jsonout import Lazy
 from kvfix.signals import NAMES
 from kvfix.store.database import Database
 from kvfix.store.files import Fingerprint, fingerprint
@@ -64,13 +70,6 @@ class CheckOutput:
         with open(self.summary_file, "a", encoding="utf-8") as fh:
             fh.write(buf.getvalue())
 
-    def finish(self, doc: Document, obj: Any, report: CheckReport) -> int:
-        """Print the report (after the summary file: a closed pipe must not lose the CI summary); the exit code."""
-        if self.summary_file is not None:
-            self.append_summary(doc)
-        emit(self.fmt, lambda: doc, lambda: obj)
-        return findings_exit(report.all_findings(), self.fail_on)
-
 
 @dataclass(frozen=True)
 class WriteFlags:
@@ -97,18 +96,68 @@ def complete_reading(db: Database, report: CheckReport, verify_checksums: bool) 
     report.scan.findings.extend(read_error_findings(db))
 
 
+class Planned:
+    """A streamed check with its repair plan: the report's renderers (JSON into a spool), the
+    plan spooled for the writes, summed up for people and digested."""
+
+    def __init__(self, out: CheckOutput) -> None:
+        self.view, self.fmt = current_view(), resolve_format(out.fmt)
+        self.json = tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+", encoding="utf-8")  # noqa: SIM115
+        self.outputs = CheckOutputs(self.view, self.fmt, out.summary_file is not None, self.json)
+        self.spool = RepairSpool()
+        self.summary = repair_summary(self.view)
+        self.digest = PlanDigest()
+        self.keep = None if self.view.records or self.view.limit == 0 else self.view.limit
+        self.lines: list[Callable[[StreamRepair], None]] = []
+
+    def on_check(self, sc: StreamCheck) -> None:
+        self.outputs.add(sc)
+        p = plan_stream_repair(sc)
+        self.spool.add(p)
+        self.summary.add(p)
+        if p.puts:
+            self.digest.add(p)
+            for add in self.lines:
+                add(p)
+
+    def check(self, db: Database, cluster: bool | None, target: Target, progress: Progress) -> CheckReport:
+        return check_streams(
+            db,
+            self.on_check,
+            cluster=cluster,
+            progress=progress,
+            target=target,
+            keep_findings=self.keep,
+            on_begin=self.outputs.begin,
+        )
+
+    def close(self) -> None:
+        self.spool.close()
+        self.json.close()
+
+
 def repair_dry_run(read: CheckInput, out: CheckOutput, save_plan: Path | None) -> int:
     """``--repair --dry-run``: plan read-only (no LOCK), show the plan, perhaps save it; writes nothing."""
-    with open_read_only(read.path, salvage=read.salvage, live=read.live) as db, progress_for("checking") as progress:
-        report = check_database(db, cluster=read.cluster, progress=progress, target=read.target)
-        complete_reading(db, report, read.verify_checksums)
-        identity = db.state()[0]
-    if save_plan is not None:
-        plans = repair_plans(report)
-        header, info = _plan_header(read.cluster, identity, resolve(read.path), len(plans))
-        planfile.save(save_plan, header, info, planfile.repair_lines(plans))
-        click.echo(f"kvfix: plan saved to {show_path(save_plan)}; apply it with --repair --plan", err=True)
-    return _show_plan(out, report, dry_run=True)
+    planned = Planned(out)
+    writer = None if save_plan is None else planfile.PlanFileWriter(save_plan)
+    if writer is not None:
+        planned.lines.append(lambda p: writer.add(planfile.repair_lines([p])))
+    try:
+        with open_read_only(read.path, salvage=read.salvage, live=read.live) as db, progress_for("checking") as pr:
+            report = planned.check(db, read.cluster, read.target, pr)
+            complete_reading(db, report, read.verify_checksums)
+            identity = db.state()[0]
+        if writer is not None:
+            header, info = _plan_header(read.cluster, identity, resolve(read.path), planned.summary.streams)
+            writer.finish(header, info)
+            click.echo(f"kvfix: plan saved to {show_path(writer.path)}; apply it with --repair --plan", err=True)
+        return _show_plan(out, planned, report, dry_run=True)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        planned.close()
 
 
 def repair_run(read: CheckInput, out: CheckOutput, writes: WriteFlags, plan_file: Path | None) -> int:
@@ -116,62 +165,111 @@ def repair_run(read: CheckInput, out: CheckOutput, writes: WriteFlags, plan_file
     data = resolve(read.path)
     with HeldLock(data.db) as lock:
         held = Held(data, lock, fingerprint(data.db))
-        report, identity = _plan(held, read.cluster)
-        plans = repair_plans(report)
-        if plan_file is not None:
-            header, _ = _plan_header(read.cluster, identity, data, len(plans))
-            remake = "--repair --dry-run --save-plan"
-            planfile.refuse_unless_same(plan_file, header, planfile.repair_lines(plans), remake)
-        if not plans:
-            remove_leftover_config(data)
-            if read.verify_checksums:
-                report.verified_records = _read_every_record(held)
-            return _show_plan(out, report, dry_run=False)
-        backup_to = _confirm(data, plans, out.fmt, writes)
-        result, after = _run(held, report, plans, read.cluster, backup_to)
-        if read.verify_checksums:
-            after.verified_records = _read_every_record_after(held, result)
-        return _report(data, plans, result, after, out)
+        planned = Planned(out)
+        try:
+            report, state = _plan(held, read.cluster, planned, plan_file)
+            if not planned.summary.streams:
+                remove_leftover_config(data)
+                if read.verify_checksums:
+                    report.verified_records = _read_every_record(held)
+                return _show_plan(out, planned, report, dry_run=False)
+            backup_to = _confirm(data, planned.summary, out.fmt, writes)
+            after = Planned(out)
+            try:
+                result, after_report = _run(held, planned, after, state, read.cluster, backup_to)
+                if read.verify_checksums:
+                    after_report.verified_records = _read_every_record_after(held, result)
+                return _report(data, planned, after, result, after_report, out)
+            finally:
+                after.close()
+        finally:
+            planned.close()
 
 
-def _plan(held: Held, cluster: bool | None) -> tuple[CheckReport, str]:
-    """The check a real repair is planned from (a read-only open under the LOCK), and the database's identity."""
+def _plan(
+    held: Held, cluster: bool | None, planned: Planned, plan_file: Path | None
+) -> tuple[CheckReport, tuple[str, int]]:
+    """The check a real repair is planned from (a read-only open under the LOCK), compared
+    with ``plan_file`` line by line when given; (the check, the database's state token)."""
+    compare = None
     with open_read_only(held.data, lock=held.lock) as db, progress_for("checking") as progress:
         if "stream" not in db.column_families:
             raise WriteRefused(
                 f"{held.data.shown()} has no stream column family: nothing to repair from; nothing written"
             )
-        report = check_database(db, cluster=cluster, progress=progress)
-        return report, db.state()[0]
+        state = db.state()
+        if plan_file is not None:
+            header, _ = _plan_header(cluster, state[0], held.data, 0)
+            compare = planfile.PlanFileCheck(plan_file, header)
+            planned.lines.append(lambda p: compare.add(planfile.repair_lines([p])))
+        report = planned.check(db, cluster, "2.10", progress)
+    if plan_file is not None and compare is not None:
+        planfile.refuse_difference(plan_file, compare.finish(), "--repair --dry-run --save-plan")
+    return report, state
 
 
-def _show_plan(out: CheckOutput, report: CheckReport, dry_run: bool) -> int:
+def _show_plan(out: CheckOutput, planned: Planned, report: CheckReport, dry_run: bool) -> int:
     """The report with the repair plan: a dry run's, or a real run's that has nothing to write."""
-    plans = all_repair_plans(report)
-    doc = check_document(report)
-    repair_document(doc, plans, "Repair plan (dry run: nothing written)" if dry_run else "Repair plan: nothing to do")
-    info = {"dry_run": dry_run, "planned": repair_json(plans), "written_streams": 0, "backup": None}
-    return out.finish(doc, check_json(report, info), report)
+    title = "Repair plan (dry run: nothing written)" if dry_run else "Repair plan: nothing to do"
+    info = {"dry_run": dry_run, "planned": _planned_json(planned), "written_streams": 0, "backup": None}
+    return _finish(out, planned, report, planned.summary, title, info)
 
 
-def _confirm(data: DataDir, plans: list[StreamRepair], fmt: str | None, writes: WriteFlags) -> Path | None:
+def _planned_json(planned: Planned) -> Lazy:
+    return Lazy(repair_json_item(p) for p in planned.spool)
+
+
+def _finish(
+    out: CheckOutput,
+    shown: Planned,
+    report: CheckReport,
+    plan: RepairSummary,
+    title: str,
+    info: dict[str, Any],
+    restore: str | None = None,
+) -> int:
+    """One streamed check's report (``shown``'s renderers) with the repair's table or object;
+    the exit code.  The summary file first: a closed pipe must not lose the CI summary."""
+    tables, writer = shown.outputs.tables, shown.outputs.writer
+    if tables is not None:
+        doc = tables.document(report)
+        repair_document(doc, plan, title)
+        if restore is not None:
+            doc.line(restore)
+        if out.summary_file is not None:
+            out.append_summary(doc)
+        if writer is None:
+            render(doc, shown.fmt)
+    if writer is not None:
+        writer.finish(report, info)
+        shown.json.seek(0)
+        shutil.copyfileobj(shown.json, sys.stdout)
+    return EXIT_FINDINGS if report.digest().exceeds(out.fail_on) else EXIT_OK
+
+
+def _confirm(data: DataDir, plan: RepairSummary, fmt: str | None, writes: WriteFlags) -> Path | None:
     """Where the backup goes (checked first), the plan shown (not in JSON), then the confirmation."""
     backup_to = backup_location(data, writes.backup_dir, writes.no_backup)
     if resolve_format(fmt) != "json":
         doc = Document(f"kvfix check --repair {data.shown()}")
-        repair_document(doc, plans, "Repair plan")
+        repair_document(doc, plan, "Repair plan")
         render(doc, resolve_format(fmt))
-    count = sum(len(p.puts) for p in plans)
-    confirm_or_refuse(f"Rewrite {count} values in {len(plans)} streams of {data.shown()}?", writes.yes)
+    confirm_or_refuse(f"Rewrite {plan.changes} values in {plan.streams} streams of {data.shown()}?", writes.yes)
     return backup_to
 
 
 def _run(
-    held: Held, report: CheckReport, plans: list[StreamRepair], cluster: bool | None, backup_to: Path | None
+    held: Held,
+    planned: Planned,
+    after: Planned,
+    state: tuple[str, int],
+    cluster: bool | None,
+    backup_to: Path | None,
 ) -> tuple[RunResult, CheckReport]:
     """Back up, write and verify through the executor migrate uses; (the result, the check taken after)."""
     data = held.data
-    job = RepairJob(plans, cluster)
+    job = RepairJob(planned.spool, cluster, planned.digest.hexdigest(), state, after.outputs.add, after.outputs.begin)
+    job.keep_findings = after.keep
     result = execute(
         data,
         held.lock,
@@ -181,7 +279,8 @@ def _run(
         on_backup=lambda saved: click.echo(f"kvfix: {restore_hint(data, saved)}", err=True),
     )
     raise_for_run(result)
-    return result, job.after if job.after is not None else report
+    assert job.after is not None  # a verified run was checked again
+    return result, job.after
 
 
 def _read_every_record(held: Held) -> dict[str, int]:
@@ -207,20 +306,20 @@ def _read_every_record_after(held: Held, result: RunResult) -> dict[str, int]:
         raise ReadError(f"{done}, but --verify-checksums failed: {exc.message}{where}") from exc
 
 
-def _report(data: DataDir, plans: list[StreamRepair], result: RunResult, after: CheckReport, out: CheckOutput) -> int:
+def _report(
+    data: DataDir, planned: Planned, after: Planned, result: RunResult, report: CheckReport, out: CheckOutput
+) -> int:
     """The check taken after the repair, with what was written."""
-    doc = check_document(after)
-    repair_document(doc, plans, f"Repaired ({result.applied.done} streams); verified")
-    if result.backup is not None:
-        doc.line(restore_hint(data, result.backup))
     info: dict[str, Any] = {
         "dry_run": False,
-        "planned": repair_json(plans),
+        "planned": _planned_json(planned),
         "written_streams": result.applied.done,
         "verified": result.verified,
         "backup": None if result.backup is None else show_path(result.backup),
     }
-    return out.finish(doc, check_json(after, info), after)
+    restore = None if result.backup is None else restore_hint(data, result.backup)
+    title = f"Repaired ({result.applied.done} streams); verified"
+    return _finish(out, after, report, planned.summary, title, info, restore)
 
 
 def _plan_header(cluster: bool | None, identity: str, data: DataDir, streams: int) -> tuple[dict, dict]:

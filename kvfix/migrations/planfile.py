@@ -50,7 +50,7 @@ def repair_lines(plans: Iterable[Any]) -> Iterator[dict[str, Any]]:
             yield {"op": "put", **where, "cf": w.cf, "key_hex": w.key.hex(), "value_hex": w.value.hex(), "what": w.what}
 
 
-def _encode(line: dict[str, Any]) -> bytes:
+def encode_line(line: dict[str, Any]) -> bytes:
     return json.dumps(line, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8") + b"\n"
 
 
@@ -67,7 +67,7 @@ class PlanFileWriter:
 
     def add(self, lines: Iterable[dict[str, Any]]) -> None:
         for line in lines:
-            raw = _encode(line)
+            raw = encode_line(line)
             self._sha.update(raw)
             self._body.write(raw)
             self.lines += 1
@@ -77,7 +77,9 @@ class PlanFileWriter:
         self._body.close()
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "wb") as f, open(self._body_path, "rb") as body:
-            f.write(_encode({"format": FORMAT, **header, **info, "lines": self.lines, "digest": self._sha.hexdigest()}))
+            f.write(
+                encode_line({"format": FORMAT, **header, **info, "lines": self.lines, "digest": self._sha.hexdigest()})
+            )
             while block := body.read(1 << 20):
                 f.write(block)
             f.flush()
@@ -134,7 +136,7 @@ class PlanFileCheck:
         for line in lines:
             if self.difference is not None:
                 return
-            now = _encode(line)
+            now = encode_line(line)
             was = self._file.readline()
             self._n += 1
             if was != now:

@@ -7,13 +7,13 @@ is gone) only with --records.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from itertools import islice
+from collections.abc import Iterable
 from typing import IO, Any
 
 from kvfix.analysis.check import CheckReport, StreamCheck
 from kvfix.analysis.invariants import REPAIRABLE
 from kvfix.analysis.model import ScanReport
+from kvfix.analysis.repair_job import RepairSummary
 from kvfix.analysis.repair_plan import StreamRepair
 from kvfix.bounded import TopRows
 from kvfix.render.document import Document, View, current_view
@@ -70,19 +70,18 @@ def _stream_records(sc: StreamCheck) -> dict[str, Any]:
     }
 
 
-def repair_json(plans: list[StreamRepair]) -> list[dict[str, Any]]:
-    return [
-        {
-            **text_and_hex("namespace", p.namespace),
-            **text_and_hex("key", p.key),
-            "writes": [
-                {"cf": w.cf, "key_hex": w.key.hex(), "value_hex": w.value.hex(), "change": w.what} for w in p.puts
-            ],
-            "unrepairable": p.unrepairable,
-        }
-        for p in plans
-        if p.puts or p.unrepairable
-    ]
+def repair_json(plans: Iterable[StreamRepair]) -> list[dict[str, Any]]:
+    return [repair_json_item(p) for p in plans if p.puts or p.unrepairable]
+
+
+def repair_json_item(p: StreamRepair) -> dict[str, Any]:
+    """One stream's repair: its writes and what cannot be repaired."""
+    return {
+        **text_and_hex("namespace", p.namespace),
+        **text_and_hex("key", p.key),
+        "writes": [{"cf": w.cf, "key_hex": w.key.hex(), "value_hex": w.value.hex(), "change": w.what} for w in p.puts],
+        "unrepairable": p.unrepairable,
+    }
 
 
 def _head(scan: ScanReport, records: bool) -> dict[str, Any]:
@@ -157,11 +156,32 @@ class CheckJsonWriter:
         found = (*sc.report.findings, *sc.findings)
         self.writer.stream(_stream_json(sc, self.records), map(finding_json, found))
 
-    def finish(self, report: CheckReport) -> None:
+    def finish(self, report: CheckReport, repair: dict[str, Any] | None = None) -> None:
         totals = {"summary": report.summary(), "garbage": _garbage(report)}
         verified = report.verified_records
-        after = {} if verified is None else {"verified_records": verified}
+        after: dict[str, Any] = {} if verified is None else {"verified_records": verified}
+        if repair is not None:
+            after["repair"] = repair
         self.writer.finish(totals, map(finding_json, report.scan.findings), after)
+
+
+class CheckOutputs:
+    """Where a streamed check goes: the text tables (text output, or a --summary-file) and
+    the JSON document, written to ``out`` while the check runs."""
+
+    def __init__(self, view: View, fmt: str, summary_file: bool, out: IO[str]) -> None:
+        self.tables = CheckTables(view) if fmt != "json" or summary_file else None
+        self.writer = CheckJsonWriter(out, view.records, view.pretty) if fmt == "json" else None
+
+    def begin(self, scan: ScanReport) -> None:
+        if self.writer is not None:
+            self.writer.begin(scan)
+
+    def add(self, sc: StreamCheck) -> None:
+        if self.tables is not None:
+            self.tables.add(sc)
+        if self.writer is not None:
+            self.writer.add(sc)
 
 
 def check_document(report: CheckReport, view: View | None = None) -> Document:
@@ -231,15 +251,17 @@ def _row(sc: StreamCheck) -> list[object]:
     ]
 
 
-def repair_document(doc: Document, plans: list[StreamRepair], title: str, view: View | None = None) -> None:
+def repair_document(doc: Document, plan: RepairSummary, title: str) -> None:
     """The repair's changes (one row per value rewritten), capped by the view's limit like every summary."""
-    view = view or current_view()
-    cap = None if view.records or view.limit == 0 else view.limit
-    changes: Iterator[list[object]] = ([show(p.namespace), show(p.key), w.what] for p in plans for w in p.puts)
-    rows: list[list[object]] = list(islice(changes, cap))
-    total = sum(len(p.puts) for p in plans)
-    doc.table(title, ["namespace", "stream", "change"], rows, more_line(total, len(rows), "changes"))
-    bad: list[list[object]] = [[show(p.namespace), show(p.key), u] for p in plans for u in p.unrepairable]
-    if bad:
+    rows = plan.change_rows
+    doc.table(title, ["namespace", "stream", "change"], rows, more_line(plan.changes, len(rows), "changes"))
+    if plan.problems:
         title = "Not repairable (restore from a backup)"
-        capped_table(doc, title, ["namespace", "stream", "problem"], bad[:cap], len(bad), "problems")
+        headers = ["namespace", "stream", "problem"]
+        capped_table(doc, title, headers, plan.problem_rows, plan.problems, "problems")
+
+
+def repair_summary(view: View | None = None) -> RepairSummary:
+    """An empty summary keeping the rows the view shows."""
+    view = view or current_view()
+    return RepairSummary(None if view.records or view.limit == 0 else view.limit)
