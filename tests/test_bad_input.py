@@ -228,3 +228,17 @@ def test_unknown_types_are_findings(tmp_path):
     assert all(f["severity"] == "warning" for f in unknown)
     assert code == 1
     assert run_cli("scan", str(path), "--fail-on", "error", "--format", "json").exit_code == 0
+
+
+@pytest.mark.parametrize("command", [["migrate", "--dry-run"], ["check", "--repair", "--dry-run"]])
+@pytest.mark.parametrize("where", ["no-such-dir/plan.jsonl", "a-file/plan.jsonl"])
+def test_a_plan_file_that_cannot_be_written_is_one_line(tmp_path, command, where):
+    """--save-plan into a missing directory (or under a file): exit 2, one line naming the file."""
+    path = unpack("legacy-basic", tmp_path)
+    (tmp_path / "a-file").write_text("")
+    target = tmp_path / where
+    res = run_kvfix(command[0], path, *command[1:], "--save-plan", target)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(target) in lines[0] and "cannot write the plan file" in lines[0], lines
+    assert "internal error" not in res.stderr and not list(target.parent.glob("*.tmp"))

@@ -14,10 +14,11 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from kvfix.errors import WriteRefused
+from kvfix.errors import WriteFailed, WriteRefused
 from kvfix.migrations.stream_plan import StreamPlan
 from kvfix.textsafe import show, show_path
 
@@ -61,19 +62,34 @@ class PlanFileWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._body_path = path.with_name(path.name + ".body.tmp")
-        self._body = open(self._body_path, "wb")  # noqa: SIM115  (closed by finish or abort)
+        with self._failing():
+            self._body = open(self._body_path, "wb")  # noqa: SIM115  (closed by finish or abort)
         self._sha = hashlib.sha256()
         self.lines = 0
 
+    @contextmanager
+    def _failing(self) -> Iterator[None]:
+        """An OSError (no such directory, a full disk) as one line naming the operator's file."""
+        try:
+            yield
+        except OSError as exc:
+            self.abort()
+            raise WriteFailed(f"{show_path(self.path)}: cannot write the plan file ({exc.strerror or exc})") from exc
+
     def add(self, lines: Iterable[dict[str, Any]]) -> None:
-        for line in lines:
-            raw = encode_line(line)
-            self._sha.update(raw)
-            self._body.write(raw)
-            self.lines += 1
+        with self._failing():
+            for line in lines:
+                raw = encode_line(line)
+                self._sha.update(raw)
+                self._body.write(raw)
+                self.lines += 1
 
     def finish(self, header: dict[str, Any], info: dict[str, Any]) -> None:
         """``header`` is what applying the file compares, ``info`` is there for people."""
+        with self._failing():
+            self._finish(header, info)
+
+    def _finish(self, header: dict[str, Any], info: dict[str, Any]) -> None:
         self._body.close()
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "wb") as f, open(self._body_path, "rb") as body:
@@ -88,9 +104,12 @@ class PlanFileWriter:
         os.unlink(self._body_path)
 
     def abort(self) -> None:
-        self._body.close()
+        body = getattr(self, "_body", None)
+        if body is not None:
+            body.close()
         for leftover in (self._body_path, self.path.with_name(self.path.name + ".tmp")):
-            leftover.unlink(missing_ok=True)
+            with suppress(OSError):  # none there (or no such directory): nothing to remove
+                leftover.unlink()
 
 
 def save(path: Path, header: dict[str, Any], info: dict[str, Any], lines: Iterable[dict[str, Any]]) -> None:
