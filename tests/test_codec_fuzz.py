@@ -221,3 +221,39 @@ def test_key_prefix_len_agrees_with_the_decoder(ns, cluster, key, junk, tail):
             assert n is None
             continue
         assert n == len(ik.prefix()) - 8
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.builds(
+                lambda t, c, o: PelValue(t, c, o).encode(),
+                st.integers(0, U64_MAX),
+                st.integers(0, U64_MAX),
+                st.binary(max_size=40),
+            ),
+            st.binary(max_size=40),
+        ),
+        max_size=20,
+    )
+)
+def test_pel_owners_counted_as_the_decoder_reads_them(values):
+    """count_pel_owners reads a well-formed value's owner without decoding it; it must name
+    whom decode_pel_value names (and raise as it does on a value that does not decode)."""
+    from kvfix.codec.errors import CodecError
+    from kvfix.codec.stream import count_pel_owners, decode_pel_value
+
+    want: dict[bytes, int] = {}
+    try:
+        for v in values:
+            name = decode_pel_value(v).consumer
+            want[name] = want.get(name, 0) + 1
+    except CodecError:
+        try:
+            count_pel_owners(values, {})
+        except CodecError:
+            return
+        raise AssertionError("count_pel_owners read a value the decoder refuses") from None
+    got: dict[bytes, int] = {}
+    count_pel_owners(values, got)
+    assert got == want

@@ -16,6 +16,7 @@ from kvfix.codec.stream import (
     Layout,
     PelValue,
     RecordKind,
+    count_pel_owners,
     decode_consumer_value,
     decode_group_value,
     decode_pel_value,
@@ -162,10 +163,7 @@ class GroupInfo:
             top = read_id(dropped[-1][0], self.pel_at)  # a group's PEL records come in id order
             if self.dropped_max_id is None or top > self.dropped_max_id:
                 self.dropped_max_id = top
-            counts = self.dropped_owners
-            for _, value in dropped:
-                name = decode_pel_value(value).consumer
-                counts[name] = counts.get(name, 0) + 1
+            count_pel_owners([value for _, value in dropped], self.dropped_owners)
         return dropped
 
     def absorb_pel(self, later: GroupInfo) -> None:

@@ -7,7 +7,7 @@ Values are identical in both layouts, so a record's value decodes by its role al
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from kvfix.codec.errors import CodecError
@@ -112,6 +112,20 @@ def decode_pel_value(data: bytes) -> PelValue:
     owner = r.take(r.u64("owner length"), "owner name")
     r.expect_end("PEL value")
     return PelValue(time_ms, count, owner)
+
+
+_OWNER_LEN = struct.Struct(">Q").unpack_from
+
+
+def count_pel_owners(values: Iterable[bytes], counts: dict[bytes, int]) -> None:
+    """Count each PEL value's owner (``decode_pel_value(v).consumer``) into ``counts``: the
+    name is what follows the fixed part when the length field says so, read without a decode."""
+    fixed, owner_len = PEL_VALUE_FIXED_LEN, _OWNER_LEN
+    get = counts.get
+    for v in values:
+        n = len(v)
+        name = v[fixed:] if n >= fixed and owner_len(v, 16)[0] == n - fixed else decode_pel_value(v).consumer
+        counts[name] = get(name, 0) + 1
 
 
 _VALUE_DECODERS: dict[str, Callable[[bytes], StreamValue]] = {
