@@ -109,6 +109,8 @@ class LegacyRecords:
         so a PEL of a million is one run, whether its records were kept or only counted.
         """
         scans = _scans_of(report)
+        head = b""
+        alias, hit = ZERO_ID, cast(tuple[str, ...], ())
         for item in self.items:
             if len(item) == 3:
                 kind, group, sub = item
@@ -118,8 +120,11 @@ class LegacyRecords:
             else:
                 kind, group, pairs, start, stop, n = item
                 sub, count = pairs[start][0][n:], stop - start
-            alias = alias_id(sub)
-            yield Collision(kind, group, alias, sub, scans(alias), legacy_misread_by(sub)), count
+            if sub[:16] != head:  # a group's records share their alias id (and so their scans)
+                head = sub[:16]
+                alias = alias_id(sub)
+                hit = scans(alias)
+            yield Collision(kind, group, alias, sub, hit, legacy_misread_by(sub)), count
 
     def iter(self, report: StreamReport) -> Iterator[Collision]:
         """The Collision of each record, in key order (the report's groups give the cursors)."""

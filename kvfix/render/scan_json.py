@@ -25,7 +25,8 @@ class Bucket:
         self._last: tuple[str, ...] | None = None  # a group's records share one scans tuple
         self._seen: list[tuple[str, ...]] = []  # releases tuples met (one or two)
 
-    def add(self, c: Collision) -> None:
+    def add(self, c: Collision, scans: tuple[str, ...] | None = None) -> None:
+        """One collision; ``scans``: its scans without the alias's own XRANGE line, if known."""
         self.records += 1
         if c.alias_id < self.lo:
             self.lo = c.alias_id
@@ -33,7 +34,7 @@ class Bucket:
             self.hi = c.alias_id
         if c.scans is not self._last:
             self._last = c.scans
-            self.scans.update(dict.fromkeys(x for x in c.scans if not x.startswith(_OVER)))
+            self.scans.update(dict.fromkeys(_named_scans(c.scans) if scans is None else scans))
         if c.releases not in self._seen:
             self._seen.append(c.releases)
             self.releases.update(dict.fromkeys(c.releases))
@@ -65,14 +66,23 @@ def collision_buckets(s: StreamReport) -> Buckets:
     buckets: Buckets = {}
     if not s.collision_count:
         return buckets
+    last: tuple[str, ...] | None = None
+    named: tuple[str, ...] = ()
     for c, count in s.collision_runs():
+        if c.scans is not last:  # the runs of one alias id share their scans tuple
+            last, named = c.scans, _named_scans(c.scans)
         kinds = buckets.setdefault(c.group, {})
         b = kinds.get(c.kind.value)
         if b is None:
             b = kinds[c.kind.value] = Bucket(c.alias_id)
-        b.add(c)
+        b.add(c, named)
         b.records += count - 1
     return buckets
+
+
+def _named_scans(scans: tuple[str, ...]) -> tuple[str, ...]:
+    """The scans a bucket lists: all but the alias's own XRANGE line (its ids are the bucket's range)."""
+    return tuple(x for x in scans if not x.startswith(_OVER))
 
 
 def _pel_json(g: GroupInfo) -> Any:
