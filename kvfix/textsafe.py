@@ -17,8 +17,13 @@ def is_plain(data: bytes) -> bool:
 
 
 def show(data: bytes) -> str:
-    if is_plain(data):
-        return data.decode("utf-8")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        if text.isprintable() and "\\" not in text:  # is_plain(), decoding once
+            return text
     out = []
     for byte in data:
         if byte == 0x5C:
