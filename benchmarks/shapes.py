@@ -29,10 +29,9 @@ for each shape:
 - P, the Python floor: the least a per-stream reader written in Python does, in one fresh
   process, read as R is: every metadata record looked at and each stream's decoded (kvfix's
   codec, its fast path), and one interpreter step per stream family record; the fastest
-  of three.  Where a
-  command misses its time target, its time over P is kvfix's own per-stream work
-  (classifying, findings, reports), not Python's; P reads every entry, so on
-  entries-dominated shapes it is above what the fast walk needs.
+  of three.  Where a command misses its time target, its time over P is kvfix's own
+  per-stream work (classifying, findings, reports), not Python's; P reads every entry,
+  so on entries-dominated shapes it is above what the fast walk needs.
 - Each command as a whole ``python -m kvfix ...`` process with KVFIX_NO_PROGRESS=1, stdout
   to a file, stderr captured: scan, check, stats (each plain and ``--format json``),
   ``migrate --dry-run``, and ``migrate --yes --no-backup`` (plain and JSON), each real
