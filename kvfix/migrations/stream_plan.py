@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from hashlib import sha256
+from itertools import chain
 from typing import NamedTuple
 
+from kvfix.bounded import chunked
 from kvfix.codec.stream import KIND_ROLE, KIND_VALUE, Layout, consumer_name, pel_entry_id_text, relocated_subkey
 from kvfix.migrations.layout_records import GroupRecord, Side, StreamRecords
 from kvfix.store.database import Op
@@ -207,39 +209,30 @@ class StreamPlan:
         return self._split(self.drops(), self.rewrites(), limit)
 
     def _split(self, drops: Iterator[Drop], rewrites: Iterator[Rewrite], limit: int) -> Iterator[list[Op]]:
-        size = max(1, limit)
-        part: list[Op] = []
-        group_drops: list[Op] = []
-        for d in drops:
-            if d.kind.endswith("_group"):
-                group_drops.append(("stream", d.key, None))
-                continue
-            part.append(("stream", d.key, None))
-            if len(part) >= size:
-                yield part
-                part = []
-        for op in group_drops:
-            part.append(op)
-            if len(part) >= size:
-                yield part
-                part = []
-        if part:
-            yield part
+        group_drops: list[Op] = []  # few (one per group): after every other drop
+
+        def other_drops() -> Iterator[Op]:
+            for d in drops:
+                op: Op = ("stream", d.key, None)
+                if d.kind.endswith("_group"):
+                    group_drops.append(op)
+                else:
+                    yield op
+
+        yield from chunked(chain(other_drops(), group_drops), max(1, limit))  # chain reads the list when it gets there
         yield from self._moves(rewrites, limit)
 
     def _moves(self, rewrites: Iterator[Rewrite], limit: int) -> Iterator[list[Op]]:
-        pairs = max(1, limit // 2)
-        batch: list[Rewrite] = []
         last: list[Op] = []
-        for r in rewrites:
-            if KIND_ROLE_OF[r.kind] == "group":
-                last += [("stream", r.new_key, r.value), ("stream", r.old_key, None)]
-                continue
-            batch.append(r)
-            if len(batch) >= pairs:
-                yield [*(("stream", x.new_key, x.value) for x in batch), *(("stream", x.old_key, None) for x in batch)]
-                batch = []
-        if batch:
+
+        def records() -> Iterator[Rewrite]:
+            for r in rewrites:
+                if KIND_ROLE_OF[r.kind] == "group":
+                    last.extend((("stream", r.new_key, r.value), ("stream", r.old_key, None)))
+                else:
+                    yield r
+
+        for batch in chunked(records(), max(1, limit // 2)):
             yield [*(("stream", x.new_key, x.value) for x in batch), *(("stream", x.old_key, None) for x in batch)]
         if self.metadata is not None:
             last.append(("metadata", self.metadata.key, self.metadata.new))

@@ -31,6 +31,7 @@ from typing import IO, TYPE_CHECKING
 
 from tabulate import tabulate
 
+from kvfix.bounded import chunked
 from kvfix.render.formats import cell_escape, safe_tablefmt, text_escape
 from kvfix.textsafe import safe_text
 
@@ -99,14 +100,7 @@ class Listing:
     rows: Iterable[list[object]]
 
     def parts(self) -> Iterator[list[list[object]]]:
-        part: list[list[object]] = []
-        for row in self.rows:
-            part.append(row)
-            if len(part) >= LISTING_PART:
-                yield part
-                part = []
-        if part:
-            yield part
+        return chunked(self.rows, LISTING_PART)
 
 
 @dataclass
