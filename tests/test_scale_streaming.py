@@ -92,11 +92,18 @@ def _is_entry(key: bytes) -> bool:
     return len(sub) == 16 and all(isinstance(k, EntryKey) for k in subkey_readings(sub))
 
 
-def test_check_counting_pel_records_equals_check_keeping_them(shapes: list[Path], tmp_path: Path) -> None:
-    """Check drops PEL records as it counts them (owners, entry lookups during the walk)."""
+def test_check_counting_pel_records_equals_check_keeping_them(
+    shapes: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Check drops PEL records as it counts them (owners, entry lookups in batches during the
+    walk, through a cache that fills up here); keeping them, it looks up each group's."""
     from check_helpers import damage, put
 
+    import kvfix.analysis.check as check_module
     from kvfix.analysis.check import check_streams
+
+    monkeypatch.setattr(check_module, "PROBE_CACHE", 1_000)
+    monkeypatch.setattr(check_module, "PROBE_BATCH", 700)
 
     def both(path: Path) -> tuple[dict, dict]:
         docs = []
@@ -119,10 +126,13 @@ def test_check_counting_pel_records_equals_check_keeping_them(shapes: list[Path]
 
     shutil.copytree(pel, copy)
     with open_read_only(copy) as db:
-        entry_keys = [k for chunk in db.chunks("stream") for k, _ in chunk if _is_entry(k)][:50]
-    damage(copy, lambda db: [put(db, "stream", k, None) for k in entry_keys])
+        entry_keys = [k for chunk in db.chunks("stream") for k, _ in chunk if _is_entry(k)]
+    gone = entry_keys[:50] + entry_keys[50:30_000:97]
+    damage(copy, lambda db: [put(db, "stream", k, None) for k in gone])
     dropped, kept = both(copy)
     assert dropped == kept
+    deleted = [f for f in dropped["findings"] if f["code"] == "PEL_ENTRY_DELETED"]
+    assert sum(f["details"]["records"] for f in deleted) == len(gone)  # each entry in one group's PEL
     assert dropped["summary"]["errors"] > 0
 
 

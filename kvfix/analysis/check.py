@@ -48,6 +48,8 @@ from kvfix.store.database import Database
 
 #: Entry lookups remembered while checking one stream's PEL records.
 PROBE_CACHE = 100_000
+#: Entries looked up in one MultiGet by find_deleted_pel_ids.
+PROBE_BATCH = 4096
 
 
 class CheckAnalyzer(StreamAnalyzer):
@@ -60,31 +62,32 @@ class CheckAnalyzer(StreamAnalyzer):
     prefixed ones last).  Records scan could not decode (rare) are classified again.
     """
 
-    def __init__(self, report: StreamReport, probe: Callable[[bytes], bool] | None = None) -> None:
+    def __init__(self, report: StreamReport, probe: Callable[[list[bytes]], list[bool]] | None = None) -> None:
         super().__init__(report)
         self.facts = StreamFacts()
-        #: Whether an entry exists, given its id's 16 bytes (None: do not look; expired streams).
+        #: Whether entries exist, given their ids' 16 bytes, in one batch (None: do not look;
+        #: expired streams).
         self.probe = probe
         #: PEL records whose entry is gone, among those the walk counted and dropped.
         self.dropped_deleted: dict[tuple[str, bytes], list[StreamId]] = {}
         self._present: dict[bytes, bool] = {}
 
     def dropped(self, g: GroupInfo, pairs: list[tuple[bytes, bytes]]) -> None:
-        """Look up each dropped PEL record's entry now, so no PEL record is held (a bounded cache:
-        groups of one stream often name the same entries)."""
+        """Look up each dropped PEL record's entry now, so no PEL record is held: one batch of
+        reads per run (at most a chunk), through a bounded cache (groups of one stream often
+        name the same entries)."""
         probe = self.probe
-        if probe is None:
+        if probe is None or not pairs:
             return
         at, present = g.pel_at, self._present
+        asked = list(dict.fromkeys(raw for key, _ in pairs if (raw := key[at : at + 16]) not in present))
+        if asked:
+            if len(present) + len(asked) > PROBE_CACHE:
+                present.clear()
+            present.update(zip(asked, probe(asked), strict=True))
         gone = None
         for key, _ in pairs:
-            raw = key[at : at + 16]
-            found = present.get(raw)
-            if found is None:
-                if len(present) >= PROBE_CACHE:
-                    present.clear()
-                found = present[raw] = probe(raw)
-            if not found:
+            if not present[key[at : at + 16]]:
                 if gone is None:
                     gone = self.dropped_deleted.setdefault((g.layout, g.name), [])
                 gone.append(read_id(key, at))
@@ -196,13 +199,17 @@ def find_deleted_pel_ids(
     """Point-read the entry of every PEL record kept; with those ``dropped`` found during the walk."""
     prefix = internal_prefix(rep.namespace, rep.key, rep.version, rep.slot)
     out: dict[tuple[str, bytes], list[StreamId]] = {k: list(v) for k, v in (dropped or {}).items()}
-    cache: dict[StreamId, bool] = {}
     for (layout, name), g in sorted(rep.groups.items()):
+        if not g.pel:
+            continue
+        ids = list(dict.fromkeys(p.entry_id for p in g.pel))
+        present: dict[StreamId, bool] = {}
+        for at in range(0, len(ids), PROBE_BATCH):
+            batch = ids[at : at + PROBE_BATCH]
+            found = db.get_many("stream", [prefix + i.encode() for i in batch])
+            present.update((i, v is not None) for i, v in zip(batch, found, strict=True))
         for p in g.pel:
-            present = cache.get(p.entry_id)
-            if present is None:
-                present = cache[p.entry_id] = db.get("stream", prefix + p.entry_id.encode()) is not None
-            if not present:
+            if not present[p.entry_id]:
                 out.setdefault((layout, name), []).append(p.entry_id)
     return {k: sorted(v) for k, v in sorted(out.items())}
 
@@ -210,8 +217,11 @@ def find_deleted_pel_ids(
 def _analyzer(db: Database, rep: StreamReport) -> CheckAnalyzer:
     """A stream's analyzer: PEL records counted and looked up, not kept (a PEL of any size is cheap)."""
     prefix = internal_prefix(rep.namespace, rep.key, rep.version, rep.slot)
-    probe = None if rep.expired else (lambda raw: db.get("stream", prefix + raw) is not None)
-    a = CheckAnalyzer(rep, probe)
+
+    def probe(raws: list[bytes]) -> list[bool]:
+        return [v is not None for v in db.get_many("stream", [prefix + r for r in raws])]
+
+    a = CheckAnalyzer(rep, None if rep.expired else probe)
     a.count_owners = True
     return a
 

@@ -123,6 +123,17 @@ class Database:
             self.failed(name, " ".join(str(exc).split()), None)
             return None
 
+    def get_many(self, name: str, keys: list[bytes]) -> list[bytes | None]:
+        """Point reads of ``keys`` in one MultiGet (about a third of the cost of one get each)."""
+        cf = self._cf(name)
+        if cf is None or not keys:
+            return [None] * len(keys)
+        try:
+            return list(cf.get(keys, read_opt=self._get_options))
+        except Exception as exc:
+            self.failed(name, " ".join(str(exc).split()), None)
+            return [None] * len(keys)
+
     def state(self) -> tuple[str, int]:
         """(IDENTITY, latest sequence number): equal tokens mean no write happened in between.
 
