@@ -75,85 +75,19 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from shape_data import generate
+from shape_model import ALLOWANCE_S, COMMANDS, SHAPES, STATS_CFS, Command, Run, Shape, ShapeResult, find_shape
+from shape_report import judge, machine, shape_report, summary, to_json
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-SCAN_R, CHECK_R, STATS_R4, ALLOWANCE_S = 2.0, 3.0, 3.0, 0.5
-MIGRATE_MIN_RATE = 100_000  # legacy records per second
-RSS_READ_MB, RSS_MIGRATE_MB = 150, 400
-PLAIN_MAX_LINES = 300
-JSON_PER_STREAM, JSON_PER_GROUP = 4096, 2048
-STATS_CFS = ("stream", "default", "metadata", "zset_score")
 TIME_BIN = "/usr/bin/time"
-
-
-# --- shapes --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Shape:
-    number: int
-    name: str
-    quick: tuple[int, ...]
-    large: tuple[int, ...]
-    describe: Callable[[int], str]
-
-
-SHAPES = (
-    Shape(
-        1,
-        "entries",
-        (100_000,),
-        (1_000_000,),
-        lambda n: f"10 streams x {n:,} entries, 100 legacy groups (1 consumer) and 1,000 PEL records per stream",
-    ),
-    Shape(
-        2,
-        "small-streams",
-        (20_000,),
-        (100_000, 1_000_000),
-        lambda n: f"{n:,} streams x 10 entries, 1 legacy group, 1 consumer, 1 PEL record each",
-    ),
-    Shape(
-        3,
-        "huge-pel",
-        (100_000,),
-        (1_000_000, 10_000_000),
-        lambda n: f"1 stream ({max(1, n // 10):,} entries), 10 legacy groups (1 consumer each), {n:,} PEL records",
-    ),
-    Shape(
-        4,
-        "many-groups",
-        (1_000,),
-        (10_000,),
-        lambda n: f"1 stream ({2 * n:,} entries), {n:,} legacy groups with 1 consumer and 2 PEL records each",
-    ),
-    Shape(
-        5,
-        "mixed",
-        (1,),
-        (10,),
-        lambda m: (
-            f"x{m}: 2 streams x {10_000 * m:,} entries (10 groups), {1_000 * m:,} small streams, "
-            f"1 stream with {10_000 * m:,} PEL records, 1 with {100 * m:,} groups, {10_000 * m:,} strings/hashes/zsets"
-        ),
-    ),
-)
-
-
-def find_shape(name: str) -> Shape:
-    for shape in SHAPES:
-        if name in (shape.name, str(shape.number)):
-            return shape
-    raise SystemExit(f"unknown shape {name!r}; one of {', '.join(s.name for s in SHAPES)}")
 
 
 # --- generation (child process) ------------------------------------------------------------
@@ -205,21 +139,6 @@ def child_main(args: list[str]) -> None:
 
 
 # --- measuring (driver) --------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    exit: int | str  # an exit status, "TIMEOUT" or "KILLED-RSS>...": killed by the Guard
-    wall: float
-    rss_mb: float  # the largest process's peak (/usr/bin/time %M)
-    out_bytes: int = 0
-    out_lines: int = 0
-    stderr: str = ""
-    tree_mb: float = 0.0  # the process tree's summed RSS, sampled every 0.2 s
-
-    @property
-    def peak_mb(self) -> float:
-        return max(self.rss_mb, self.tree_mb)
 
 
 def _env() -> dict[str, str]:
@@ -305,34 +224,6 @@ def run_measured(cmd: list[str], out_path: Path, limits: Limits) -> Run:
     )
 
 
-@dataclass(frozen=True)
-class Command:
-    label: str
-    args: tuple[str, ...]
-    kind: str  # scan | check | stats | dry-run | migrate
-    json: bool = False
-    copy: bool = False  # run on a fresh copy of the database
-
-
-COMMANDS = (
-    Command("scan", ("scan",), "scan"),
-    Command("scan --format json", ("scan", "--format", "json"), "scan", json=True),
-    Command("check", ("check",), "check"),
-    Command("check --format json", ("check", "--format", "json"), "check", json=True),
-    Command("stats", ("stats",), "stats"),
-    Command("stats --format json", ("stats", "--format", "json"), "stats", json=True),
-    Command("migrate --dry-run", ("migrate", "--dry-run"), "dry-run"),
-    Command("migrate --yes --no-backup", ("migrate", "--yes", "--no-backup"), "migrate", copy=True),
-    Command(
-        "migrate --yes --no-backup --format json",
-        ("migrate", "--yes", "--no-backup", "--format", "json"),
-        "migrate",
-        json=True,
-        copy=True,
-    ),
-)
-
-
 def run_command(command: Command, data_dir: Path, out_dir: Path, limits: Limits) -> Run:
     target = data_dir
     if command.copy:
@@ -365,21 +256,6 @@ def _du(path: Path) -> int:
 
 def _log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-@dataclass
-class ShapeResult:
-    shape: str
-    size: int
-    description: str
-    counts: dict[str, Any]
-    disk_bytes: int
-    raw: dict[str, dict[str, float]]
-    #: P, the Python floor (see the module doc).
-    floor: dict[str, float] = field(default_factory=dict)
-    runs: dict[str, Run] = field(default_factory=dict)
-    misses: dict[str, list[str]] = field(default_factory=dict)
-    load: float = 0.0  # 1-minute load average before the commands (others' processes make noise)
 
 
 def prepare(shape: Shape, size: int, root: Path, limits: Limits) -> tuple[Path, dict[str, Any]]:
@@ -430,157 +306,6 @@ def measure(shape: Shape, size: int, root: Path, limits: Limits) -> ShapeResult:
         result.misses[command.label] = judge(command, run, result)
         _log(f"    exit {run.exit}, {run.wall:.2f} s, {run.peak_mb:.0f} MB, {run.out_bytes:,} bytes")
     return result
-
-
-# --- targets and report --------------------------------------------------------------------
-
-
-def time_limit(command: Command, r: ShapeResult) -> float | None:
-    r_stream = r.raw["stream"]["seconds"]
-    r4 = sum(r.raw[cf]["seconds"] for cf in STATS_CFS)
-    if command.kind == "scan":
-        return SCAN_R * r_stream + ALLOWANCE_S
-    if command.kind == "check":
-        return CHECK_R * r_stream + ALLOWANCE_S
-    if command.kind == "stats":
-        return STATS_R4 * r4 + ALLOWANCE_S
-    if command.kind == "migrate":
-        return r.counts["legacy"] / MIGRATE_MIN_RATE + ALLOWANCE_S
-    return None
-
-
-def base_seconds(command: Command, r: ShapeResult) -> float:
-    """What wall time is compared with: R4 for stats, R otherwise."""
-    cfs = STATS_CFS if command.kind == "stats" else ("stream",)
-    return sum(r.raw[cf]["seconds"] for cf in cfs)
-
-
-def judge(command: Command, run: Run, r: ShapeResult) -> list[str]:
-    """Every target this run misses, each with by how much."""
-    if isinstance(run.exit, str):  # killed by the Guard
-        return [f"{run.exit} after {run.wall:.0f} s (peak sampled {run.peak_mb:.0f} MB)"]
-    misses: list[str] = []
-    if run.exit not in (0, 1):
-        misses.append(f"exit {run.exit}: {_last_line(run.stderr)}")
-    limit = time_limit(command, r)
-    if limit is not None and run.wall > limit:
-        p = r.floor["seconds"]
-        misses.append(
-            f"time {run.wall:.2f} s > {limit:.2f} s ({run.wall / limit:.1f}x; "
-            f"P + 0.5 s = {p + ALLOWANCE_S:.2f} s, {run.wall / (p + ALLOWANCE_S):.1f}x the Python floor)"
-        )
-    rss_max = RSS_MIGRATE_MB if command.kind in ("migrate", "dry-run") else RSS_READ_MB
-    if run.peak_mb > rss_max:
-        misses.append(f"RSS {run.peak_mb:.0f} MB > {rss_max} MB ({run.peak_mb / rss_max:.1f}x)")
-    if command.json:
-        budget = JSON_PER_STREAM * r.counts["streams"] + JSON_PER_GROUP * r.counts["groups"]
-        if run.out_bytes > budget:
-            misses.append(f"JSON {_kb(run.out_bytes)} > {_kb(budget)} ({run.out_bytes / budget:.1f}x)")
-    elif run.out_lines > PLAIN_MAX_LINES:
-        misses.append(f"output {run.out_lines:,} lines > {PLAIN_MAX_LINES} ({run.out_lines / PLAIN_MAX_LINES:.1f}x)")
-    return misses
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else "no stderr")[:200].replace("|", "\\|")
-
-
-def _n(count: int, word: str, plural: str | None = None) -> str:
-    return f"{count:,} {word if count == 1 else plural or word + 's'}"
-
-
-def _rss(run: Run) -> str:
-    """The largest process's peak, and the sampled tree's when workers added to it."""
-    tree = f" (tree {run.tree_mb:.0f})" if run.tree_mb > 1.1 * run.rss_mb else ""
-    return f"{run.rss_mb:.0f}{tree}"
-
-
-def _kb(n: float) -> str:
-    return f"{n / 1024:,.1f} KB" if n < 1024**2 else f"{n / 1024**2:,.1f} MB"
-
-
-def raw_table(r: ShapeResult) -> list[str]:
-    lines = ["| column family | records | raw pass s | open s | M records/s |", "| --- | ---: | ---: | ---: | ---: |"]
-    for cf in STATS_CFS:
-        d = r.raw[cf]
-        rate = d["records"] / d["seconds"] / 1e6 if d["seconds"] > 0 else 0.0
-        lines.append(f"| {cf} | {int(d['records']):,} | {d['seconds']:.3f} | {d['open']:.3f} | {rate:.2f} |")
-    return lines
-
-
-def command_table(r: ShapeResult) -> list[str]:
-    lines = [
-        "| command | exit | wall s | x R | x P | limit s | peak RSS MB | output | legacy rec/s | result |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-    ]
-    for command in COMMANDS:
-        run = r.runs[command.label]
-        base = base_seconds(command, r)
-        ratio = f"{run.wall / base:.1f}" if base > 0 else "-"
-        floor = r.floor["seconds"]
-        over_floor = f"{run.wall / floor:.1f}" if floor > 0 else "-"
-        limit = time_limit(command, r)
-        rate = f"{r.counts['legacy'] / run.wall:,.0f}" if command.kind in ("migrate", "dry-run") else ""
-        out = f"{_kb(run.out_bytes)}, {run.out_lines:,} lines"
-        misses = r.misses[command.label]
-        verdict = "PASS" if not misses else "FAIL: " + "; ".join(misses)
-        lines.append(
-            f"| `{command.label}` | {run.exit} | {run.wall:.2f} | {ratio} | {over_floor} | "
-            f"{'-' if limit is None else f'{limit:.2f}'} | {_rss(run)} | {out} | {rate} | {verdict} |"
-        )
-    return lines
-
-
-def shape_report(r: ShapeResult) -> str:
-    c = r.counts
-    head = [
-        f"### {r.shape} ({r.size:,}): {r.description}",
-        "",
-        f"{_n(c['streams'], 'stream')}, {_n(c['entries'], 'entry', 'entries')}, "
-        f"{_n(c['legacy'], 'legacy record')} ({_n(c['groups'], 'group')}, {_n(c['consumers'], 'consumer')}, "
-        f"{c['pel']:,} PEL), {_n(c['plain_keys'], 'other key')}; generated in {c['generate_s']:.1f} s, "
-        f"{r.disk_bytes / 1e6:,.0f} MB on disk. R = {r.raw['stream']['seconds']:.3f} s, "
-        f"R4 = {sum(r.raw[cf]['seconds'] for cf in STATS_CFS):.3f} s, P = {r.floor['seconds']:.3f} s. "
-        f"Load average before the commands: {r.load:.2f} (on {os.cpu_count()} CPUs).",
-        "",
-    ]
-    return "\n".join([*head, *raw_table(r), "", *command_table(r), ""])
-
-
-def machine() -> str:
-    """The machine line of benchmarks/bench.py (one place that reads /proc and the versions)."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench import machine as bench_machine
-
-    return f"machine: {bench_machine()}"
-
-
-def summary(results: list[ShapeResult]) -> list[str]:
-    lines = ["## Misses", ""]
-    for r in results:
-        for label, misses in r.misses.items():
-            lines.extend(f"- {r.shape} ({r.size:,}) `{label}`: {m}" for m in misses)
-    if len(lines) == 2:
-        lines.append("none: every target met")
-    return lines
-
-
-def to_json(results: list[ShapeResult]) -> list[dict[str, Any]]:
-    return [
-        {
-            "shape": r.shape,
-            "size": r.size,
-            "description": r.description,
-            "counts": r.counts,
-            "disk_bytes": r.disk_bytes,
-            "raw": r.raw,
-            "floor": r.floor,
-            "load": r.load,
-            "commands": {k: {**vars(run), "misses": r.misses[k]} for k, run in r.runs.items()},
-        }
-        for r in results
-    ]
 
 
 def parse_args() -> argparse.Namespace:

@@ -1,4 +1,4 @@
-"""kvfix/ type-checks clean with mypy (a test dependency), as CI runs it."""
+"""kvfix/ and benchmarks/ type-check clean with mypy (a test dependency), as CI runs it."""
 
 import shutil
 import subprocess
@@ -15,5 +15,5 @@ ROOT = Path(__file__).parent.parent
 )
 def test_mypy_clean() -> None:
     mypy = shutil.which("mypy") or str(Path(sys.executable).parent / "mypy")
-    result = subprocess.run([mypy, "kvfix"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([mypy, "kvfix", "benchmarks"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
