@@ -74,11 +74,10 @@ def _kind(text: str) -> str:
 def pieces(text: str, header: bool = False) -> list[Piece]:
     """The pieces a cell (or a header: breaks after ``_`` only) may be wrapped between."""
     lead = text[: len(text) - len(text.lstrip())]
-    out: list[Piece] = []
-    for i, m in enumerate(_WORD.finditer(text)):
+    # leading blanks are a piece of their own (of the first word): an id after them stays whole
+    out: list[Piece] = [Piece(lead, "", NAME, cell_len(lead))] if lead and lead != text else []
+    for m in _WORD.finditer(text):
         word, space = m.group(1), m.group(2)
-        if i == 0:
-            word = lead + word
         if header:
             parts = _HEADER_BREAK.split(word)
         else:
