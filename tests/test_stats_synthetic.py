@@ -6,6 +6,8 @@ import json
 
 import pytest
 from conftest import run_cli
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from stats_inspect_data import HOSTILE_KEYS, NS, Builder, rich_database
 
 from kvfix.analysis.glob import glob_regex
@@ -135,3 +137,21 @@ def test_empty_and_32bit_only_database(tmp_path):
     empty = Builder().db.write(tmp_path / "empty")
     res = run_cli("stats", empty, "--format", "json")
     assert res.exit_code == 0 and json.loads(res.stdout)["namespaces"] == {}
+
+
+@settings(max_examples=200, deadline=None)
+@example(n=1, keys={(b"ab", b"k"): 1, (b"ab\x00", b"k"): 1})  # a name that begins another wins its tie
+@given(
+    n=st.integers(0, 6),
+    keys=st.dictionaries(st.tuples(st.binary(max_size=3), st.binary(max_size=3)), st.integers(0, 5), max_size=30),
+)
+def test_top_n_keeps_the_largest_smaller_names_first_on_ties(n, keys):
+    """TopN, however the keys come: the n largest by the metric, ties to the smaller (namespace, key)."""
+    from kvfix.analysis.stats_model import TopKey, TopN
+
+    items = [TopKey(ns, key, "stream", records, 0, "live") for (ns, key), records in keys.items()]
+    top = TopN(n, "records")
+    for item in items:
+        top.push(item)
+    expected = sorted(items, key=lambda t: (-t.records, t.namespace, t.key))[:n]
+    assert top.result() == expected

@@ -120,16 +120,23 @@ class TopN:
     def push(self, item: TopKey) -> None:
         if self.n <= 0:
             return
+        value = getattr(item, self.metric)
+        heap = self._heap
+        full = len(heap) >= self.n
+        if full and value < heap[0][0]:
+            return  # most keys: no inverted names made for them
         # Ties: the smaller (namespace, key) wins, so invert them for the min-heap.
-        entry = (getattr(item, self.metric), _inv(item.namespace), _inv(item.key), item)
-        if len(self._heap) < self.n:
-            heapq.heappush(self._heap, entry)
-        elif entry > self._heap[0]:
-            heapq.heapreplace(self._heap, entry)
+        entry = (value, _inv(item.namespace), _inv(item.key), item)
+        if not full:
+            heapq.heappush(heap, entry)
+        elif entry > heap[0]:
+            heapq.heapreplace(heap, entry)
 
     def result(self) -> list[TopKey]:
         return [e[3] for e in sorted(self._heap, reverse=True)]
 
 
 def _inv(data: bytes) -> bytes:
-    return bytes(255 - b for b in data) + b"\xff"
+    """Bytes that sort in the reverse order of ``data``'s, prefixes included: each byte b as
+    (1, 255 - b), then 2, so a name sorts after every longer name it begins."""
+    return bytes(x for b in data for x in (1, 255 - b)) + b"\x02"
