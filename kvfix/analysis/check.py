@@ -42,7 +42,7 @@ from kvfix.analysis.targets import Target
 from kvfix.codec.ints import read_u64
 from kvfix.codec.keys import internal_prefix
 from kvfix.codec.metadata import StreamId
-from kvfix.codec.stream import ConsumerKey, EntryKey, GroupKey, classify, is_plain_entry, read_id
+from kvfix.codec.stream import ENTRY_KEY_LEN, ConsumerKey, EntryKey, GroupKey, classify, is_plain_entry, read_id
 from kvfix.progress import Progress
 from kvfix.store.database import Database
 
@@ -128,6 +128,8 @@ def _entry_ids(pairs: Iterable[tuple[bytes, bytes]], n: int) -> Iterator[StreamI
         if is_plain_entry(sub, value):
             yield StreamId(read_u64(sub), read_u64(sub, 8))
             continue
+        if len(sub) != ENTRY_KEY_LEN:
+            continue  # no entry reading: group records cost no classification here
         c = classify(sub, value)
         if isinstance(c.key, EntryKey) and c.value is not None:
             yield c.key.id
