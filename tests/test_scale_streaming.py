@@ -158,3 +158,36 @@ def test_a_deep_scan_split_inside_a_stream_counts_dropped_pel_records_on_both_si
         half = Half(mkey, True, inside)
         monkeypatch.setattr(scan_module, "_split_point", lambda *a, s=half, **k: s)
         assert _cli(tmp_path / "db", "scan", "--deep") == one, inside
+
+
+def test_groups_whose_pels_overlap_share_lookups_through_a_full_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Groups of one stream often name the same entries: a run of PEL records half looked up
+    already, half not, when the cache is full, still finds every deleted entry."""
+    import kvfix.analysis.check as check_module
+    from kvfix.analysis.check import check_streams
+    from kvfix.codec.metadata import StreamId
+    from kvfix.codec.stream import LEGACY, ConsumerValue, PelValue
+    from kvfix.synth import SynthDB, SynthStream, group_value
+
+    monkeypatch.setattr(check_module, "PROBE_CACHE", 1_000)
+    ids = [StreamId(1_795_775_557_000 + i, 0) for i in range(6_000)]
+    gone = set(ids[::7])
+    spans = {b"a": ids[:2_000], b"b": ids[:4_000], b"c": ids[1_000:6_000]}  # b half cached after a
+    s = SynthStream(
+        b"s",
+        entries=[(i, (b"f", b"v")) for i in ids if i not in gone],
+        groups=[(LEGACY, g, group_value(ids[-1], 1, len(span))) for g, span in spans.items()],
+        consumers=[(LEGACY, g, b"c", ConsumerValue(len(span), 0, 0)) for g, span in spans.items()],
+        pel=[(LEGACY, g, i, PelValue(0, 1, b"c")) for g, span in spans.items() for i in span],
+        size=len(ids) - len(gone),
+    )
+    path = SynthDB(streams=[s]).write(tmp_path / "db")
+    for keep in (False, True):
+        kept: list = []
+        with open_read_only(path) as db:
+            check_streams(db, kept.append, keep_pel=keep)
+        (sc,) = kept
+        found = {name: set(v) for (_, name), v in sc.facts.deleted_pel_ids.items()}
+        assert found == {g: gone & set(span) for g, span in spans.items()}, keep

@@ -80,17 +80,20 @@ class CheckAnalyzer(StreamAnalyzer):
         if probe is None or not pairs:
             return
         at, present = g.pel_at, self._present
-        asked = list(dict.fromkeys(raw for key, _ in pairs if (raw := key[at : at + 16]) not in present))
+        raws = [key[at : at + 16] for key, _ in pairs]
+        asked = list(dict.fromkeys(raw for raw in raws if raw not in present))
         if asked:
-            if len(present) + len(asked) > PROBE_CACHE:
+            if len(present) + len(asked) > PROBE_CACHE:  # keep only what this run needs
+                known = {raw: present[raw] for raw in raws if raw in present}
                 present.clear()
+                present.update(known)
             present.update(zip(asked, probe(asked), strict=True))
         gone = None
-        for key, _ in pairs:
-            if not present[key[at : at + 16]]:
+        for raw in raws:
+            if not present[raw]:
                 if gone is None:
                     gone = self.dropped_deleted.setdefault((g.layout, g.name), [])
-                gone.append(read_id(key, at))
+                gone.append(read_id(raw, 0))
 
     def add_chunk(self, chunk: list[tuple[bytes, bytes]], n: int) -> None:
         rep = self.report
