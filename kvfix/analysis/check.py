@@ -39,6 +39,7 @@ from kvfix.analysis.scan import scan_streams
 from kvfix.analysis.scope import EVERYTHING, Scope
 from kvfix.analysis.streams import StreamAnalyzer
 from kvfix.analysis.targets import Target
+from kvfix.bounded import chunked
 from kvfix.codec.ints import read_u64
 from kvfix.codec.keys import internal_prefix
 from kvfix.codec.metadata import StreamId
@@ -48,7 +49,7 @@ from kvfix.store.database import Database
 
 #: Entry lookups remembered while checking one stream's PEL records.
 PROBE_CACHE = 100_000
-#: Entries looked up in one MultiGet by find_deleted_pel_ids.
+#: Entries looked up in one MultiGet.
 PROBE_BATCH = 4096
 
 
@@ -204,19 +205,24 @@ def find_deleted_pel_ids(
     """Point-read the entry of every PEL record kept; with those ``dropped`` found during the walk."""
     prefix = internal_prefix(rep.namespace, rep.key, rep.version, rep.slot)
     out: dict[tuple[str, bytes], list[StreamId]] = {k: list(v) for k, v in (dropped or {}).items()}
+    present: dict[StreamId, bool] = {}  # across groups: they often name the same entries
     for (layout, name), g in sorted(rep.groups.items()):
-        if not g.pel:
-            continue
-        ids = list(dict.fromkeys(p.entry_id for p in g.pel))
-        present: dict[StreamId, bool] = {}
-        for at in range(0, len(ids), PROBE_BATCH):
-            batch = ids[at : at + PROBE_BATCH]
-            found = db.get_many("stream", [prefix + i.encode() for i in batch])
-            present.update((i, v is not None) for i, v in zip(batch, found, strict=True))
+        asked = list(dict.fromkeys(p.entry_id for p in g.pel if p.entry_id not in present))
+        found = entries_present(db, prefix, [i.encode() for i in asked])
+        present.update(zip(asked, found, strict=True))
         for p in g.pel:
             if not present[p.entry_id]:
                 out.setdefault((layout, name), []).append(p.entry_id)
     return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+def entries_present(db: Database, prefix: bytes, raws: list[bytes]) -> list[bool]:
+    """Whether each entry (its id's 16 bytes after the stream's key prefix) exists: one
+    MultiGet per PROBE_BATCH ids."""
+    out: list[bool] = []
+    for batch in chunked(raws, PROBE_BATCH):
+        out.extend(v is not None for v in db.get_many("stream", [prefix + r for r in batch]))
+    return out
 
 
 def _analyzer(db: Database, rep: StreamReport) -> CheckAnalyzer:
@@ -224,7 +230,7 @@ def _analyzer(db: Database, rep: StreamReport) -> CheckAnalyzer:
     prefix = internal_prefix(rep.namespace, rep.key, rep.version, rep.slot)
 
     def probe(raws: list[bytes]) -> list[bool]:
-        return [v is not None for v in db.get_many("stream", [prefix + r for r in raws])]
+        return entries_present(db, prefix, raws)
 
     a = CheckAnalyzer(rep, None if rep.expired else probe)
     a.count_owners = True
