@@ -191,3 +191,40 @@ def test_groups_whose_pels_overlap_share_lookups_through_a_full_cache(
         (sc,) = kept
         found = {name: set(v) for (_, name), v in sc.facts.deleted_pel_ids.items()}
         assert found == {g: gone & set(span) for g, span in spans.items()}, keep
+
+
+@pytest.mark.parametrize("layout", ["legacy", "prefixed"])
+def test_small_streams_answer_pel_lookups_from_their_own_chunk(tmp_path: Path, layout: str) -> None:
+    """A small stream comes in one chunk, its PEL records before (legacy) or after (prefixed)
+    its entries: their entries are looked up in that chunk, deleted ones found, and ids
+    outside the chunk's keys (below the first entry, above the last) go to the database."""
+    from kvfix.analysis.check import check_streams
+    from kvfix.codec.metadata import StreamId
+    from kvfix.codec.stream import ConsumerValue, PelValue
+    from kvfix.synth import SynthDB, SynthStream, group_value
+
+    streams, expected = [], {}
+    for s in range(6):
+        ids = [StreamId(1_795_775_557_000 + 10 * i + s, s) for i in range(12)]
+        gone = set(ids[s % 3 :: 4]) | {ids[0]} if s % 2 else set(ids[s % 3 :: 4])
+        outside = [StreamId(5, 0), StreamId(1_895_775_557_000, 1)]  # never written: one each side
+        pel_ids = ids[::2] + ids[1::3] + outside
+        name = b"g%d" % s
+        streams.append(
+            SynthStream(
+                b"s%d" % s,
+                entries=[(i, (b"f", b"v")) for i in ids if i not in gone],
+                groups=[(layout, name, group_value(ids[-1], 1, len(pel_ids)))],
+                consumers=[(layout, name, b"c", ConsumerValue(len(pel_ids), 0, 0))],
+                pel=[(layout, name, i, PelValue(0, 1, b"c")) for i in sorted(set(pel_ids))],
+                size=len(ids) - len(gone),
+            )
+        )
+        expected[b"s%d" % s] = sorted((gone & set(pel_ids)) | set(outside))
+    path = SynthDB(streams=streams).write(tmp_path / "db")
+    for keep in (False, True):
+        kept: list = []
+        with open_read_only(path) as db:
+            check_streams(db, kept.append, keep_pel=keep)
+        found = {sc.report.key: [i for v in sc.facts.deleted_pel_ids.values() for i in v] for sc in kept}
+        assert found == expected, keep

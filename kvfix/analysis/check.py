@@ -23,6 +23,7 @@ Expired streams are not checked: the server treats them as gone (EXPIRED_STREAM)
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,10 @@ class CheckAnalyzer(StreamAnalyzer):
         #: PEL records whose entry is gone, among those the walk counted and dropped.
         self.dropped_deleted: dict[tuple[str, bytes], list[StreamId]] = {}
         self._present: dict[bytes, bool] = {}
+        #: The chunk add_chunk is reading and its key prefix length: PEL records dropped
+        #: while it is read may name entries inside it (a small stream's one chunk).
+        self._chunk: list[tuple[bytes, bytes]] = []
+        self._chunk_n = 0
 
     def dropped(self, g: GroupInfo, pairs: list[tuple[bytes, bytes]]) -> None:
         """Look up each dropped PEL record's entry now, so no PEL record is held: one batch of
@@ -83,6 +88,8 @@ class CheckAnalyzer(StreamAnalyzer):
         at, present = g.pel_at, self._present
         raws = [key[at : at + 16] for key, _ in pairs]
         asked = list(dict.fromkeys(raw for raw in raws if raw not in present))
+        if asked and self._chunk:
+            asked = self._in_chunk(asked, present)
         if asked:
             if len(present) + len(asked) > PROBE_CACHE:  # keep only what this run needs
                 known = {raw: present[raw] for raw in raws if raw in present}
@@ -96,10 +103,32 @@ class CheckAnalyzer(StreamAnalyzer):
                     gone = self.dropped_deleted.setdefault((g.layout, g.name), [])
                 gone.append(read_id(raw, 0))
 
+    def _in_chunk(self, asked: list[bytes], present: dict[bytes, bool]) -> list[bytes]:
+        """Answer from the current chunk the ids whose keys fall inside its key range (a
+        chunk holds every key of its range: the walk reads ranges whole); the rest."""
+        chunk = self._chunk
+        prefix = chunk[0][0][: self._chunk_n]
+        lo, hi = chunk[0][0], chunk[-1][0]
+        if prefix + asked[0] > hi or prefix + asked[-1] < lo:
+            return asked  # a run is in id order: none inside
+        rest: list[bytes] = []
+        for raw in asked:
+            key = prefix + raw
+            if lo <= key <= hi:
+                i = bisect_left(chunk, (key,))
+                present[raw] = i < len(chunk) and chunk[i][0] == key
+            else:
+                rest.append(raw)
+        return rest
+
     def add_chunk(self, chunk: list[tuple[bytes, bytes]], n: int) -> None:
         rep = self.report
         entries, undecodable = rep.records["entry"], len(rep.undecodable)
-        super().add_chunk(chunk, n)
+        self._chunk, self._chunk_n = chunk, n
+        try:
+            super().add_chunk(chunk, n)
+        finally:
+            self._chunk = []
         added = rep.records["entry"] - entries
         if added:
             first = next(_entry_ids(chunk, n), None)
