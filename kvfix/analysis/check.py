@@ -64,15 +64,15 @@ class CheckAnalyzer(StreamAnalyzer):
     prefixed ones last).  Records scan could not decode (rare) are classified again.
     """
 
-    def __init__(self, report: StreamReport, probe: Callable[[list[bytes]], list[bool]] | None = None) -> None:
+    def __init__(self, report: StreamReport, probe: Callable[[list[bytes]], list[bool | None]] | None = None) -> None:
         super().__init__(report)
         self.facts = StreamFacts()
-        #: Whether entries exist, given their ids' 16 bytes, in one batch (None: do not look;
-        #: expired streams).
+        #: Whether entries exist, given their ids' 16 bytes, in one batch; None where a read
+        #: failed.  No probe: do not look (expired streams).
         self.probe = probe
         #: PEL records whose entry is gone, among those the walk counted and dropped.
         self.dropped_deleted: dict[tuple[str, bytes], list[StreamId]] = {}
-        self._present: dict[bytes, bool] = {}
+        self._present: dict[bytes, bool | None] = {}
         #: The chunk add_chunk is reading and its key prefix length: PEL records dropped
         #: while it is read may name entries inside it (a small stream's one chunk).
         self._chunk: list[tuple[bytes, bytes]] = []
@@ -98,12 +98,12 @@ class CheckAnalyzer(StreamAnalyzer):
             present.update(zip(asked, probe(asked), strict=True))
         gone = None
         for raw in raws:
-            if not present[raw]:
+            if present[raw] is False:  # None: unreadable, reported as a read error
                 if gone is None:
                     gone = self.dropped_deleted.setdefault((g.layout, g.name), [])
                 gone.append(read_id(raw, 0))
 
-    def _in_chunk(self, asked: list[bytes], present: dict[bytes, bool]) -> list[bytes]:
+    def _in_chunk(self, asked: list[bytes], present: dict[bytes, bool | None]) -> list[bytes]:
         """Answer from the current chunk the ids whose keys fall inside its key range (a
         chunk holds every key of its range: the walk reads ranges whole); the rest."""
         chunk = self._chunk
@@ -234,23 +234,28 @@ def find_deleted_pel_ids(
     """Point-read the entry of every PEL record kept; with those ``dropped`` found during the walk."""
     prefix = internal_prefix(rep.namespace, rep.key, rep.version, rep.slot)
     out: dict[tuple[str, bytes], list[StreamId]] = {k: list(v) for k, v in (dropped or {}).items()}
-    present: dict[StreamId, bool] = {}  # across groups: they often name the same entries
+    present: dict[StreamId, bool | None] = {}  # across groups: they often name the same entries
     for (layout, name), g in sorted(rep.groups.items()):
         asked = list(dict.fromkeys(p.entry_id for p in g.pel if p.entry_id not in present))
         found = entries_present(db, prefix, [i.encode() for i in asked])
         present.update(zip(asked, found, strict=True))
         for p in g.pel:
-            if not present[p.entry_id]:
+            if present[p.entry_id] is False:
                 out.setdefault((layout, name), []).append(p.entry_id)
     return {k: sorted(v) for k, v in sorted(out.items())}
 
 
-def entries_present(db: Database, prefix: bytes, raws: list[bytes]) -> list[bool]:
-    """Whether each entry (its id's 16 bytes after the stream's key prefix) exists: one
-    MultiGet per PROBE_BATCH ids."""
-    out: list[bool] = []
+def entries_present(db: Database, prefix: bytes, raws: list[bytes]) -> list[bool | None]:
+    """Whether each entry (its id's 16 bytes after the stream's key prefix) exists, None
+    where its read failed (salvage mode: no answer, and never "deleted"): one MultiGet per
+    PROBE_BATCH ids."""
+    out: list[bool | None] = []
     for batch in chunked(raws, PROBE_BATCH):
-        out.extend(v is not None for v in db.get_many("stream", [prefix + r for r in batch]))
+        failed: list[int] = []
+        found: list[bool | None] = [v is not None for v in db.get_many("stream", [prefix + r for r in batch], failed)]
+        for i in failed:
+            found[i] = None
+        out.extend(found)
     return out
 
 
@@ -258,7 +263,7 @@ def _analyzer(db: Database, rep: StreamReport) -> CheckAnalyzer:
     """A stream's analyzer: PEL records counted and looked up, not kept (a PEL of any size is cheap)."""
     prefix = internal_prefix(rep.namespace, rep.key, rep.version, rep.slot)
 
-    def probe(raws: list[bytes]) -> list[bool]:
+    def probe(raws: list[bytes]) -> list[bool | None]:
         return entries_present(db, prefix, raws)
 
     a = CheckAnalyzer(rep, None if rep.expired else probe)
