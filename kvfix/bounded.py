@@ -28,9 +28,18 @@ class TopRows(Generic[T]):
 
     def offer(self, key: tuple[int, ...], row: Callable[[], T]) -> None:
         self.offered += 1
-        if not self.wants(key):
-            return
-        entry = (tuple(-k for k in key), key, row())
+        if self.wants(key):
+            self._keep(key, row())
+
+    def absorb(self, later: TopRows[T]) -> None:
+        """Take in another one's kept rows (their keys unique among ours: a second process's)."""
+        for _, key, row in later._heap:
+            if self.wants(key):
+                self._keep(key, row)
+        self.offered += later.offered
+
+    def _keep(self, key: tuple[int, ...], row: T) -> None:
+        entry = (tuple(-k for k in key), key, row)
         if self.limit and len(self._heap) >= self.limit:
             heapq.heapreplace(self._heap, entry)
         else:

@@ -13,6 +13,7 @@ import pytest
 from test_scale_walk import adversarial_db
 
 import kvfix.analysis.scan as scan_module
+import kvfix.analysis.sharded as sharded_module
 from kvfix.analysis.keyspace import survey_keyspace
 from kvfix.analysis.scan import scan_database
 from kvfix.analysis.walk import Half
@@ -116,5 +117,5 @@ def test_split_point_only_for_large_plain_deep_scans(tmp_path: Path) -> None:
 def test_failing_second_process_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bulk_load(tmp_path / "db", BulkSpec(streams=4, entries=2_000, groups=3, consumers=1, pel=12))
     one = _deep(tmp_path / "db", workers=1)
-    monkeypatch.setattr(scan_module.sys, "executable", "/bin/false")
+    monkeypatch.setattr(sharded_module.sys, "executable", "/bin/false")
     assert _deep(tmp_path / "db", workers=2) == one

@@ -92,6 +92,9 @@ def prefix_hash(raw: bytes) -> int:
     return int.from_bytes(blake2b(raw, digest_size=8).digest(), "big", signed=True)
 
 
+#: Metadata keys the survey keeps as cut points, whatever the number of streams.
+MARKS = 1024
+
 #: Up to this many streams the survey keeps their metadata records (a parallel deep scan
 #: balances its halves with them); beyond it, nothing per stream is kept.
 SIZES_KEPT = 10_000
@@ -108,6 +111,24 @@ class Keyspace:
     findings: list[Finding] = field(default_factory=list)
     #: The metadata records (key, value) of every stream in key order; None past SIZES_KEPT.
     few: list[tuple[bytes, bytes]] | None = field(default_factory=list)
+    #: The metadata key of every ``stride``-th stream (the 0th, the stride-th, ...): where a
+    #: walk over many streams can be cut into parts of about known sizes; at most MARKS keys.
+    marks: list[bytes] = field(default_factory=list)
+    stride: int = 1
+
+    def mark(self, raw_key: bytes) -> None:
+        """Offer the next stream's metadata key (in key order) as a mark."""
+        if self.streams % self.stride == 0:
+            self.marks.append(raw_key)
+            if len(self.marks) > MARKS:
+                del self.marks[1::2]
+                self.stride *= 2
+        self.streams += 1
+
+    def stream_at(self, fraction: float) -> bytes | None:
+        """The metadata key of a stream about ``fraction`` of the way through (None: the first)."""
+        i = int(self.streams * fraction) // self.stride
+        return self.marks[i] if 0 < i < len(self.marks) else None
 
 
 def survey_keyspace(db: Database, cluster: bool) -> Keyspace:
@@ -128,11 +149,11 @@ def survey_keyspace(db: Database, cluster: bool) -> Keyspace:
                 _other_type(ks, unknown, mkey, raw_value)
                 continue
             hashes.append(prefix_hash(key_prefix(mkey.namespace, mkey.user_key, mkey.slot)))
+            ks.mark(raw_key)
             if few is not None:
                 few.append((raw_key, raw_value))
                 if len(few) > SIZES_KEPT:
                     few = ks.few = None
-    ks.streams = len(hashes)
     ks.live = LivePrefixes(hashes)
     for type_id, count in sorted(unknown.items()):
         ks.findings.append(

@@ -346,6 +346,15 @@ class ScanTally:
         self.records.update(s.records)
         self.findings.extend(s.findings)
 
+    def absorb(self, later: ScanTally) -> None:
+        """Add the tally of streams that all sort after this one's (a second process's)."""
+        self.streams += later.streams
+        self.groups += later.groups
+        self.collisions += later.collisions
+        self.layouts.update(later.layouts)
+        self.records.update(later.records)
+        self.findings = self.findings.merged(later.findings)
+
 
 @dataclass
 class ScanReport:

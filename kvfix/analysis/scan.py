@@ -10,29 +10,28 @@ from __future__ import annotations
 import os
 import pickle
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from kvfix.analysis.findings import finding
 from kvfix.analysis.keyspace import Keyspace, LiveStream, choose_cluster, decode_live, survey_keyspace
 from kvfix.analysis.keyspace import now_ms as _now_ms
-from kvfix.analysis.model import GarbageCount, ScanReport, StreamReport
+from kvfix.analysis.model import ScanReport, ScanTally, StreamReport
 from kvfix.analysis.scope import EVERYTHING, Scope
+from kvfix.analysis.sharded import StreamSink, shard_point, start_worker, walk_sharded, worker_output
+from kvfix.analysis.stream_walk import OnStream, WalkResult, walk_range
 from kvfix.analysis.streams import StreamAnalyzer
 from kvfix.analysis.targets import Target, for_target
-from kvfix.analysis.walk import NAME_LIMIT, BadKey, BadMetadata, Garbage, Half, Visit, paused_gc, walk_keyspace
+from kvfix.analysis.walk import NAME_LIMIT, Half, paused_gc
 from kvfix.codec.ints import U64_MAX, u64
 from kvfix.codec.keys import decode_metadata_key, internal_prefix
 from kvfix.progress import Progress, Ticker
 from kvfix.store.database import Database
 from kvfix.textsafe import counted, show, show_path
 
-#: Called with each stream's analyzer once its records are all read (the report is finished).
-OnStream = Callable[[StreamAnalyzer], None]
+__all__ = ["OnStream", "WalkResult", "scan_database", "scan_streams", "walk_range"]
 
 
 def scan_database(db: Database, **options: Any) -> ScanReport:
@@ -45,7 +44,7 @@ def scan_database(db: Database, **options: Any) -> ScanReport:
 
 def scan_streams(
     db: Database,
-    on_stream: OnStream,
+    on_stream: OnStream | None = None,
     *,
     cluster: bool | None = None,
     deep: bool = False,
@@ -58,16 +57,19 @@ def scan_streams(
     keep_findings: int | None = None,
     keep_pel: bool = True,
     scope: Scope = EVERYTHING,
+    sink: StreamSink | None = None,
 ) -> ScanReport:
-    """Scan every stream; each goes to ``on_stream`` as it is finished, and to the report's tally.
+    """Scan every stream; each goes to ``on_stream`` (or ``sink``) as it is finished, and to
+    the report's tally.
 
     ``analyzer`` builds the per-stream analyzer (check passes a subclass); ``on_begin``
     gets the report once the survey of the metadata is done (a JSON writer starts its
     document there); the report's digest keeps the first ``keep_findings`` findings of
     the streams (None: all); without ``keep_pel`` PEL records are counted and summed up
     but not kept (no per-record detail: a PEL of any size costs nothing); ``scope`` limits
-    the streams (:mod:`kvfix.analysis.scope`).  A deep scan of
-    a large database runs in two processes (see :func:`_split_point`).
+    the streams (:mod:`kvfix.analysis.scope`).  A deep scan of a large database runs in
+    two processes (see :func:`_split_point`), and so does a scan of many streams into a
+    ``sink`` (:mod:`kvfix.analysis.sharded`).
     """
     progress = progress or Progress()
     now = _now_ms() if now_ms is None else now_ms
@@ -79,25 +81,63 @@ def scan_streams(
     report.scope = scope
     if on_begin is not None:
         on_begin(report)
-    tick = Ticker(progress, ks.streams)
+    if sink is not None:
+        on_stream = _adding(sink)
+    done = finisher(report.tally, target, on_stream or _ignore)
+    job = {"keyspace": ks, "deep": deep, "now": now, "keep_pel": keep_pel, "target": target, "keep": keep_findings}
+    with paused_gc():
+        result = _walk(db, job, done, analyzer, Ticker(progress, ks.streams), scope, workers, sink, report.tally)
+    _garbage_findings(report, result)
+    report.findings[:] = for_target(report.findings, target)
+    progress.update(streams=ks.streams, records=result.records, total_streams=ks.streams)
+    return report
+
+
+def finisher(tally: ScanTally, target: Target, then: OnStream) -> OnStream:
+    """Finish a stream's analyzer: its findings as they stand for ``target``, counted in
+    ``tally``, then handed to ``then`` (both processes of a sharded walk finish this way)."""
 
     def done(a: StreamAnalyzer) -> None:
         s = a.finish()
         if target != "2.10":
             s.findings[:] = for_target(s.findings, target)
-        report.tally.add(s)
-        on_stream(a)
+        tally.add(s)
+        then(a)
 
-    split = None if db.live or not scope.everything else _split_point(ks, deep, analyzer, workers)
-    with paused_gc():
-        if split is None:
-            result = walk_range(db, ks, deep, now, done, analyzer, tick=tick, keep_pel=keep_pel, scope=scope)
-        else:
-            result = _walk_in_two(db, ks, deep, now, split, done, tick, keep_pel)
-    _garbage_findings(report, result)
-    report.findings[:] = for_target(report.findings, target)
-    progress.update(streams=ks.streams, records=result.records, total_streams=ks.streams)
-    return report
+    return done
+
+
+def _adding(sink: StreamSink) -> OnStream:
+    return lambda a: sink.add(a.report)
+
+
+def _ignore(a: StreamAnalyzer) -> None:
+    return None
+
+
+def _walk(
+    db: Database,
+    job: dict[str, Any],
+    done: OnStream,
+    analyzer: Callable[[StreamReport], StreamAnalyzer],
+    tick: Ticker,
+    scope: Scope,
+    workers: int | None,
+    sink: StreamSink | None,
+    tally: ScanTally,
+) -> WalkResult:
+    """One process's walk, or two: a deep one split by entries, or many streams by count."""
+    ks, deep, now, keep_pel = job["keyspace"], job["deep"], job["now"], job["keep_pel"]
+    whole = not db.live and scope.everything
+    split = _split_point(ks, deep, analyzer, workers) if whole else None
+    if split is not None:
+        return _walk_in_two(db, ks, deep, now, split, done, tick, keep_pel)
+    shard = shard_point(ks, workers) if whole and sink is not None and analyzer is StreamAnalyzer else None
+    if shard is not None and sink is not None:
+        result = walk_sharded(db, {**job, "half": shard}, done, sink, tally, tick, tick.progress is not None)
+        if result is not None:
+            return result
+    return walk_range(db, ks, deep, now, done, analyzer, tick=tick, keep_pel=keep_pel, scope=scope)
 
 
 def _garbage_findings(report: ScanReport, result: WalkResult) -> None:
@@ -121,114 +161,6 @@ def _garbage_findings(report: ScanReport, result: WalkResult) -> None:
                 f"{result.bad_keys} stream column family keys are not internal keys under this cluster mode",
             )
         )
-
-
-#: Garbage incarnations named one by one in findings; past this many they are only counted.
-GARBAGE_NAMED = 1_000
-
-
-@dataclass
-class WalkResult:
-    """What a walk over (a part of) the keyspace found besides the live streams."""
-
-    stale: GarbageCount = field(default_factory=GarbageCount)
-    orphans: GarbageCount = field(default_factory=GarbageCount)
-    #: The first GARBAGE_NAMED incarnations of dead versions and orphans, in key order.
-    garbage: list[Garbage] = field(default_factory=list)
-    bad_metadata: list[BadMetadata] = field(default_factory=list)
-    bad_keys: int = 0
-    records: int = 0
-    #: The second process's finished analyzers (records kept raw), for the first to finish.
-    analyzers: list[StreamAnalyzer] = field(default_factory=list)
-    #: Peak RSS (VmHWM, KiB) of the second process that produced this result, for benchmarks.
-    worker_peak_kib: int = 0
-
-    def add_garbage(self, g: Garbage) -> None:
-        count = self.stale if g.owner == "stale" else self.orphans
-        count.records += g.records
-        count.bytes += g.bytes
-        self.records += g.records
-        last = self.garbage[-1] if self.garbage else None
-        if last is not None and _same_key(last, g):  # a key's versions are neighbours: one finding
-            self.garbage[-1] = replace(last, records=last.records + g.records, bytes=last.bytes + g.bytes)
-        elif len(self.garbage) < GARBAGE_NAMED:
-            self.garbage.append(g)
-
-    def absorb(self, later: WalkResult) -> None:
-        """Add the result of the part of the walk after this one."""
-        for mine, theirs in ((self.stale, later.stale), (self.orphans, later.orphans)):
-            mine.records += theirs.records
-            mine.bytes += theirs.bytes
-        self.garbage.extend(later.garbage[: max(GARBAGE_NAMED - len(self.garbage), 0)])
-        self.bad_metadata.extend(later.bad_metadata)
-        self.bad_keys += later.bad_keys
-        self.records += later.records
-
-
-def _of(g: Garbage, rep: StreamReport) -> bool:
-    return (g.prefix.namespace, g.prefix.slot, g.prefix.user_key) == (rep.namespace, rep.slot, rep.key)
-
-
-def _same_key(a: Garbage, b: Garbage) -> bool:
-    pa, pb = a.prefix, b.prefix
-    return (pa.namespace, pa.slot, pa.user_key, a.owner) == (pb.namespace, pb.slot, pb.user_key, b.owner)
-
-
-def walk_range(
-    db: Database,
-    ks: Keyspace,
-    deep: bool,
-    now: int,
-    done: OnStream,
-    analyzer: Callable[[StreamReport], StreamAnalyzer] = StreamAnalyzer,
-    half: Half | None = None,
-    tick: Callable[[int, int], None] | None = None,
-    keep_pel: bool = True,
-    scope: Scope = EVERYTHING,
-) -> WalkResult:
-    """Walk the keyspace (or one half of it), handing each live stream's analyzer to ``done``."""
-    res = WalkResult()
-    tick = tick or _no_tick
-    current: StreamAnalyzer | None = None
-    streams = n = dead = 0  # dead: records of the next stream's dead versions, met before it
-    for item in walk_keyspace(db, ks, deep, half, scope):
-        if isinstance(item, list):
-            res.records += len(item)
-            current.add_chunk(item, n)  # type: ignore[union-attr]  # chunks follow their Visit
-            continue
-        if isinstance(item, Garbage) and item.of_live and current is not None and _of(item, current.report):
-            current.report.records["stale"] += item.records  # a dead version sorting after the live one
-            res.add_garbage(item)
-            continue
-        if current is not None:
-            done(current)
-            current = None
-            streams += 1
-            tick(streams, res.records)
-        if isinstance(item, Visit):
-            current = analyzer(_new_report(item.live, now))
-            current.keep_pel = keep_pel
-            current.report.records["stale"] += dead
-            n, dead = len(item.raw), 0
-        elif isinstance(item, Garbage):
-            res.add_garbage(item)
-            if item.of_live:
-                dead += item.records
-        elif isinstance(item, BadMetadata):
-            res.bad_metadata.append(item)
-        elif isinstance(item, BadKey):
-            res.records += 1
-            res.bad_keys += 1
-            res.orphans.records += 1
-            res.orphans.bytes += len(item.key) + len(item.value)
-    if current is not None:
-        done(current)
-        tick(streams + 1, res.records)
-    return res
-
-
-def _no_tick(streams: int, records: int) -> None:
-    return None
 
 
 #: A deep scan of fewer entries than this stays in one process (a second one costs ~0.1 s).
@@ -310,7 +242,7 @@ def _walk_in_two(
         job, out = Path(tmp) / "job.pickle", Path(tmp) / "result.pickle"
         with open(job, "wb") as f:
             pickle.dump({"path": str(db.path), "deep": deep, "now": now, "keyspace": ks, "half": second}, f)
-        proc = _start_worker(job, out)
+        proc = start_worker(job, out)
         split: list[StreamAnalyzer] = []  # the stream both halves read, when split inside one
         try:
             first = _first_half(done, ks, half, split)
@@ -349,34 +281,6 @@ def _first_half(done: OnStream, ks: Keyspace, half: Half, split: list[StreamAnal
     return first
 
 
-def _start_worker(job: Path, out: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]),
-    }
-    debug = bool(os.environ.get("KVFIX_DEBUG"))
-    return subprocess.Popen(
-        [sys.executable, "-m", "kvfix.analysis.scanworker", str(job), str(out)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=None if debug else subprocess.DEVNULL,
-        env=env,
-    )
-
-
 def _worker_result(proc: subprocess.Popen[bytes], out: Path) -> WalkResult | None:
-    if proc.wait() != 0:
-        return None
-    try:
-        with open(out, "rb") as f:
-            later = pickle.load(f)  # our own child's output
-    except (OSError, pickle.UnpicklingError, EOFError):
-        return None
+    later = worker_output(proc.wait(), out)
     return later if isinstance(later, WalkResult) else None
-
-
-def _new_report(live: LiveStream, now: int) -> StreamReport:
-    meta = live.metadata
-    return StreamReport(
-        live.key.namespace, live.key.user_key, live.key.slot, meta.version or 0, meta, expired=meta.is_expired(now)
-    )

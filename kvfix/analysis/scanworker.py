@@ -1,10 +1,13 @@
-"""The second process of a parallel deep scan: ``python -m kvfix.analysis.scanworker JOB OUT``.
+"""The second process of a parallel scan: ``python -m kvfix.analysis.scanworker JOB OUT``.
 
-JOB is a pickle written by kvfix.analysis.scan._walk_in_two (database path, the keyspace
-survey, which half to walk); OUT receives the pickled WalkResult of that half, with its
-streams' analyzers.  They count plain entries and keep every other record as raw bytes
-for the parent to decode (StreamAnalyzer.deferred): with many group records, pickling
-decoded records cost more than walking them.
+JOB is a pickle written by our parent (database path, the keyspace survey, which half to
+walk).  A deep scan of few streams (kvfix.analysis.scan._walk_in_two): OUT receives the
+pickled WalkResult of that half, with its streams' analyzers; they count plain entries
+and keep every other record as raw bytes for the parent to decode
+(StreamAnalyzer.deferred): with many group records, pickling decoded records cost more
+than walking them.  A scan of many streams into a sink (JOB's "sink",
+kvfix.analysis.sharded): the streams are finished here, into that sink, and OUT receives
+the sink, the tally and the WalkResult.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+from typing import Any
 
-from kvfix.analysis.model import StreamReport
-from kvfix.analysis.scan import WalkResult, walk_range
+from kvfix.analysis.findings import FindingsDigest
+from kvfix.analysis.model import ScanTally, StreamReport
+from kvfix.analysis.scan import WalkResult, finisher, walk_range
+from kvfix.analysis.sharded import counter_tick
 from kvfix.analysis.streams import StreamAnalyzer
 from kvfix.analysis.walk import paused_gc
 from kvfix.store.opening import open_read_only
@@ -24,6 +30,8 @@ def main(argv: list[str]) -> int:
     job_path, out_path = argv
     with open(job_path, "rb") as f:
         job = pickle.load(f)  # written by our parent process
+    if "sink" in job:
+        return _finish_streams(job, out_path)
     kept: list[StreamAnalyzer] = []
     with open_read_only(job["path"]) as db, paused_gc():
         result: WalkResult = walk_range(
@@ -31,11 +39,31 @@ def main(argv: list[str]) -> int:
         )
     result.analyzers = kept
     result.worker_peak_kib = _vm_hwm_kib()
+    _write(result, out_path)
+    return 0
+
+
+def _finish_streams(job: dict[str, Any], out_path: str) -> int:
+    """Walk our half, finishing each stream into the job's sink (see kvfix.analysis.sharded)."""
+    sink = job["sink"]
+    tally = ScanTally(findings=FindingsDigest(job["keep"]))
+    done = finisher(tally, job["target"], lambda a: sink.add(a.report))
+    with open_read_only(job["path"], salvage=job["salvage"]) as db, paused_gc():
+        result = walk_range(
+            db, job["keyspace"], job["deep"], job["now"], done, half=job["half"], tick=counter_tick(job["counter"]),
+            keep_pel=job["keep_pel"],
+        )  # fmt: skip
+        errors = list(db.read_errors)
+    result.worker_peak_kib = _vm_hwm_kib()
+    _write({"result": result, "sink": sink, "tally": tally, "read_errors": errors}, out_path)
+    return 0
+
+
+def _write(result: object, out_path: str) -> None:
     tmp = out_path + ".tmp"
     with open(tmp, "wb") as f:
         pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, out_path)
-    return 0
 
 
 def _deferring(report: StreamReport) -> StreamAnalyzer:

@@ -8,9 +8,10 @@ from typing import Any
 
 import click
 
-from kvfix.analysis.model import ScanReport, StreamReport
+from kvfix.analysis.model import ScanReport
 from kvfix.analysis.scan import scan_streams
 from kvfix.analysis.scope import Scope
+from kvfix.analysis.sharded import StreamSink
 from kvfix.analysis.targets import Target, for_target
 from kvfix.cli.options import (
     finding_report_options,
@@ -71,11 +72,11 @@ def scan(
     opened = dict(salvage=salvage, live=live)
     if fmt == "json":
         writer = ScanJsonWriter(sys.stdout, with_pel, view.records, view.pretty)
-        report = _scan(path, opened, options, writer.add, writer.begin)
+        report = _scan(path, opened, options, writer, writer.begin)
         writer.finish(report)
     else:
         tables = ScanTables(deep, with_pel, view)
-        report = _scan(path, opened, options, tables.add, None)
+        report = _scan(path, opened, options, tables, None)
         render(tables.document(report), fmt)
     return EXIT_FINDINGS if report.digest().exceeds(fail_on) else EXIT_OK
 
@@ -84,12 +85,12 @@ def _scan(
     path: str,
     opened: dict[str, Any],
     options: dict[str, Any],
-    add: Callable[[StreamReport], None],
+    sink: StreamSink,
     begin: Callable[[ScanReport], None] | None,
 ) -> ScanReport:
-    """Open read-only and scan, each finished stream to ``add`` (the report is streamed)."""
+    """Open read-only and scan, each finished stream to ``sink`` (the report is streamed)."""
     with open_read_only(path, **opened) as db, progress_for("scanning") as progress:
         reached("scan")
-        report = scan_streams(db, lambda a: add(a.report), progress=progress, on_begin=begin, **options)
+        report = scan_streams(db, sink=sink, progress=progress, on_begin=begin, **options)
         report.findings.extend(for_target(read_error_findings(db), options["target"]))
     return report

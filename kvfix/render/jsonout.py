@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import IO, Any
 
 from kvfix.analysis.findings import Finding
@@ -243,14 +244,36 @@ class DocumentWriter:
 
 
 class ElementSpool:
-    """Array elements encoded now and written later, kept in a temporary file once large."""
+    """Array elements encoded now and written later, kept in a temporary file once large.
 
-    def __init__(self, pretty: bool) -> None:
+    With ``path``, in that file from the start: then it pickles (closed, as its path), so
+    a second process's elements reach its parent (kvfix.analysis.sharded).
+    """
+
+    def __init__(self, pretty: bool, path: Path | None = None) -> None:
         import tempfile
 
         self.pretty = pretty
-        self._file = tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+", encoding="utf-8")  # noqa: SIM115  (closed by copy_to)
+        self._path = path
+        self._file: IO[str]
+        if path is None:
+            self._file = tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+", encoding="utf-8")  # noqa: SIM115  (closed by copy_to)
+        else:
+            self._file = open(path, "w+", encoding="utf-8")  # noqa: SIM115  (closed by copy_to or pickling)
         self._count = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._path is None:
+            raise TypeError("only an ElementSpool with a path pickles")
+        self._file.close()
+        return {"pretty": self.pretty, "path": self._path, "count": self._count}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """An empty spool (going to the process that fills it) opens for writing, a filled
+        one (coming back) for reading."""
+        self.pretty, self._path, self._count = state["pretty"], state["path"], state["count"]
+        mode = "w+" if self._count == 0 else "r"
+        self._file = open(self._path, mode, encoding="utf-8")  # noqa: SIM115  (closed by copy_to)
 
     def add(self, value: Any) -> None:
         """One element; one that holds a :class:`Lazy` is written as it is produced."""
@@ -267,7 +290,19 @@ class ElementSpool:
             self._file.write(text + _SEPARATOR)  # no encoded JSON holds a raw control character
         self._count += 1
 
+    def extend(self, later: ElementSpool) -> None:
+        """Append another spool's elements (as encoded there), emptying it."""
+        write = self._file.write
+        for text in later.texts():
+            write(text + _SEPARATOR)
+            self._count += 1
+
     def copy_to(self, doc: DocumentWriter) -> None:
+        for text in self.texts():
+            doc.raw_element(text)
+
+    def texts(self) -> Iterator[str]:
+        """Each element's encoded text, in order; the spool is closed after the last."""
         f = self._file
         f.seek(0)
         rest = ""
@@ -277,8 +312,7 @@ class ElementSpool:
                 break
             parts = (rest + block).split(_SEPARATOR)
             rest = parts.pop()
-            for text in parts:
-                doc.raw_element(text)
+            yield from parts
         f.close()
 
 

@@ -8,18 +8,22 @@ adds every collision and PEL record, ``--pel`` the PEL records alone.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Any
 
 from kvfix.analysis.model import GroupInfo, ScanReport, StreamReport
+from kvfix.analysis.sharded import StreamSink
 from kvfix.bounded import TopRows
 from kvfix.render.document import Document, View, current_view
-from kvfix.render.jsonout import Lazy, ReportWriter, finding_json
+from kvfix.render.jsonout import ElementSpool, Lazy, ReportWriter, finding_json
 from kvfix.render.scan_json import _OVER, Buckets, collision_buckets, stream_json
 from kvfix.render.scan_json import mine as mine_of
 from kvfix.render.summary import capped_table, findings_cell, findings_summary, next_steps, worst_rank
 from kvfix.textsafe import label, show
 
 SCHEMA = 2
+#: A fork's first stream position (:meth:`ScanTables.fork`): above any database's streams.
+FORK_BASE = 1 << 48
 LAYOUT_RANK = {"mixed": 3, "legacy": 2, "prefixed": 1, "none": 0}
 
 
@@ -78,7 +82,7 @@ class ScanJsonWriter:
     """
 
     def __init__(self, out: IO[str], with_pel: bool, records: bool, pretty: bool) -> None:
-        self.with_pel, self.records = with_pel, records
+        self.with_pel, self.records, self.pretty = with_pel, records, pretty
         self.writer = ReportWriter(out, pretty)
 
     def begin(self, report: ScanReport) -> None:
@@ -87,9 +91,38 @@ class ScanJsonWriter:
     def add(self, s: StreamReport) -> None:
         self.writer.stream(stream_json(s, self.with_pel, True, self.records), map(finding_json, s.findings))
 
+    def fork(self, workdir: str) -> ScanJsonPart:
+        return ScanJsonPart(Path(workdir), self.with_pel, self.records, self.pretty)
+
+    def join(self, later: StreamSink) -> None:
+        assert isinstance(later, ScanJsonPart)
+        later.streams.copy_to(self.writer.doc)
+        self.writer.spool.extend(later.findings)
+
     def finish(self, report: ScanReport) -> None:
         totals = {"summary": report.summary(), "garbage": _garbage(report)}
         self.writer.finish(totals, map(finding_json, report.findings), {})
+
+
+class ScanJsonPart:
+    """A second process's streams for a :class:`ScanJsonWriter`: each stream's element and
+    its findings, encoded as the writer would, in files of ``workdir`` (it pickles)."""
+
+    def __init__(self, workdir: Path, with_pel: bool, records: bool, pretty: bool) -> None:
+        self.with_pel, self.records = with_pel, records
+        self.streams = ElementSpool(pretty, workdir / "streams.json")
+        self.findings = ElementSpool(pretty, workdir / "findings.json")
+
+    def add(self, s: StreamReport) -> None:
+        self.streams.add(stream_json(s, self.with_pel, True, self.records))
+        for f in s.findings:
+            self.findings.add(finding_json(f))
+
+    def fork(self, workdir: str) -> None:
+        return None
+
+    def join(self, later: StreamSink) -> None:
+        raise TypeError("a part is joined, it joins nothing")
 
 
 def scan_document(report: ScanReport, with_pel: bool = False, view: View | None = None) -> Document:
@@ -114,9 +147,24 @@ class ScanTables:
         self.groups: TopRows[list[object]] = TopRows(view.limit)
         self.collision_rows: list[list[object]] = []
         self.pel_rows: list[list[object]] = []
+        #: Added to each stream's position in the row keys: a fork's streams sort after ours.
+        self.base = 0
+
+    def fork(self, workdir: str) -> ScanTables | None:
+        """A twin for a second process's streams; none with per-record rows (they are kept)."""
+        if self.with_pel or self.view.records:
+            return None
+        twin = ScanTables(self.deep, False, self.view)
+        twin.base = FORK_BASE
+        return twin
+
+    def join(self, later: StreamSink) -> None:
+        assert isinstance(later, ScanTables)
+        self.streams.absorb(later.streams)
+        self.groups.absorb(later.groups)
 
     def add(self, s: StreamReport) -> None:
-        i = self.streams.offered
+        i = self.base + self.streams.offered
         rank = worst_rank(s.findings)
         key = (-rank, -s.collision_count, -LAYOUT_RANK[s.layout], i)
         self.streams.offer(key, lambda: self._stream_row(s))

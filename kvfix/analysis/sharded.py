@@ -1,0 +1,213 @@
+"""A walk over many streams in two processes, each finishing its own streams.
+
+This process walks the streams whose metadata keys sort before a cut point; a second one
+(``python -m kvfix.analysis.scanworker``: a fresh interpreter, no fork of a process with
+RocksDB threads) walks the rest, opening the database read-only on its own, and finishes
+its streams into a copy of the caller's sink (:class:`StreamSink`: what shows them).  Its
+sink, tally and walk result then join ours; as its streams all sort after ours, the
+output is the one process's, byte for byte.  If the second process fails for any reason,
+this one walks its part too.  Per-stream work (classifying, findings, a report's rows or
+JSON) is most of a scan of many small streams, so on two cores this about halves it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from kvfix.analysis.keyspace import Keyspace
+from kvfix.analysis.model import ScanTally, StreamReport
+from kvfix.analysis.stream_walk import OnStream, WalkResult, walk_range
+from kvfix.analysis.walk import Half
+from kvfix.store.database import Database
+
+Tick = Callable[[int, int], None]
+
+
+class StreamSink(Protocol):
+    """What a scan hands its finished streams to, in key order (a report's rows, its JSON)."""
+
+    def add(self, s: StreamReport) -> None: ...
+
+    def fork(self, workdir: str) -> StreamSink | None:
+        """An empty sink like this one, picklable, for a second process's streams (files go
+        in ``workdir``); None when this sink cannot be split (then one process walks)."""
+        ...
+
+    def join(self, later: StreamSink) -> None:
+        """Take in a fork's streams, which all sort after the ones added here."""
+        ...
+
+
+#: Fewer streams than this stay in one process (a second one costs ~0.35 s to start).
+SHARD_MIN_STREAMS = 20_000
+#: Rough cost of finishing one small stream and of starting the second process, to balance.
+_STREAM_SECONDS = 60e-6
+_START_SECONDS = 0.35
+
+
+def shard_point(ks: Keyspace, workers: int | None) -> Half | None:
+    """Where the second process's part starts, or None to walk in one process.
+
+    Automatic on a machine with 2+ CPUs from SHARD_MIN_STREAMS streams on; KVFIX_WORKERS=1
+    or ``workers=1`` turns it off, KVFIX_WORKERS=2 or ``workers=2`` forces it.
+    """
+    if workers is None:
+        env = os.environ.get("KVFIX_WORKERS")
+        if env == "1" or (os.cpu_count() or 1) < 2:
+            return None
+        if env != "2" and ks.streams < SHARD_MIN_STREAMS:
+            return None
+    elif workers < 2:
+        return None
+    share = min(0.75, 0.5 + _START_SECONDS / (2 * _STREAM_SECONDS * max(ks.streams, 1)))
+    at = ks.stream_at(share)
+    return None if at is None else Half(at, True)
+
+
+def walk_sharded(
+    db: Database,
+    job: dict[str, Any],
+    done: OnStream,
+    sink: StreamSink,
+    tally: ScanTally,
+    tick: Tick,
+    live_progress: bool,
+) -> WalkResult | None:
+    """Walk ``job``'s keyspace in two parts (see the module); None when ``sink`` cannot fork.
+
+    ``job`` holds what both processes walk with (keyspace, half, deep, now, keep_pel,
+    target, keep_findings); ``done`` finishes this process's streams into ``sink`` and
+    ``tally``, as the second process does into the fork's.
+    """
+    half: Half = job["half"]
+    second = Half(half.at, False)
+    with tempfile.TemporaryDirectory(prefix="kvfix-scan-") as tmp:
+        forked = sink.fork(tmp)
+        if forked is None:
+            return None
+        counter = Path(tmp) / "progress" if live_progress else None
+        order, out = Path(tmp) / "job.pickle", Path(tmp) / "result.pickle"
+        mine = {"path": str(db.path), "salvage": db.salvage, "half": second, "sink": forked}
+        with open(order, "wb") as f:
+            pickle.dump({**job, **mine, "counter": None if counter is None else str(counter)}, f)
+        proc = start_worker(order, out)
+        try:
+            both = _with_counter(tick, counter)
+            result = _walk(db, job, done, half, both)
+            later = _wait(proc, out, both, result.streams, result.records)
+            if later is None:  # the second process failed: walk its part here
+                rest = _walk(db, job, done, second, lambda n, r: tick(result.streams + n, result.records + r))
+                result.absorb(rest)
+                return result
+            db.read_errors.extend(later["read_errors"])
+            sink.join(later["sink"])
+            tally.absorb(later["tally"])
+            result.absorb(later["result"])
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return result
+
+
+def _walk(db: Database, job: dict[str, Any], done: OnStream, half: Half, tick: Tick) -> WalkResult:
+    return walk_range(
+        db, job["keyspace"], job["deep"], job["now"], done, half=half, tick=tick, keep_pel=job["keep_pel"]
+    )
+
+
+def _with_counter(tick: Tick, counter: Path | None) -> Tick:
+    """``tick`` with the second process's counts added (read at most every 0.1 s)."""
+    if counter is None:
+        return tick
+    theirs = [0, 0]
+    due = [0.0]
+
+    def both(streams: int, records: int) -> None:
+        now = time.monotonic()
+        if now >= due[0]:
+            due[0] = now + 0.1
+            theirs[:] = read_counter(counter)
+        tick(streams + theirs[0], records + theirs[1])
+
+    return both
+
+
+_COUNTS = struct.Struct("<qq")
+
+
+def read_counter(path: Path) -> tuple[int, int]:
+    """(streams, records) the second process has finished, (0, 0) before its first write."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return 0, 0
+    return _COUNTS.unpack(data) if len(data) == _COUNTS.size else (0, 0)
+
+
+def counter_tick(path: str | None) -> Tick | None:
+    """The second process's tick: its counts written to ``path`` at most every 0.1 s."""
+    if path is None:
+        return None
+    due = [0.0]
+
+    def tick(streams: int, records: int) -> None:
+        now = time.monotonic()
+        if now >= due[0]:
+            due[0] = now + 0.1
+            tmp = path + ".tmp"
+            with open(tmp, "wb") as f:
+                f.write(_COUNTS.pack(streams, records))
+            os.replace(tmp, path)
+
+    return tick
+
+
+def _wait(proc: subprocess.Popen[bytes], out: Path, tick: Tick, streams: int, records: int) -> dict[str, Any] | None:
+    """The second process's result, ticking progress while it finishes; None if it failed."""
+    while True:
+        try:
+            code = proc.wait(timeout=0.1)
+            break
+        except subprocess.TimeoutExpired:
+            tick(streams, records)
+    later = worker_output(code, out)
+    if not isinstance(later, dict) or not {"result", "sink", "tally", "read_errors"} <= later.keys():
+        return None
+    return later
+
+
+def start_worker(job: Path, out: Path) -> subprocess.Popen[bytes]:
+    """``python -m kvfix.analysis.scanworker JOB OUT`` with this kvfix on its path."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]),
+    }
+    debug = bool(os.environ.get("KVFIX_DEBUG"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "kvfix.analysis.scanworker", str(job), str(out)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=None if debug else subprocess.DEVNULL,
+        env=env,
+    )
+
+
+def worker_output(code: int, out: Path) -> object:
+    """What a second process that exited with ``code`` left in ``out`` (None: nothing usable)."""
+    if code != 0:
+        return None
+    try:
+        with open(out, "rb") as f:
+            return pickle.load(f)  # our own child's output
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        return None

@@ -1,0 +1,194 @@
+"""A scan of many streams in two processes prints exactly what one process prints.
+
+The second process finishes the streams from a cut point on into a copy of the report's
+sink (the tables' top rows, the JSON's stream elements and findings); joined, the output
+is byte for byte the single process's, wherever the cut, in every format, and when the
+second process fails.  (kvfix.analysis.sharded)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, run_kvfix
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_scale_walk import adversarial_db
+
+import kvfix.analysis.scan as scan_module
+import kvfix.analysis.sharded as sharded
+from kvfix.analysis.keyspace import MARKS, Keyspace
+from kvfix.analysis.walk import Half
+from kvfix.codec.metadata import StreamId
+from kvfix.render.jsonout import DocumentWriter, ElementSpool
+from kvfix.store.opening import open_read_only
+from kvfix.synth import BulkSpec, SynthDB, SynthStream, bulk_load
+
+FORMATS = [
+    ("--format", "plain", "--limit", "3"),
+    ("--format", "plain", "--limit", "0"),
+    ("--format", "json"),
+    ("--format", "json", "--pretty"),
+    ("--deep",),
+]
+
+
+def _metadata_keys(path: Path) -> list[bytes]:
+    with open_read_only(path) as db:
+        return [k for chunk in db.chunks("metadata") for k, _ in chunk]
+
+
+@pytest.mark.parametrize("cluster", [False, True])
+def test_a_scan_cut_at_any_stream_prints_what_one_process_prints(
+    tmp_path: Path, cluster: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stale versions, orphans, namespaces and cluster slots on both sides of every cut."""
+    path = adversarial_db(tmp_path / "db", cluster)
+    keys = _metadata_keys(path)
+    monkeypatch.setenv("KVFIX_WORKERS", "1")
+    one = {args: run_cli("scan", path, *args) for args in FORMATS}
+    cuts = keys[1 :: max(1, len(keys) // 4)]
+    assert len(cuts) >= 3
+    for at in cuts:
+        monkeypatch.setattr(scan_module, "shard_point", lambda ks, workers, at=at: Half(at, True))
+        for args in FORMATS:
+            res = run_cli("scan", path, *args)
+            assert (res.exit_code, res.stdout) == (one[args].exit_code, one[args].stdout), (at, args)
+
+
+def test_the_second_process_really_walks_its_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The join is used (not the fallback), with the second process's streams in it."""
+    path = tmp_path / "db"
+    bulk_load(path, BulkSpec(streams=40, entries=5, groups=2, consumers=1, pel=2))
+    keys = _metadata_keys(path)
+    monkeypatch.setenv("KVFIX_WORKERS", "1")
+    one = run_cli("scan", path, "--format", "json").stdout
+    seen: list[int] = []
+    real = sharded.ScanTally.absorb
+
+    def noting(self, later):  # type: ignore[no-untyped-def]
+        seen.append(later.streams)
+        return real(self, later)
+
+    monkeypatch.setattr(sharded.ScanTally, "absorb", noting)
+    monkeypatch.setattr(scan_module, "shard_point", lambda ks, workers: Half(keys[10], True))
+    assert run_cli("scan", path, "--format", "json").stdout == one
+    assert seen == [30]
+
+
+def test_a_failing_second_process_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = adversarial_db(tmp_path / "db", False)
+    keys = _metadata_keys(path)
+    monkeypatch.setenv("KVFIX_WORKERS", "1")
+    one = {args: run_cli("scan", path, *args).stdout for args in FORMATS}
+    monkeypatch.setattr(scan_module, "shard_point", lambda ks, workers: Half(keys[len(keys) // 2], True))
+
+    def failing(job: Path, out: Path) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+
+    monkeypatch.setattr(sharded, "start_worker", failing)
+    for args in FORMATS:
+        assert run_cli("scan", path, *args).stdout == one[args], args
+
+
+def _damaged_second_half(tmp_path: Path) -> Path:
+    """Two streams of large entries; four bytes flipped among the second one's."""
+    streams = [
+        SynthStream(
+            b"s%d" % s,
+            entries=[
+                (StreamId(1_795_775_557_000 + i, 0), (b"f", b"e%d-%06d:" % (s, i) + b"x" * 120)) for i in range(800)
+            ],
+        )
+        for s in range(2)
+    ]
+    path = SynthDB(streams=streams).write(tmp_path / "db")
+    sst = max(path.glob("*.sst"), key=lambda p: p.stat().st_size)
+    data = bytearray(sst.read_bytes())
+    at = data.find(b"e1-000400:")
+    assert at > 0
+    data[at : at + 4] = bytes(b ^ 0xFF for b in data[at : at + 4])
+    sst.write_bytes(bytes(data))
+    return path
+
+
+def test_read_errors_of_the_second_part_are_reported_as_one_process_reports_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _damaged_second_half(tmp_path)
+    keys = _metadata_keys(path)
+    monkeypatch.setenv("KVFIX_WORKERS", "1")
+    one = run_cli("scan", path, "--deep", "--salvage", "--format", "json")
+    assert "READ_ERROR" in one.stdout
+    monkeypatch.setattr(scan_module, "shard_point", lambda ks, workers: Half(keys[1], True))
+    two = run_cli("scan", path, "--deep", "--salvage", "--format", "json")
+    assert (two.exit_code, two.stdout) == (one.exit_code, one.stdout)
+    without = run_cli("scan", path, "--deep")
+    assert without.exit_code == 2 and "read error" in without.stderr  # and without --salvage it stops
+
+
+def test_kvfix_processes_agree_with_and_without_a_second_one(tmp_path: Path) -> None:
+    """As operators run it (KVFIX_WORKERS=2 forces the split on a small database)."""
+    path = tmp_path / "db"
+    bulk_load(path, BulkSpec(streams=30, entries=5, groups=2, consumers=1, pel=2))
+    for args in (("scan",), ("scan", "--format", "json")):
+        one = run_kvfix(*args, path, env={"KVFIX_WORKERS": "1"})
+        two = run_kvfix(*args, path, env={"KVFIX_WORKERS": "2"})
+        assert (two.returncode, two.stdout, two.stderr) == (one.returncode, one.stdout, one.stderr)
+        assert one.stdout
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 6 * MARKS), fraction=st.floats(0, 1))
+def test_the_survey_marks_every_strideth_stream_in_bounded_space(n: int, fraction: float) -> None:
+    ks = Keyspace(False)
+    for i in range(n):
+        ks.mark(i.to_bytes(4, "big"))
+    assert ks.streams == n and len(ks.marks) <= MARKS
+    assert [int.from_bytes(k, "big") for k in ks.marks] == list(range(0, n, ks.stride))
+    at = ks.stream_at(fraction)
+    if at is not None:
+        i = int.from_bytes(at, "big")
+        assert 0 < i <= n * fraction < i + ks.stride
+
+
+def test_an_element_spool_with_a_path_travels_by_pickle(tmp_path: Path) -> None:
+    import io
+    import pickle
+
+    for pretty in (False, True):
+        spool = ElementSpool(pretty, tmp_path / f"s{pretty}")
+        there = pickle.loads(pickle.dumps(spool))  # empty: opened for writing there
+        for v in ({"a": [1, "\x00"]}, [2], "x"):
+            there.add(v)
+        back = pickle.loads(pickle.dumps(there))  # filled: read here
+        out = io.StringIO()
+        doc = DocumentWriter(out, pretty)
+        doc.open_array("e")
+        back.copy_to(doc)
+        doc.close_array()
+        doc.close()
+        expected = io.StringIO()
+        ref = DocumentWriter(expected, pretty)
+        ref.open_array("e")
+        for v in ({"a": [1, "\x00"]}, [2], "x"):
+            ref.element(v)
+        ref.close_array()
+        ref.close()
+        assert out.getvalue() == expected.getvalue()
+
+
+def test_progress_counts_both_processes(tmp_path: Path) -> None:
+    counter = tmp_path / "progress"
+    assert sharded.read_counter(counter) == (0, 0)
+    write = sharded.counter_tick(str(counter))
+    assert write is not None
+    write(7, 70)
+    assert sharded.read_counter(counter) == (7, 70)
+    seen: list[tuple[int, int]] = []
+    both = sharded._with_counter(lambda s, r: seen.append((s, r)), counter)
+    both(3, 30)
+    assert seen == [(10, 100)]
