@@ -76,7 +76,7 @@ def test_split_inside_one_stream(tmp_path: Path) -> None:
     assert one["summary"]["records_entry"] == counts["entries"]
     with open_read_only(tmp_path / "db") as db:
         ks = survey_keyspace(db, False)
-    split = scan_module._split_point(ks, True, scan_module.StreamAnalyzer, 2)
+    split = scan_module._split_point(ks, True, True, 2)
     raw = internal_prefix(DEFAULT_NS, b"stream:00000", BASE_VERSION, None)
     assert split is not None and split.inside is not None
     assert split.inside.startswith(raw) and len(split.inside) == len(raw) + 16  # among the entries
@@ -104,14 +104,11 @@ def test_split_point_only_for_large_plain_deep_scans(tmp_path: Path) -> None:
     with open_read_only(tmp_path / "db") as db:
         ks = survey_keyspace(db, False)
 
-    class Sub(scan_module.StreamAnalyzer):
-        pass
-
-    assert scan_module._split_point(ks, True, scan_module.StreamAnalyzer, None) is None  # small
-    assert scan_module._split_point(ks, False, scan_module.StreamAnalyzer, 2) is None  # fast scan
-    assert scan_module._split_point(ks, True, Sub, 2) is None  # a subclass keeps one process
-    assert scan_module._split_point(ks, True, scan_module.StreamAnalyzer, 1) is None
-    assert scan_module._split_point(ks, True, scan_module.StreamAnalyzer, 2) is not None
+    assert scan_module._split_point(ks, True, True, None) is None  # small
+    assert scan_module._split_point(ks, False, True, 2) is None  # fast scan
+    assert scan_module._split_point(ks, True, False, 2) is None  # check's analyzer keeps one process
+    assert scan_module._split_point(ks, True, True, 1) is None
+    assert scan_module._split_point(ks, True, True, 2) is not None
 
 
 def test_failing_second_process_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

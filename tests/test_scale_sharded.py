@@ -22,6 +22,7 @@ import kvfix.analysis.scan as scan_module
 import kvfix.analysis.sharded as sharded
 from kvfix.analysis.keyspace import MARKS, Keyspace
 from kvfix.analysis.walk import Half
+from kvfix.codec.errors import CodecError
 from kvfix.codec.metadata import StreamId
 from kvfix.render.jsonout import DocumentWriter, ElementSpool
 from kvfix.store.opening import open_read_only
@@ -34,6 +35,7 @@ FORMATS = [
     ("--format", "json", "--pretty"),
     ("--deep",),
 ]
+CHECK_FORMATS = [("--format", "plain", "--limit", "3"), ("--format", "plain", "--limit", "0"), ("--format", "json")]
 
 
 def _metadata_keys(path: Path) -> list[bytes]:
@@ -57,6 +59,55 @@ def test_a_scan_cut_at_any_stream_prints_what_one_process_prints(
         for args in FORMATS:
             res = run_cli("scan", path, *args)
             assert (res.exit_code, res.stdout) == (one[args].exit_code, one[args].stdout), (at, args)
+
+
+@pytest.mark.parametrize("cluster", [False, True])
+def test_a_check_cut_at_any_stream_prints_what_one_process_prints(
+    tmp_path: Path, cluster: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wrong counters, deleted PEL entries and undecodable values on both sides of every cut,
+    in the report and in a --summary-file."""
+    path = adversarial_db(tmp_path / "db", cluster)
+    _damage_every_other_stream(path, cluster)
+    keys = _metadata_keys(path)
+    monkeypatch.setenv("KVFIX_WORKERS", "1")
+    summary = tmp_path / "summary.md"
+    args_one = {args: (*args, "--summary-file", str(summary)) for args in CHECK_FORMATS}
+
+    def run(args: tuple[str, ...]) -> tuple[int, str, str]:
+        summary.write_text("")
+        res = run_cli("check", path, *args_one[args])
+        return res.exit_code, res.stdout, summary.read_text()
+
+    one = {args: run(args) for args in CHECK_FORMATS}
+    assert all(code == 1 for code, _, _ in one.values())
+    for at in keys[1 :: max(1, len(keys) // 4)]:
+        monkeypatch.setattr(scan_module, "shard_point", lambda ks, workers, at=at: Half(at, True))
+        for args in CHECK_FORMATS:
+            assert run(args) == one[args], (at, args)
+
+
+def _damage_every_other_stream(path: Path, cluster: bool) -> None:
+    """A wrong size in every other live stream's metadata, and one entry deleted in each."""
+    from dataclasses import replace
+
+    from check_helpers import damage, put
+
+    from kvfix.codec.metadata import decode_metadata
+
+    with open_read_only(path) as db:
+        metas = [(k, v) for chunk in db.chunks("metadata") for k, v in chunk]
+        entries = [k for chunk in db.chunks("stream") for k, _ in chunk if len(k) > 16 and k[-16] not in (0, 255)]
+    changes: list[tuple[str, bytes, bytes | None]] = []
+    for i, (k, v) in enumerate(metas):
+        try:
+            meta = decode_metadata(v)
+        except CodecError:
+            continue
+        if meta.stream is not None and i % 2 == 0:
+            changes.append(("metadata", k, replace(meta, size=(meta.size or 0) + 3).encode()))
+    changes += [("stream", k, None) for k in entries[::7]]
+    damage(path, lambda db: [put(db, cf, k, v) for cf, k, v in changes])
 
 
 def test_the_second_process_really_walks_its_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from kvfix.analysis.findings import Finding, FindingsDigest
 from kvfix.analysis.invariants import (
@@ -36,8 +36,9 @@ from kvfix.analysis.invariants import (
     invariant_findings,
 )
 from kvfix.analysis.model import GroupInfo, ScanReport, StreamReport
-from kvfix.analysis.scan import scan_streams
+from kvfix.analysis.scan import ScanStage, scan_streams
 from kvfix.analysis.scope import EVERYTHING, Scope
+from kvfix.analysis.sharded import Stage
 from kvfix.analysis.streams import StreamAnalyzer
 from kvfix.analysis.targets import Target
 from kvfix.bounded import chunked
@@ -187,6 +188,11 @@ class CheckTally:
         self.entries += sc.facts.entries
         self.findings.extend(sc.report.findings).extend(sc.findings)
 
+    def absorb(self, later: CheckTally) -> None:
+        """Add the tally of streams that all sort after this one's (a second process's)."""
+        self.entries += later.entries
+        self.findings = self.findings.merged(later.findings)
+
 
 @dataclass
 class CheckReport:
@@ -282,7 +288,7 @@ def check_database(db: Database, **options: Any) -> CheckReport:
 
 def check_streams(
     db: Database,
-    on_check: Callable[[StreamCheck], None],
+    on_check: Callable[[StreamCheck], None] | None = None,
     *,
     cluster: bool | None = None,
     now_ms: int | None = None,
@@ -292,39 +298,82 @@ def check_streams(
     on_begin: Callable[[ScanReport], None] | None = None,
     keep_pel: bool = False,
     scope: Scope = EVERYTHING,
+    sink: CheckSink | None = None,
+    workers: int | None = None,
 ) -> CheckReport:
-    """Deep scan plus invariants of every live stream, each handed to ``on_check`` once checked.
+    """Deep scan plus invariants of every live stream, each handed to ``on_check`` (or
+    ``sink``: then many streams are checked in two processes) once checked.
 
     Findings as they stand for ``target``; the digest keeps the first ``keep_findings``.
     PEL records are counted and their entries looked up during the walk, not kept
     (``keep_pel`` keeps them, for tests that compare both ways).
     """
     tally = CheckTally(findings=FindingsDigest(keep_findings))
-
-    def on_stream(a: StreamAnalyzer) -> None:
-        assert isinstance(a, CheckAnalyzer)
-        rep, facts = a.report, a.facts
-        if not rep.expired:
-            facts.deleted_pel_ids = find_deleted_pel_ids(db, rep, a.dropped_deleted)
-        sc = StreamCheck(rep, facts, invariant_findings(rep, facts))
-        tally.add(sc)
-        on_check(sc)
-
     scan = scan_streams(
         db,
-        on_stream,
         cluster=cluster,
         deep=True,
         now_ms=now_ms,
         progress=progress,
-        analyzer=lambda rep: _analyzer(db, rep),
         keep_pel=keep_pel,
         scope=scope,
         target=target,
         keep_findings=keep_findings,
         on_begin=on_begin,
+        stage=lambda base: CheckStage(base, tally, sink, on_check),
+        workers=workers,
     )
     return CheckReport(scan, tally=tally)
+
+
+class CheckSink(Protocol):
+    """What a check hands its checked streams to, in key order (see StreamSink)."""
+
+    def add(self, sc: StreamCheck) -> None: ...
+
+    def fork(self, workdir: str) -> CheckSink | None: ...
+
+    def join(self, later: CheckSink) -> None: ...
+
+
+class CheckStage:
+    """Check's work on each walked stream: scan's (``base``), then the entry lookups of its
+    PEL records and its invariants, counted in ``tally``, to ``sink`` (or ``then``)."""
+
+    def __init__(
+        self, base: ScanStage, tally: CheckTally, sink: CheckSink | None, then: Callable[[StreamCheck], None] | None
+    ) -> None:
+        self.base, self.tally, self.sink, self.then = base, tally, sink, then
+
+    def analyzer(self, db: Database, report: StreamReport) -> StreamAnalyzer:
+        return _analyzer(db, report)
+
+    def done(self, db: Database, a: StreamAnalyzer) -> None:
+        assert isinstance(a, CheckAnalyzer)
+        rep = self.base.finish(a)
+        facts = a.facts
+        if not rep.expired:
+            facts.deleted_pel_ids = find_deleted_pel_ids(db, rep, a.dropped_deleted)
+        sc = StreamCheck(rep, facts, invariant_findings(rep, facts))
+        self.tally.add(sc)
+        if self.sink is not None:
+            self.sink.add(sc)
+        elif self.then is not None:
+            self.then(sc)
+
+    def fork(self, workdir: str) -> CheckStage | None:
+        forked = None if self.sink is None else self.sink.fork(workdir)
+        if forked is None:
+            return None
+        return CheckStage(
+            self.base.twin(None), CheckTally(findings=FindingsDigest(self.tally.findings.keep)), forked, None
+        )
+
+    def join(self, later: Stage) -> None:
+        assert isinstance(later, CheckStage) and self.sink is not None and later.sink is not None
+        self.sink.join(later.sink)
+        self.base.tally.absorb(later.base.tally)
+        self.tally.absorb(later.tally)
 
 
 def read_every_record(db: Database) -> dict[str, int]:

@@ -12,15 +12,16 @@ import pickle
 import subprocess
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from kvfix.analysis.findings import finding
+from kvfix.analysis.findings import FindingsDigest, finding
 from kvfix.analysis.keyspace import Keyspace, LiveStream, choose_cluster, decode_live, survey_keyspace
 from kvfix.analysis.keyspace import now_ms as _now_ms
 from kvfix.analysis.model import ScanReport, ScanTally, StreamReport
 from kvfix.analysis.scope import EVERYTHING, Scope
-from kvfix.analysis.sharded import StreamSink, shard_point, start_worker, walk_sharded, worker_output
+from kvfix.analysis.sharded import Stage, StreamSink, shard_point, start_worker, walk_sharded, worker_output
 from kvfix.analysis.stream_walk import OnStream, WalkResult, walk_range
 from kvfix.analysis.streams import StreamAnalyzer
 from kvfix.analysis.targets import Target, for_target
@@ -50,7 +51,6 @@ def scan_streams(
     deep: bool = False,
     now_ms: int | None = None,
     progress: Progress | None = None,
-    analyzer: Callable[[StreamReport], StreamAnalyzer] = StreamAnalyzer,
     workers: int | None = None,
     target: Target = "2.10",
     on_begin: Callable[[ScanReport], None] | None = None,
@@ -58,16 +58,17 @@ def scan_streams(
     keep_pel: bool = True,
     scope: Scope = EVERYTHING,
     sink: StreamSink | None = None,
+    stage: Callable[[ScanStage], Stage] | None = None,
 ) -> ScanReport:
     """Scan every stream; each goes to ``on_stream`` (or ``sink``) as it is finished, and to
     the report's tally.
 
-    ``analyzer`` builds the per-stream analyzer (check passes a subclass); ``on_begin``
-    gets the report once the survey of the metadata is done (a JSON writer starts its
-    document there); the report's digest keeps the first ``keep_findings`` findings of
-    the streams (None: all); without ``keep_pel`` PEL records are counted and summed up
-    but not kept (no per-record detail: a PEL of any size costs nothing); ``scope`` limits
-    the streams (:mod:`kvfix.analysis.scope`).  A deep scan of a large database runs in
+    ``on_begin`` gets the report once the survey of the metadata is done (a JSON writer
+    starts its document there); the report's digest keeps the first ``keep_findings``
+    findings of the streams (None: all); without ``keep_pel`` PEL records are counted and
+    summed up but not kept (no per-record detail: a PEL of any size costs nothing);
+    ``scope`` limits the streams (:mod:`kvfix.analysis.scope`); ``stage`` wraps the scan's
+    own stage (check's analyzer and invariants).  A deep scan of a large database runs in
     two processes (see :func:`_split_point`), and so does a scan of many streams into a
     ``sink`` (:mod:`kvfix.analysis.sharded`).
     """
@@ -81,62 +82,73 @@ def scan_streams(
     report.scope = scope
     if on_begin is not None:
         on_begin(report)
-    if sink is not None:
-        on_stream = _adding(sink)
-    done = finisher(report.tally, target, on_stream or _ignore)
-    job = {"keyspace": ks, "deep": deep, "now": now, "keep_pel": keep_pel, "target": target, "keep": keep_findings}
+    base = ScanStage(report.tally, target, sink, on_stream)
+    job = {"keyspace": ks, "deep": deep, "now": now, "keep_pel": keep_pel}
     with paused_gc():
-        result = _walk(db, job, done, analyzer, Ticker(progress, ks.streams), scope, workers, sink, report.tally)
+        result = _walk(db, job, base if stage is None else stage(base), Ticker(progress, ks.streams), scope, workers)
     _garbage_findings(report, result)
     report.findings[:] = for_target(report.findings, target)
     progress.update(streams=ks.streams, records=result.records, total_streams=ks.streams)
     return report
 
 
-def finisher(tally: ScanTally, target: Target, then: OnStream) -> OnStream:
-    """Finish a stream's analyzer: its findings as they stand for ``target``, counted in
-    ``tally``, then handed to ``then`` (both processes of a sharded walk finish this way)."""
+class ScanStage:
+    """A scan's own work on each walked stream: its findings as they stand for ``target``,
+    counted in ``tally``, then the stream to ``sink`` (or its analyzer to ``then``)."""
 
-    def done(a: StreamAnalyzer) -> None:
+    def __init__(self, tally: ScanTally, target: Target, sink: StreamSink | None, then: OnStream | None) -> None:
+        self.tally, self.target, self.sink, self.then = tally, target, sink, then
+
+    def analyzer(self, db: Database, report: StreamReport) -> StreamAnalyzer:
+        return StreamAnalyzer(report)
+
+    def finish(self, a: StreamAnalyzer) -> StreamReport:
         s = a.finish()
-        if target != "2.10":
-            s.findings[:] = for_target(s.findings, target)
-        tally.add(s)
-        then(a)
+        if self.target != "2.10":
+            s.findings[:] = for_target(s.findings, self.target)
+        self.tally.add(s)
+        return s
 
-    return done
+    def done(self, db: Database, a: StreamAnalyzer) -> None:
+        s = self.finish(a)
+        if self.sink is not None:
+            self.sink.add(s)
+        elif self.then is not None:
+            self.then(a)
 
+    def twin(self, sink: StreamSink | None) -> ScanStage:
+        """An empty stage like this one, finishing into ``sink`` (a second process's)."""
+        return ScanStage(ScanTally(findings=FindingsDigest(self.tally.findings.keep)), self.target, sink, None)
 
-def _adding(sink: StreamSink) -> OnStream:
-    return lambda a: sink.add(a.report)
+    def fork(self, workdir: str) -> ScanStage | None:
+        forked = None if self.sink is None else self.sink.fork(workdir)
+        return None if forked is None else self.twin(forked)
 
-
-def _ignore(a: StreamAnalyzer) -> None:
-    return None
+    def join(self, later: Stage) -> None:
+        assert isinstance(later, ScanStage) and self.sink is not None and later.sink is not None
+        self.sink.join(later.sink)
+        self.tally.absorb(later.tally)
 
 
 def _walk(
-    db: Database,
-    job: dict[str, Any],
-    done: OnStream,
-    analyzer: Callable[[StreamReport], StreamAnalyzer],
-    tick: Ticker,
-    scope: Scope,
-    workers: int | None,
-    sink: StreamSink | None,
-    tally: ScanTally,
+    db: Database, job: dict[str, Any], stage: Stage, tick: Ticker, scope: Scope, workers: int | None
 ) -> WalkResult:
     """One process's walk, or two: a deep one split by entries, or many streams by count."""
     ks, deep, now, keep_pel = job["keyspace"], job["deep"], job["now"], job["keep_pel"]
     whole = not db.live and scope.everything
-    split = _split_point(ks, deep, analyzer, workers) if whole else None
+
+    def done(a: StreamAnalyzer) -> None:
+        stage.done(db, a)
+
+    split = _split_point(ks, deep, type(stage) is ScanStage, workers) if whole else None
     if split is not None:
         return _walk_in_two(db, ks, deep, now, split, done, tick, keep_pel)
-    shard = shard_point(ks, workers) if whole and sink is not None and analyzer is StreamAnalyzer else None
-    if shard is not None and sink is not None:
-        result = walk_sharded(db, {**job, "half": shard}, done, sink, tally, tick, tick.progress is not None)
+    shard = shard_point(ks, workers) if whole else None
+    if shard is not None:
+        result = walk_sharded(db, {**job, "half": shard}, stage, tick, tick.progress is not None)
         if result is not None:
             return result
+    analyzer = partial(stage.analyzer, db)
     return walk_range(db, ks, deep, now, done, analyzer, tick=tick, keep_pel=keep_pel, scope=scope)
 
 
@@ -170,16 +182,16 @@ _ENTRY_SECONDS = 0.6e-6
 _WORKER_START_SECONDS = 0.1
 
 
-def _split_point(ks: Keyspace, deep: bool, analyzer: object, workers: int | None) -> Half | None:
+def _split_point(ks: Keyspace, deep: bool, plain: bool, workers: int | None) -> Half | None:
     """Where a deep scan hands the rest of the keyspace to a second process, or None.
 
-    Only for deep scans with the plain StreamAnalyzer (a subclass's state is not merged),
+    Only for deep scans with the plain StreamAnalyzer (``plain``: a subclass's state is not merged),
     of at most SIZES_KEPT streams (the second process's streams come back whole), on a
     machine with 2+ CPUs (KVFIX_WORKERS=1 or workers=1 turns it off; workers=2 forces it).
     The point is chosen from the streams' sizes so both processes finish at about the same
     time; any point gives the same result, only balance depends on it.
     """
-    if not deep or analyzer is not StreamAnalyzer or not ks.few:
+    if not deep or not plain or not ks.few:
         return None
     if workers is None:
         if os.environ.get("KVFIX_WORKERS") == "1" or (os.cpu_count() or 1) < 2:

@@ -5,9 +5,9 @@ walk).  A deep scan of few streams (kvfix.analysis.scan._walk_in_two): OUT recei
 pickled WalkResult of that half, with its streams' analyzers; they count plain entries
 and keep every other record as raw bytes for the parent to decode
 (StreamAnalyzer.deferred): with many group records, pickling decoded records cost more
-than walking them.  A scan of many streams into a sink (JOB's "sink",
-kvfix.analysis.sharded): the streams are finished here, into that sink, and OUT receives
-the sink, the tally and the WalkResult.
+than walking them.  A scan of many streams into a sink (JOB's "stage",
+kvfix.analysis.sharded): the streams are finished here, through JOB's stage, and OUT
+receives the stage (its tallies and sink) and the WalkResult.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ import pickle
 import sys
 from typing import Any
 
-from kvfix.analysis.findings import FindingsDigest
-from kvfix.analysis.model import ScanTally, StreamReport
-from kvfix.analysis.scan import WalkResult, finisher, walk_range
-from kvfix.analysis.sharded import counter_tick
+from kvfix.analysis.model import StreamReport
+from kvfix.analysis.scan import WalkResult, walk_range
+from kvfix.analysis.sharded import counter_tick, walk_part
 from kvfix.analysis.streams import StreamAnalyzer
 from kvfix.analysis.walk import paused_gc
 from kvfix.store.opening import open_read_only
@@ -30,7 +29,7 @@ def main(argv: list[str]) -> int:
     job_path, out_path = argv
     with open(job_path, "rb") as f:
         job = pickle.load(f)  # written by our parent process
-    if "sink" in job:
+    if "stage" in job:
         return _finish_streams(job, out_path)
     kept: list[StreamAnalyzer] = []
     with open_read_only(job["path"]) as db, paused_gc():
@@ -44,18 +43,13 @@ def main(argv: list[str]) -> int:
 
 
 def _finish_streams(job: dict[str, Any], out_path: str) -> int:
-    """Walk our half, finishing each stream into the job's sink (see kvfix.analysis.sharded)."""
-    sink = job["sink"]
-    tally = ScanTally(findings=FindingsDigest(job["keep"]))
-    done = finisher(tally, job["target"], lambda a: sink.add(a.report))
+    """Walk our half, each stream through the job's stage (see kvfix.analysis.sharded)."""
+    stage = job["stage"]
     with open_read_only(job["path"], salvage=job["salvage"]) as db, paused_gc():
-        result = walk_range(
-            db, job["keyspace"], job["deep"], job["now"], done, half=job["half"], tick=counter_tick(job["counter"]),
-            keep_pel=job["keep_pel"],
-        )  # fmt: skip
+        result = walk_part(db, job, stage, job["half"], counter_tick(job["counter"]))
         errors = list(db.read_errors)
     result.worker_peak_kib = _vm_hwm_kib()
-    _write({"result": result, "sink": sink, "tally": tally, "read_errors": errors}, out_path)
+    _write({"result": result, "stage": stage, "read_errors": errors}, out_path)
     return 0
 
 

@@ -3,8 +3,9 @@
 This process walks the streams whose metadata keys sort before a cut point; a second one
 (``python -m kvfix.analysis.scanworker``: a fresh interpreter, no fork of a process with
 RocksDB threads) walks the rest, opening the database read-only on its own, and finishes
-its streams into a copy of the caller's sink (:class:`StreamSink`: what shows them).  Its
-sink, tally and walk result then join ours; as its streams all sort after ours, the
+its streams through a copy of the caller's :class:`Stage` (which ends in a
+:class:`StreamSink`: what shows them).  Its stage (tallies, sink) and walk result then
+join ours; as its streams all sort after ours, the
 output is the one process's, byte for byte.  If the second process fails for any reason,
 this one walks its part too.  Per-stream work (classifying, findings, a report's rows or
 JSON) is most of a scan of many small streams, so on two cores this about halves it.
@@ -24,12 +25,28 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kvfix.analysis.keyspace import Keyspace
-from kvfix.analysis.model import ScanTally, StreamReport
-from kvfix.analysis.stream_walk import OnStream, WalkResult, walk_range
+from kvfix.analysis.model import StreamReport
+from kvfix.analysis.stream_walk import WalkResult, walk_range
+from kvfix.analysis.streams import StreamAnalyzer
 from kvfix.analysis.walk import Half
 from kvfix.store.database import Database
 
 Tick = Callable[[int, int], None]
+
+
+class Stage(Protocol):
+    """What a walk does with each stream, in one process: makes its analyzer, and once its
+    records are read, finishes it (findings, tallies, the report's sink).  ``fork`` gives an
+    empty, picklable one for a second process (None: cannot be split), ``join`` takes its
+    streams in after ours."""
+
+    def analyzer(self, db: Database, report: StreamReport) -> StreamAnalyzer: ...
+
+    def done(self, db: Database, a: StreamAnalyzer) -> None: ...
+
+    def fork(self, workdir: str) -> Stage | None: ...
+
+    def join(self, later: Stage) -> None: ...
 
 
 class StreamSink(Protocol):
@@ -73,44 +90,33 @@ def shard_point(ks: Keyspace, workers: int | None) -> Half | None:
     return None if at is None else Half(at, True)
 
 
-def walk_sharded(
-    db: Database,
-    job: dict[str, Any],
-    done: OnStream,
-    sink: StreamSink,
-    tally: ScanTally,
-    tick: Tick,
-    live_progress: bool,
-) -> WalkResult | None:
-    """Walk ``job``'s keyspace in two parts (see the module); None when ``sink`` cannot fork.
+def walk_sharded(db: Database, job: dict[str, Any], stage: Stage, tick: Tick, live_progress: bool) -> WalkResult | None:
+    """Walk ``job``'s keyspace in two parts (see the module); None when ``stage`` cannot fork.
 
-    ``job`` holds what both processes walk with (keyspace, half, deep, now, keep_pel,
-    target, keep_findings); ``done`` finishes this process's streams into ``sink`` and
-    ``tally``, as the second process does into the fork's.
+    ``job`` holds what both processes walk with (keyspace, half, deep, now, keep_pel).
     """
     half: Half = job["half"]
     second = Half(half.at, False)
     with tempfile.TemporaryDirectory(prefix="kvfix-scan-") as tmp:
-        forked = sink.fork(tmp)
+        forked = stage.fork(tmp)
         if forked is None:
             return None
         counter = Path(tmp) / "progress" if live_progress else None
         order, out = Path(tmp) / "job.pickle", Path(tmp) / "result.pickle"
-        mine = {"path": str(db.path), "salvage": db.salvage, "half": second, "sink": forked}
+        mine = {"path": str(db.path), "salvage": db.salvage, "half": second, "stage": forked}
         with open(order, "wb") as f:
             pickle.dump({**job, **mine, "counter": None if counter is None else str(counter)}, f)
         proc = start_worker(order, out)
         try:
             both = _with_counter(tick, counter)
-            result = _walk(db, job, done, half, both)
+            result = walk_part(db, job, stage, half, both)
             later = _wait(proc, out, both, result.streams, result.records)
             if later is None:  # the second process failed: walk its part here
-                rest = _walk(db, job, done, second, lambda n, r: tick(result.streams + n, result.records + r))
+                rest = walk_part(db, job, stage, second, lambda n, r: tick(result.streams + n, result.records + r))
                 result.absorb(rest)
                 return result
             db.read_errors.extend(later["read_errors"])
-            sink.join(later["sink"])
-            tally.absorb(later["tally"])
+            stage.join(later["stage"])
             result.absorb(later["result"])
         finally:
             if proc.poll() is None:
@@ -119,10 +125,17 @@ def walk_sharded(
     return result
 
 
-def _walk(db: Database, job: dict[str, Any], done: OnStream, half: Half, tick: Tick) -> WalkResult:
-    return walk_range(
-        db, job["keyspace"], job["deep"], job["now"], done, half=half, tick=tick, keep_pel=job["keep_pel"]
-    )
+def walk_part(db: Database, job: dict[str, Any], stage: Stage, half: Half, tick: Tick | None) -> WalkResult:
+    """One process's part of the walk, each stream through ``stage``."""
+
+    def done(a: StreamAnalyzer) -> None:
+        stage.done(db, a)
+
+    def analyzer(report: StreamReport) -> StreamAnalyzer:
+        return stage.analyzer(db, report)
+
+    ks, deep, now = job["keyspace"], job["deep"], job["now"]
+    return walk_range(db, ks, deep, now, done, analyzer, half=half, tick=tick, keep_pel=job["keep_pel"])
 
 
 def _with_counter(tick: Tick, counter: Path | None) -> Tick:
@@ -181,7 +194,7 @@ def _wait(proc: subprocess.Popen[bytes], out: Path, tick: Tick, streams: int, re
         except subprocess.TimeoutExpired:
             tick(streams, records)
     later = worker_output(code, out)
-    if not isinstance(later, dict) or not {"result", "sink", "tally", "read_errors"} <= later.keys():
+    if not isinstance(later, dict) or not {"result", "stage", "read_errors"} <= later.keys():
         return None
     return later
 

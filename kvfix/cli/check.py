@@ -124,7 +124,7 @@ def _check_only(read: CheckInput, out: CheckOutput) -> int:
     with open_read_only(read.path, salvage=read.salvage, live=read.live) as db, progress_for("checking") as progress:
         report = check_streams(
             db,
-            outputs.add,
+            sink=outputs,
             cluster=read.cluster,
             progress=progress,
             target=read.target,

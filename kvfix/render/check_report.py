@@ -8,17 +8,18 @@ is gone) only with --records.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import IO, Any
 
-from kvfix.analysis.check import CheckReport, StreamCheck
+from kvfix.analysis.check import CheckReport, CheckSink, StreamCheck
 from kvfix.analysis.invariants import REPAIRABLE
 from kvfix.analysis.model import ScanReport
 from kvfix.analysis.repair_job import RepairSummary
 from kvfix.analysis.repair_plan import StreamRepair
 from kvfix.bounded import TopRows
 from kvfix.render.document import Document, View, current_view
-from kvfix.render.jsonout import Lazy, ReportWriter, finding_json, safe_int, text_and_hex
-from kvfix.render.scan_report import LAYOUT_RANK, scope_line
+from kvfix.render.jsonout import JsonPart, Lazy, ReportWriter, finding_json, safe_int, text_and_hex
+from kvfix.render.scan_report import FORK_BASE, LAYOUT_RANK, scope_line
 from kvfix.render.summary import (
     capped_table,
     findings_cell,
@@ -146,17 +147,30 @@ class CheckJsonWriter:
     """:func:`check_json`'s document written while the check runs (see ScanJsonWriter)."""
 
     def __init__(self, out: IO[str], records: bool, pretty: bool) -> None:
-        self.records = records
-        self.writer = ReportWriter(out, pretty)
+        self.records, self.pretty = records, pretty
+        self.writer: ReportWriter | JsonPart = ReportWriter(out, pretty)
 
     def begin(self, scan: ScanReport) -> None:
+        assert isinstance(self.writer, ReportWriter)
         self.writer.begin(_head(scan, self.records))
 
     def add(self, sc: StreamCheck) -> None:
         found = (*sc.report.findings, *sc.findings)
         self.writer.stream(_stream_json(sc, self.records), map(finding_json, found))
 
+    def fork(self, workdir: str) -> CheckJsonWriter:
+        """A writer of a second process's streams into files of ``workdir`` (it pickles)."""
+        twin = CheckJsonWriter.__new__(CheckJsonWriter)
+        twin.records, twin.pretty = self.records, self.pretty
+        twin.writer = JsonPart(Path(workdir), self.pretty)
+        return twin
+
+    def join(self, later: CheckJsonWriter) -> None:
+        assert isinstance(self.writer, ReportWriter) and isinstance(later.writer, JsonPart)
+        self.writer.join(later.writer)
+
     def finish(self, report: CheckReport, repair: dict[str, Any] | None = None) -> None:
+        assert isinstance(self.writer, ReportWriter)
         totals = {"summary": report.summary(), "garbage": _garbage(report)}
         verified = report.verified_records
         after: dict[str, Any] = {} if verified is None else {"verified_records": verified}
@@ -183,6 +197,20 @@ class CheckOutputs:
         if self.writer is not None:
             self.writer.add(sc)
 
+    def fork(self, workdir: str) -> CheckOutputs:
+        """Empty outputs like these for a second process's streams (they pickle)."""
+        twin = CheckOutputs.__new__(CheckOutputs)
+        twin.tables = None if self.tables is None else self.tables.fork()
+        twin.writer = None if self.writer is None else self.writer.fork(workdir)
+        return twin
+
+    def join(self, later: CheckSink) -> None:
+        assert isinstance(later, CheckOutputs)
+        if self.tables is not None and later.tables is not None:
+            self.tables.join(later.tables)
+        if self.writer is not None and later.writer is not None:
+            self.writer.join(later.writer)
+
 
 def check_document(report: CheckReport, view: View | None = None) -> Document:
     """The text report of a check that kept its streams (:class:`CheckTables` fed with them)."""
@@ -201,12 +229,23 @@ class CheckTables:
     def __init__(self, view: View) -> None:
         self.view = view
         self.streams: TopRows[list[object]] = TopRows(view.limit)
+        #: Added to each stream's position in the row keys: a fork's streams sort after ours.
+        self.base = 0
 
     def add(self, sc: StreamCheck) -> None:
         rep = sc.report
         found = len(sc.findings) + len(rep.findings)
         rank = max(worst_rank(sc.findings), worst_rank(rep.findings))
-        self.streams.offer((-rank, -found, -LAYOUT_RANK[rep.layout], self.streams.offered), lambda: _row(sc))
+        i = self.base + self.streams.offered
+        self.streams.offer((-rank, -found, -LAYOUT_RANK[rep.layout], i), lambda: _row(sc))
+
+    def fork(self) -> CheckTables:
+        twin = CheckTables(self.view)
+        twin.base = FORK_BASE
+        return twin
+
+    def join(self, later: CheckTables) -> None:
+        self.streams.absorb(later.streams)
 
     def document(self, report: CheckReport) -> Document:
         scan = report.scan

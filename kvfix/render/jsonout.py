@@ -338,6 +338,11 @@ class ReportWriter:
         for f in findings:
             self.spool.add(f)
 
+    def join(self, part: JsonPart) -> None:
+        """Take in a second process's streams (they follow ours) and their findings."""
+        part.streams.copy_to(self.doc)
+        self.spool.extend(part.findings)
+
     def finish(self, totals: dict[str, Any], findings: Iterable[Any], after: dict[str, Any]) -> None:
         self.doc.close_array()
         for key, value in totals.items():
@@ -350,3 +355,18 @@ class ReportWriter:
         for key, value in after.items():
             self.doc.member(key, value)
         self.doc.close()
+
+
+class JsonPart:
+    """What :meth:`ReportWriter.stream` writes, for a second process's streams: each
+    stream's element and its findings, encoded as the writer would, in files of
+    ``workdir``; it pickles, and :meth:`ReportWriter.join` takes it in."""
+
+    def __init__(self, workdir: Path, pretty: bool) -> None:
+        self.streams = ElementSpool(pretty, workdir / "streams.json")
+        self.findings = ElementSpool(pretty, workdir / "findings.json")
+
+    def stream(self, obj: Any, findings: Iterable[Any]) -> None:
+        self.streams.add(obj)
+        for f in findings:
+            self.findings.add(f)

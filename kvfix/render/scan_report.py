@@ -15,7 +15,7 @@ from kvfix.analysis.model import GroupInfo, ScanReport, StreamReport
 from kvfix.analysis.sharded import StreamSink
 from kvfix.bounded import TopRows
 from kvfix.render.document import Document, View, current_view
-from kvfix.render.jsonout import ElementSpool, Lazy, ReportWriter, finding_json
+from kvfix.render.jsonout import JsonPart, Lazy, ReportWriter, finding_json
 from kvfix.render.scan_json import _OVER, Buckets, collision_buckets, stream_json
 from kvfix.render.scan_json import mine as mine_of
 from kvfix.render.summary import capped_table, findings_cell, findings_summary, next_steps, worst_rank
@@ -83,46 +83,31 @@ class ScanJsonWriter:
 
     def __init__(self, out: IO[str], with_pel: bool, records: bool, pretty: bool) -> None:
         self.with_pel, self.records, self.pretty = with_pel, records, pretty
-        self.writer = ReportWriter(out, pretty)
+        self.writer: ReportWriter | JsonPart = ReportWriter(out, pretty)
 
     def begin(self, report: ScanReport) -> None:
+        assert isinstance(self.writer, ReportWriter)
         self.writer.begin(_head(report, self.records))
 
     def add(self, s: StreamReport) -> None:
         self.writer.stream(stream_json(s, self.with_pel, True, self.records), map(finding_json, s.findings))
 
-    def fork(self, workdir: str) -> ScanJsonPart:
-        return ScanJsonPart(Path(workdir), self.with_pel, self.records, self.pretty)
+    def fork(self, workdir: str) -> ScanJsonWriter:
+        """A writer of a second process's streams into files of ``workdir`` (it pickles)."""
+        twin = ScanJsonWriter.__new__(ScanJsonWriter)
+        twin.with_pel, twin.records, twin.pretty = self.with_pel, self.records, self.pretty
+        twin.writer = JsonPart(Path(workdir), self.pretty)
+        return twin
 
     def join(self, later: StreamSink) -> None:
-        assert isinstance(later, ScanJsonPart)
-        later.streams.copy_to(self.writer.doc)
-        self.writer.spool.extend(later.findings)
+        assert isinstance(later, ScanJsonWriter) and isinstance(later.writer, JsonPart)
+        assert isinstance(self.writer, ReportWriter)
+        self.writer.join(later.writer)
 
     def finish(self, report: ScanReport) -> None:
         totals = {"summary": report.summary(), "garbage": _garbage(report)}
+        assert isinstance(self.writer, ReportWriter)
         self.writer.finish(totals, map(finding_json, report.findings), {})
-
-
-class ScanJsonPart:
-    """A second process's streams for a :class:`ScanJsonWriter`: each stream's element and
-    its findings, encoded as the writer would, in files of ``workdir`` (it pickles)."""
-
-    def __init__(self, workdir: Path, with_pel: bool, records: bool, pretty: bool) -> None:
-        self.with_pel, self.records = with_pel, records
-        self.streams = ElementSpool(pretty, workdir / "streams.json")
-        self.findings = ElementSpool(pretty, workdir / "findings.json")
-
-    def add(self, s: StreamReport) -> None:
-        self.streams.add(stream_json(s, self.with_pel, True, self.records))
-        for f in s.findings:
-            self.findings.add(finding_json(f))
-
-    def fork(self, workdir: str) -> None:
-        return None
-
-    def join(self, later: StreamSink) -> None:
-        raise TypeError("a part is joined, it joins nothing")
 
 
 def scan_document(report: ScanReport, with_pel: bool = False, view: View | None = None) -> Document:
