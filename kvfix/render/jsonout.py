@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from collections.abc import Iterable, Iterator
@@ -119,6 +120,8 @@ def dump(obj: Any, out: IO[str] | None = None, pretty: bool | None = None) -> No
 
 def _dumps(obj: Any, indent: int | None) -> str:
     """One value in one encoder call; raises _Streamed if it holds a Lazy."""
+    if indent is not None:
+        _collect_now_and_then()
     text = _ENCODERS[(indent, False)].encode(obj)
     if text.isascii():
         return text
@@ -177,6 +180,21 @@ def _container(members: Iterator[tuple[str, Any]], open_: str, close: str, out: 
         first = False
         _write_pretty(value, out, level + 1)
     out.write(open_ + close if first else "\n" + " " * (INDENT * level) + close)
+
+
+#: Indented encodings between two collections of the cyclic GC's youngest generation.
+_COLLECT_EVERY = 256
+_indented = [0]
+
+
+def _collect_now_and_then() -> None:
+    """json encodes with ``indent`` in Python, through closures that refer to each other: a
+    cycle per call, freed only by the cyclic GC, which walks pause (kvfix.analysis.walk.
+    paused_gc).  Without this, --pretty held ~7 KB per stream until the walk's end."""
+    _indented[0] += 1
+    if _indented[0] >= _COLLECT_EVERY:
+        _indented[0] = 0
+        gc.collect(0)
 
 
 class DocumentWriter:
