@@ -21,6 +21,7 @@ from test_scale_walk import adversarial_db
 import kvfix.analysis.scan as scan_module
 import kvfix.analysis.sharded as sharded
 from kvfix.analysis.keyspace import MARKS, Keyspace
+from kvfix.analysis.model import ScanTally
 from kvfix.analysis.walk import Half
 from kvfix.codec.errors import CodecError
 from kvfix.codec.metadata import StreamId
@@ -118,13 +119,13 @@ def test_the_second_process_really_walks_its_part(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("KVFIX_WORKERS", "1")
     one = run_cli("scan", path, "--format", "json").stdout
     seen: list[int] = []
-    real = sharded.ScanTally.absorb
+    real = ScanTally.absorb
 
     def noting(self, later):  # type: ignore[no-untyped-def]
         seen.append(later.streams)
         return real(self, later)
 
-    monkeypatch.setattr(sharded.ScanTally, "absorb", noting)
+    monkeypatch.setattr(ScanTally, "absorb", noting)
     monkeypatch.setattr(scan_module, "shard_point", lambda ks, workers: Half(keys[10], True))
     assert run_cli("scan", path, "--format", "json").stdout == one
     assert seen == [30]
