@@ -244,3 +244,18 @@ def test_progress_counts_both_processes(tmp_path: Path) -> None:
     both = sharded._with_counter(lambda s, r: seen.append((s, r)), counter)
     both(3, 30)
     assert seen == [(10, 100)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(values=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=300), run=st.integers(1, 40))
+def test_live_prefixes_are_sorted_in_runs_as_a_whole_sort_would(values: list[int], run: int) -> None:
+    from array import array
+
+    import kvfix.analysis.keyspace as keyspace
+
+    saved = keyspace.SORT_RUN
+    keyspace.SORT_RUN = run
+    try:
+        assert list(keyspace.sorted_array(array("q", values))) == sorted(values)
+    finally:
+        keyspace.SORT_RUN = saved

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import time
 from array import array
 from bisect import bisect_left
@@ -76,7 +77,7 @@ class LivePrefixes:
     __slots__ = ("_sorted",)
 
     def __init__(self, hashes: array[int]) -> None:
-        self._sorted = array("q", sorted(hashes))
+        self._sorted = sorted_array(hashes)
 
     def __contains__(self, raw: bytes) -> bool:
         h = prefix_hash(raw)
@@ -85,6 +86,21 @@ class LivePrefixes:
 
     def __len__(self) -> int:
         return len(self._sorted)
+
+
+#: Values sorted at once by :func:`sorted_array` (a Python int each while sorted).
+SORT_RUN = 1 << 16
+
+
+def sorted_array(values: array[int]) -> array[int]:
+    """``values`` sorted, with at most SORT_RUN of them as Python ints at once (sorting a
+    million at once held 40 MB of ints): runs sorted one by one, then merged."""
+    runs = [array("q", sorted(values[i : i + SORT_RUN])) for i in range(0, len(values), SORT_RUN)]
+    if len(runs) <= 1:
+        return runs[0] if runs else array("q")
+    out = array("q")
+    out.extend(heapq.merge(*runs))
+    return out
 
 
 def prefix_hash(raw: bytes) -> int:
