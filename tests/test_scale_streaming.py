@@ -254,3 +254,40 @@ def test_pretty_json_memory_does_not_grow_with_streams(tmp_path: Path) -> None:
 
     base = peak(300)
     assert peak(3_000) - base < 10_000_000
+
+
+@pytest.mark.parametrize("every", [1, 3, 10])
+def test_pel_lookups_by_range_read_answer_dense_and_sparse_pels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: int
+) -> None:
+    """A run of PEL ids is answered by reading the keys between its first and last id, up to
+    RANGE_KEYS keys per id; a sparse PEL's range is longer, so the ids past what was read go
+    to point reads.  Every deleted entry is found either way."""
+    import kvfix.analysis.check as check_module
+    from kvfix.analysis.check import check_streams
+    from kvfix.codec.metadata import StreamId
+    from kvfix.codec.stream import LEGACY, PREFIXED, ConsumerValue, PelValue
+    from kvfix.synth import SynthDB, SynthStream, group_value
+
+    monkeypatch.setattr(check_module, "PROBE_BATCH", 500)
+    ids = [StreamId(1_795_775_557_000 + i, i % 3) for i in range(6_000)]
+    gone = set(ids[5::11])
+    pel = ids[::every]
+    streams = [
+        SynthStream(
+            b"s-" + layout.encode(),
+            entries=[(i, (b"f", b"v")) for i in ids if i not in gone],
+            groups=[(layout, b"g", group_value(ids[-1], 1, len(pel)))],
+            consumers=[(layout, b"g", b"c", ConsumerValue(len(pel), 0, 0))],
+            pel=[(layout, b"g", i, PelValue(0, 1, b"c")) for i in pel],
+            size=len(ids) - len(gone),
+        )
+        for layout in (LEGACY, PREFIXED)
+    ]
+    path = SynthDB(streams=streams).write(tmp_path / "db")
+    for keep in (False, True):
+        kept: list = []
+        with open_read_only(path) as db:
+            check_streams(db, kept.append, keep_pel=keep)
+        for sc in kept:
+            assert sc.facts.deleted_pel_ids == {(sc.report.key[2:].decode(), b"g"): sorted(gone & set(pel))}, keep

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,6 +24,21 @@ def _read_options() -> ReadOptions:
     cast(Any, ro).fill_cache(False)  # one pass over everything: caching would only evict
     ro.set_verify_checksums(True)
     return ro
+
+
+def _end_error(it: Any, start: bytes | None, last: bytes | None) -> str | None:
+    """Why an iteration from ``start`` that read up to ``last`` stopped short, if it did:
+    RocksDB's status, or more data after ``last`` (``it`` sees what the reader saw)."""
+    if last is not None:
+        it.seek(last + b"\x00")  # the smallest key after the last one read
+    elif start is not None:
+        it.seek(start)
+    else:
+        it.seek_to_first()
+    error = status_error(it)
+    if error is None and it.valid():
+        error = "the iteration stopped before the end of the data"
+    return error
 
 
 @dataclass
@@ -83,19 +100,37 @@ class Database:
         it = self._cf(name).iter(_read_options())
 
         def check(last: bytes | None) -> None:
-            if last is not None:
-                it.seek(last + b"\x00")  # the smallest key after the last one read
-            elif start is not None:
-                it.seek(start)
-            else:
-                it.seek_to_first()
-            error = status_error(it)
-            if error is None and it.valid():
-                error = "the iteration stopped before the end of the data"
+            error = _end_error(it, start, last)
             if error is not None:
                 self.failed(name, error, last)
 
         return check
+
+    def keys_between(self, name: str, start: bytes, end: bytes, limit: int, step: int = 1024) -> list[bytes] | None:
+        """Up to ``limit`` keys k with start <= k < end, in key order: one range read where
+        many point reads would cost more; read ``step`` keys at a time, so at most that
+        many past ``end``.  None when the read failed in salvage mode (not recorded: the
+        caller reads those keys again one by one, which reports it)."""
+        cf = self._cf(name)
+        if cf is None:
+            return []
+        it = cf.iter(_read_options())
+        keys = iter(cf.keys(from_key=start, read_opt=_read_options()))
+        got: list[bytes] = []
+        while len(got) < limit:
+            part = list(islice(keys, min(step, limit - len(got))))
+            got += part
+            if part and part[-1] >= end:
+                return got[: bisect_left(got, end)]
+            if len(part) < step and len(got) < limit:  # ran out: the family's end, or a failed read
+                last = got[-1] if got else None
+                error = _end_error(it, start, last)
+                if error is not None:
+                    if not self.salvage:
+                        self.failed(name, error, last)
+                    return None
+                break
+        return got[: bisect_left(got, end)]
 
     def chunks(self, name: str, start: bytes | None = None, size: int = 4096) -> Iterator[list[Pair]]:
         """Lists of (key, value), in key order from ``start`` to the family's end."""
