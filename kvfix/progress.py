@@ -12,6 +12,8 @@ class Progress:
     """Silent by default; :func:`progress_for` returns a live one on a terminal."""
 
     live = False
+    #: What the bar says it is doing (the current phase's description).
+    description = ""
 
     def __enter__(self) -> Progress:
         return self
@@ -47,6 +49,7 @@ class RichProgress(Progress):
             transient=True,
         )
         self._task = self._bar.add_task(description, total=None, records=0, rate=0.0)
+        self.description = description
 
     def __enter__(self) -> RichProgress:
         self._bar.__enter__()
@@ -57,6 +60,7 @@ class RichProgress(Progress):
 
     def phase(self, description: str) -> None:
         self._bar.reset(self._task, description=description, total=None, records=0, rate=0.0)
+        self.description = description
 
     def update(
         self, *, streams: int | None = None, records: int | None = None, total_streams: int | None = None

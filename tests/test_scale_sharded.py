@@ -259,3 +259,37 @@ def test_live_prefixes_are_sorted_in_runs_as_a_whole_sort_would(values: list[int
         assert list(keyspace.sorted_array(array("q", values))) == sorted(values)
     finally:
         keyspace.SORT_RUN = saved
+
+
+def test_the_survey_is_a_phase_of_its_own_on_the_progress_bar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A million streams take seconds to survey: the bar counts them then (never 0/?), and
+    the walk's phase comes back under the command's own description, counting from zero."""
+    import kvfix.analysis.keyspace as keyspace
+    from kvfix.analysis.scan import scan_streams
+    from kvfix.progress import Progress, Ticker
+
+    monkeypatch.setattr(keyspace, "Ticker", lambda progress, total: Ticker(progress, total, interval=0))
+
+    class Recording(Progress):
+        live = True
+
+        def __init__(self) -> None:
+            self.description = "scanning"
+            self.seen: list[tuple[str, int | None, int | None]] = []
+
+        def phase(self, description: str) -> None:
+            self.description = description
+
+        def update(self, *, streams=None, records=None, total_streams=None) -> None:  # type: ignore[no-untyped-def]
+            self.seen.append((self.description, streams, total_streams))
+
+    path = tmp_path / "db"
+    bulk_load(path, BulkSpec(streams=9_000, entries=1, groups=0, consumers=0, pel=0))
+    progress = Recording()
+    with open_read_only(path) as db:
+        scan_streams(db, progress=progress, workers=1)
+    phases = [d for d, _, _ in progress.seen]
+    assert phases[0] == "surveying metadata" and phases[-1] == "scanning"
+    survey = [(n, total) for d, n, total in progress.seen if d == "surveying metadata"]
+    assert survey == [(0, None), (4_096, None), (8_192, None)]  # before each chunk of 4,096
+    assert progress.seen[-1] == ("scanning", 9_000, 9_000)

@@ -7,6 +7,7 @@ import time
 from array import array
 from bisect import bisect_left
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from hashlib import blake2b
 
@@ -14,6 +15,7 @@ from kvfix.analysis.findings import Finding, finding
 from kvfix.codec.errors import CodecError
 from kvfix.codec.keys import MetadataKey, decode_metadata_key, key_prefix, slot_of
 from kvfix.codec.metadata import Metadata, decode_metadata, stream_version
+from kvfix.progress import Progress, Ticker
 from kvfix.store.database import Database
 from kvfix.textsafe import show
 
@@ -147,13 +149,28 @@ class Keyspace:
         return self.marks[i] if 0 < i < len(self.marks) else None
 
 
-def survey_keyspace(db: Database, cluster: bool) -> Keyspace:
-    """One pass over metadata: namespace names, findings, and the live streams' prefixes."""
+def surveyed(db: Database, cluster: bool, progress: Progress) -> Keyspace:
+    """:func:`survey_keyspace` as a phase of its own on the progress bar (streams found,
+    metadata records read: the total is not known before), then the caller's phase again."""
+    title = progress.description
+    progress.phase("surveying metadata")
+    ks = survey_keyspace(db, cluster, Ticker(progress, None))
+    progress.phase(title)
+    return ks
+
+
+def survey_keyspace(db: Database, cluster: bool, tick: Callable[[int, int], None] | None = None) -> Keyspace:
+    """One pass over metadata: namespace names, findings, and the live streams' prefixes;
+    ``tick`` gets (streams found, records read) after each chunk."""
     ks = Keyspace(cluster)
+    read = 0
     unknown: Counter[int] = Counter()
     hashes: array[int] = array("q")
     few = ks.few
     for chunk in db.chunks("metadata"):
+        if tick is not None:
+            tick(ks.streams, read)
+            read += len(chunk)
         for raw_key, raw_value in chunk:
             try:
                 mkey = decode_metadata_key(raw_key, cluster)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kvfix.analysis.findings import FindingsDigest, finding
-from kvfix.analysis.keyspace import Keyspace, LiveStream, choose_cluster, decode_live, survey_keyspace
+from kvfix.analysis.keyspace import Keyspace, LiveStream, choose_cluster, decode_live, surveyed
 from kvfix.analysis.keyspace import now_ms as _now_ms
 from kvfix.analysis.model import ScanReport, ScanTally, StreamReport
 from kvfix.analysis.scope import EVERYTHING, Scope
@@ -75,7 +75,7 @@ def scan_streams(
     progress = progress or Progress()
     now = _now_ms() if now_ms is None else now_ms
     use_cluster, cluster_findings = choose_cluster(db, cluster)
-    ks = survey_keyspace(db, use_cluster)
+    ks = surveyed(db, use_cluster, progress)
     report = ScanReport(show_path(db.path), db.column_families, use_cluster, sorted(ks.namespaces), deep)
     report.findings.extend(cluster_findings + ks.findings)
     report.tally.findings.keep = keep_findings

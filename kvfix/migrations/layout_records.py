@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from kvfix.analysis.keyspace import LiveStream, choose_cluster, survey_keyspace
+from kvfix.analysis.keyspace import LiveStream, choose_cluster, surveyed
 from kvfix.analysis.scope import EVERYTHING, Scope
 from kvfix.analysis.walk import BadKey, Garbage, Visit, group_record_region, paused_gc, walk_keyspace
 from kvfix.codec.stream import (
@@ -295,7 +295,7 @@ def live_chunks(
     the streams in it (and ``out.live`` counts those).
     """
     use_cluster, _ = choose_cluster(db, cluster)
-    ks = survey_keyspace(db, use_cluster)
+    ks = surveyed(db, use_cluster, progress or Progress())
     out.cluster, out.live = use_cluster, 0
     target: StreamRecords | None = None
     n = records = 0
