@@ -135,7 +135,7 @@ def _walk(
 ) -> WalkResult:
     """One process's walk, or two: a deep one split by entries, or many streams by count."""
     ks, deep, now, keep_pel = job["keyspace"], job["deep"], job["now"], job["keep_pel"]
-    whole = not db.live and scope.everything
+    whole = not db.live and scope.everything and "stream" in db.column_families  # split only what has records
 
     def done(a: StreamAnalyzer) -> None:
         stage.done(db, a)

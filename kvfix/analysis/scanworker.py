@@ -46,8 +46,9 @@ def _finish_streams(job: dict[str, Any], out_path: str) -> int:
     """Walk our half, each stream through the job's stage (see kvfix.analysis.sharded)."""
     stage = job["stage"]
     with open_read_only(job["path"], salvage=job["salvage"]) as db, paused_gc():
+        opened = len(db.read_errors)  # what the open found, our parent's open found too
         result = walk_part(db, job, stage, job["half"], counter_tick(job["counter"]))
-        errors = list(db.read_errors)
+        errors = db.read_errors[opened:]
     result.worker_peak_kib = _vm_hwm_kib()
     _write({"result": result, "stage": stage, "read_errors": errors}, out_path)
     return 0
