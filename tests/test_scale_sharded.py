@@ -293,3 +293,40 @@ def test_the_survey_is_a_phase_of_its_own_on_the_progress_bar(tmp_path: Path, mo
     survey = [(n, total) for d, n, total in progress.seen if d == "surveying metadata"]
     assert survey == [(0, None), (4_096, None), (8_192, None)]  # before each chunk of 4,096
     assert progress.seen[-1] == ("scanning", 9_000, 9_000)
+
+
+@pytest.mark.parametrize("command", ["scan", "check"])
+def test_read_errors_of_the_open_are_reported_once(tmp_path: Path, command: str) -> None:
+    """--salvage: what the open itself records (here an SST file the MANIFEST does not
+    reference) the second process's open finds too; it sends back only its walk's errors."""
+    import json
+    import shutil
+
+    path = tmp_path / "db"
+    bulk_load(path, BulkSpec(streams=40, entries=5, groups=2, consumers=1, pel=2))
+    shutil.copy(sorted(path.glob("*.sst"))[0], path / "999999.sst")
+    one = run_kvfix(command, path, "--salvage", "--format", "json", env={"KVFIX_WORKERS": "1"})
+    two = run_kvfix(command, path, "--salvage", "--format", "json", env={"KVFIX_WORKERS": "2"})
+    assert one.returncode == 1, one.stderr
+    assert [f["code"] for f in json.loads(one.stdout)["findings"]].count("READ_ERROR") == 1
+    assert (two.returncode, two.stdout) == (one.returncode, one.stdout)
+
+
+@pytest.mark.parametrize("command", ["scan", "check"])
+def test_a_database_without_a_stream_family_keeps_its_streams(tmp_path: Path, command: str) -> None:
+    """Its streams have no records; a part of the walk finds live streams by their records'
+    family, so such a database stays in one process whatever KVFIX_WORKERS says."""
+    import json
+
+    from kvfix.codec import KeyType, Metadata, MetadataKey, StreamTail
+    from kvfix.store.opening import create_database
+    from kvfix.synth import BASE_VERSION, DEFAULT_NS
+
+    path = tmp_path / "db"
+    meta = Metadata(KeyType.STREAM, True, 0, BASE_VERSION, 0, stream=StreamTail())
+    with create_database(path, column_families=("default", "metadata")) as db:
+        db.write([("metadata", MetadataKey(DEFAULT_NS, b"s%d" % i).encode(), meta.encode()) for i in range(4)])
+    one = run_kvfix(command, path, "--format", "json", env={"KVFIX_WORKERS": "1"})
+    two = run_kvfix(command, path, "--format", "json", env={"KVFIX_WORKERS": "2"})
+    assert len(json.loads(one.stdout)["streams"]) == 4
+    assert (two.returncode, two.stdout) == (one.returncode, one.stdout)
