@@ -330,3 +330,20 @@ def test_a_database_without_a_stream_family_keeps_its_streams(tmp_path: Path, co
     two = run_kvfix(command, path, "--format", "json", env={"KVFIX_WORKERS": "2"})
     assert len(json.loads(one.stdout)["streams"]) == 4
     assert (two.returncode, two.stdout) == (one.returncode, one.stdout)
+
+
+def test_a_second_process_only_with_a_second_usable_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPUs counted are the process's own (taskset, a container's cpuset), not the host's."""
+    ks = Keyspace(False)
+    for i in range(sharded.SHARD_MIN_STREAMS + 1):
+        ks.mark(i.to_bytes(4, "big"))
+    monkeypatch.delenv("KVFIX_WORKERS", raising=False)
+    monkeypatch.setattr(sharded.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert sharded.shard_point(ks, None) is None
+    monkeypatch.setattr(sharded.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    half = sharded.shard_point(ks, None)
+    assert half is not None and half.first
+    few = Keyspace(False)
+    for i in range(sharded.SHARD_MIN_STREAMS - 1):
+        few.mark(i.to_bytes(4, "big"))
+    assert sharded.shard_point(few, None) is None  # too few streams to pay for a second process

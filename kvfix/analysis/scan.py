@@ -21,7 +21,15 @@ from kvfix.analysis.keyspace import Keyspace, LiveStream, choose_cluster, decode
 from kvfix.analysis.keyspace import now_ms as _now_ms
 from kvfix.analysis.model import ScanReport, ScanTally, StreamReport
 from kvfix.analysis.scope import EVERYTHING, Scope
-from kvfix.analysis.sharded import Stage, StreamSink, shard_point, start_worker, walk_sharded, worker_output
+from kvfix.analysis.sharded import (
+    Stage,
+    StreamSink,
+    shard_point,
+    start_worker,
+    usable_cpus,
+    walk_sharded,
+    worker_output,
+)
 from kvfix.analysis.stream_walk import OnStream, WalkResult, walk_range
 from kvfix.analysis.streams import StreamAnalyzer
 from kvfix.analysis.targets import Target, for_target
@@ -194,7 +202,7 @@ def _split_point(ks: Keyspace, deep: bool, plain: bool, workers: int | None) -> 
     if not deep or not plain or not ks.few:
         return None
     if workers is None:
-        if os.environ.get("KVFIX_WORKERS") == "1" or (os.cpu_count() or 1) < 2:
+        if os.environ.get("KVFIX_WORKERS") == "1" or usable_cpus() < 2:
             return None
     elif workers < 2:
         return None

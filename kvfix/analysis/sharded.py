@@ -79,7 +79,7 @@ def shard_point(ks: Keyspace, workers: int | None) -> Half | None:
     """
     if workers is None:
         env = os.environ.get("KVFIX_WORKERS")
-        if env == "1" or (os.cpu_count() or 1) < 2:
+        if env == "1" or usable_cpus() < 2:
             return None
         if env != "2" and ks.streams < SHARD_MIN_STREAMS:
             return None
@@ -88,6 +88,15 @@ def shard_point(ks: Keyspace, workers: int | None) -> Half | None:
     share = min(0.75, 0.5 + _START_SECONDS / (2 * _STREAM_SECONDS * max(ks.streams, 1)))
     at = ks.stream_at(share)
     return None if at is None else Half(at, True)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a container's or taskset's share,
+    where ``os.cpu_count`` counts the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def walk_sharded(db: Database, job: dict[str, Any], stage: Stage, tick: Tick, live_progress: bool) -> WalkResult | None:
