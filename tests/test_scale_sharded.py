@@ -347,3 +347,20 @@ def test_a_second_process_only_with_a_second_usable_cpu(monkeypatch: pytest.Monk
     for i in range(sharded.SHARD_MIN_STREAMS - 1):
         few.mark(i.to_bytes(4, "big"))
     assert sharded.shard_point(few, None) is None  # too few streams to pay for a second process
+
+
+def test_a_second_process_whose_parent_is_gone_cleans_up_and_ends(tmp_path: Path) -> None:
+    """Killed with SIGKILL, the first process can neither read the second's result nor
+    remove its temporary directory (the second part's JSON): the second does both."""
+    workdir = tmp_path / "kvfix-scan-x"
+    workdir.mkdir()
+    (workdir / "streams.json").write_text("{}")
+    code = (
+        "import os, sys; from kvfix.analysis.sharded import counter_tick; "
+        "tick = counter_tick(None, os.getppid() + 1, sys.argv[1]); tick(1, 1); sys.exit(0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(workdir)], timeout=120)
+    assert done.returncode == 3 and not workdir.exists()
+    workdir.mkdir()
+    alive = subprocess.run([sys.executable, "-c", code.replace("os.getppid() + 1", "os.getppid()"), str(workdir)])
+    assert alive.returncode == 0 and workdir.exists()  # its parent still there: it goes on

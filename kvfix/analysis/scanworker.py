@@ -47,7 +47,8 @@ def _finish_streams(job: dict[str, Any], out_path: str) -> int:
     stage = job["stage"]
     with open_read_only(job["path"], salvage=job["salvage"]) as db, paused_gc():
         opened = len(db.read_errors)  # what the open found, our parent's open found too
-        result = walk_part(db, job, stage, job["half"], counter_tick(job["counter"]))
+        tick = counter_tick(job["counter"], job["parent"], os.path.dirname(out_path))
+        result = walk_part(db, job, stage, job["half"], tick)
         errors = db.read_errors[opened:]
     result.worker_peak_kib = _vm_hwm_kib()
     _write({"result": result, "stage": stage, "read_errors": errors}, out_path)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import struct
 import subprocess
 import sys
@@ -112,7 +113,7 @@ def walk_sharded(db: Database, job: dict[str, Any], stage: Stage, tick: Tick, li
             return None
         counter = Path(tmp) / "progress" if live_progress else None
         order, out = Path(tmp) / "job.pickle", Path(tmp) / "result.pickle"
-        mine = {"path": str(db.path), "salvage": db.salvage, "half": second, "stage": forked}
+        mine = {"path": str(db.path), "salvage": db.salvage, "half": second, "stage": forked, "parent": os.getpid()}
         with open(order, "wb") as f:
             pickle.dump({**job, **mine, "counter": None if counter is None else str(counter)}, f)
         proc = start_worker(order, out)
@@ -176,16 +177,22 @@ def read_counter(path: Path) -> tuple[int, int]:
     return _COUNTS.unpack(data) if len(data) == _COUNTS.size else (0, 0)
 
 
-def counter_tick(path: str | None) -> Tick | None:
-    """The second process's tick: its counts written to ``path`` at most every 0.1 s."""
-    if path is None:
-        return None
+def counter_tick(path: str | None, parent: int | None = None, workdir: str | None = None) -> Tick:
+    """The second process's tick, at most every 0.1 s: its counts written to ``path``, and
+    if its ``parent`` is gone (killed: nobody will read the result), ``workdir`` (the
+    parent's temporary directory, its part's JSON included) removed and this process ended."""
     due = [0.0]
 
     def tick(streams: int, records: int) -> None:
         now = time.monotonic()
-        if now >= due[0]:
-            due[0] = now + 0.1
+        if now < due[0]:
+            return
+        due[0] = now + 0.1
+        if parent is not None and os.getppid() != parent:
+            if workdir is not None:
+                shutil.rmtree(workdir, ignore_errors=True)
+            os._exit(3)
+        if path is not None:
             tmp = path + ".tmp"
             with open(tmp, "wb") as f:
                 f.write(_COUNTS.pack(streams, records))
