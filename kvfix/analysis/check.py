@@ -23,7 +23,7 @@ Expired streams are not checked: the server treats them as gone (EXPIRED_STREAM)
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -278,12 +278,11 @@ def _present(db: Database, keys: list[bytes]) -> list[bool | None]:
     if len(keys) >= RANGE_MIN and all(a < b for a, b in pairwise(keys)):
         limit = RANGE_KEYS * len(keys)
         seen = db.keys_between("stream", keys[0], keys[-1] + b"\x00", limit, step=len(keys) + 16)
-        if seen is not None:
-            have, top = set(seen), (seen[-1] if len(seen) >= limit else None)  # top None: read whole
-            asked = [i for i, k in enumerate(keys) if top is not None and k > top]
-            for i, k in enumerate(keys):
-                if top is None or k <= top:
-                    answers[i] = k in have
+        if seen is not None:  # answered: every key up to the last one read (all when read whole)
+            reached = bisect_right(keys, seen[-1]) if len(seen) >= limit else len(keys)
+            have = set(seen)
+            answers[:reached] = [k in have for k in keys[:reached]]
+            asked = range(reached, len(keys))
     if asked:
         failed: list[int] = []
         values = db.get_many("stream", [keys[i] for i in asked], failed)

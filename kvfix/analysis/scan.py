@@ -27,6 +27,7 @@ from kvfix.analysis.sharded import (
     shard_point,
     start_worker,
     usable_cpus,
+    walk_part,
     walk_sharded,
     worker_output,
 )
@@ -144,20 +145,15 @@ def _walk(
     """One process's walk, or two: a deep one split by entries, or many streams by count."""
     ks, deep, now, keep_pel = job["keyspace"], job["deep"], job["now"], job["keep_pel"]
     whole = not db.live and scope.everything and "stream" in db.column_families  # split only what has records
-
-    def done(a: StreamAnalyzer) -> None:
-        stage.done(db, a)
-
     split = _split_point(ks, deep, type(stage) is ScanStage, workers) if whole else None
     if split is not None:
-        return _walk_in_two(db, ks, deep, now, split, done, tick, keep_pel)
+        return _walk_in_two(db, ks, deep, now, split, partial(stage.done, db), tick, keep_pel)
     shard = shard_point(ks, workers) if whole else None
     if shard is not None:
         result = walk_sharded(db, {**job, "half": shard}, stage, tick, tick.progress is not None)
         if result is not None:
             return result
-    analyzer = partial(stage.analyzer, db)
-    return walk_range(db, ks, deep, now, done, analyzer, tick=tick, keep_pel=keep_pel, scope=scope)
+    return walk_part(db, job, stage, None, tick, scope)
 
 
 def _garbage_findings(report: ScanReport, result: WalkResult) -> None:

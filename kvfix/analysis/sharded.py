@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from kvfix.analysis.keyspace import Keyspace
 from kvfix.analysis.model import StreamReport
+from kvfix.analysis.scope import EVERYTHING, Scope
 from kvfix.analysis.stream_walk import WalkResult, walk_range
 from kvfix.analysis.streams import StreamAnalyzer
 from kvfix.analysis.walk import Half
@@ -135,8 +136,10 @@ def walk_sharded(db: Database, job: dict[str, Any], stage: Stage, tick: Tick, li
     return result
 
 
-def walk_part(db: Database, job: dict[str, Any], stage: Stage, half: Half, tick: Tick | None) -> WalkResult:
-    """One process's part of the walk, each stream through ``stage``."""
+def walk_part(
+    db: Database, job: dict[str, Any], stage: Stage, half: Half | None, tick: Tick | None, scope: Scope = EVERYTHING
+) -> WalkResult:
+    """One process's part of the walk (None: all of it), each stream through ``stage``."""
 
     def done(a: StreamAnalyzer) -> None:
         stage.done(db, a)
@@ -145,7 +148,7 @@ def walk_part(db: Database, job: dict[str, Any], stage: Stage, half: Half, tick:
         return stage.analyzer(db, report)
 
     ks, deep, now = job["keyspace"], job["deep"], job["now"]
-    return walk_range(db, ks, deep, now, done, analyzer, half=half, tick=tick, keep_pel=job["keep_pel"])
+    return walk_range(db, ks, deep, now, done, analyzer, half=half, tick=tick, keep_pel=job["keep_pel"], scope=scope)
 
 
 def _with_counter(tick: Tick, counter: Path | None) -> Tick:

@@ -118,11 +118,12 @@ class Database:
         keys = iter(cf.keys(from_key=start, read_opt=_read_options()))
         got: list[bytes] = []
         while len(got) < limit:
-            part = list(islice(keys, min(step, limit - len(got))))
+            want = min(step, limit - len(got))
+            part = list(islice(keys, want))
             got += part
             if part and part[-1] >= end:
-                return got[: bisect_left(got, end)]
-            if len(part) < step and len(got) < limit:  # ran out: the family's end, or a failed read
+                break
+            if len(part) < want:  # ran out: the family's end, or a failed read
                 last = got[-1] if got else None
                 error = _end_error(it, start, last)
                 if error is not None:
