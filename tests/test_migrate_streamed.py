@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from kvfix.codec.metadata import StreamId
 from kvfix.codec.stream import ConsumerValue, PelKey, PelValue, encode_subkey
-from kvfix.migrations import PlanOptions, for_target, layout_plan, layout_records
+from kvfix.migrations import PlanOptions, for_target, layout_records
 from kvfix.migrations.layout_records import StreamRecords, classify_chunk, record_hash
 from kvfix.migrations.run import MigrationJob, execute
 from kvfix.store.files import fingerprint
@@ -49,7 +49,7 @@ def small_streams(n: int) -> list[SynthStream]:
 def low_thresholds(monkeypatch):
     """Streams of more than 10 group records are read again; parts of 20 ops."""
     monkeypatch.setattr(layout_records, "HELD_RECORDS", 10)
-    monkeypatch.setattr(layout_plan, "PART_RECORDS", 20)
+    monkeypatch.setattr(layout_records, "PART_RECORDS", 20)
 
 
 def _migrate(d, options: PlanOptions | None = None):
@@ -101,7 +101,7 @@ def test_large_and_held_paths_write_the_same_database(tmp_path, monkeypatch):
     reread = SynthDB(streams=streams).write(tmp_path / "reread")
     plan_a, result_a = _migrate(held)
     monkeypatch.setattr(layout_records, "HELD_RECORDS", 10)
-    monkeypatch.setattr(layout_plan, "PART_RECORDS", 20)
+    monkeypatch.setattr(layout_records, "PART_RECORDS", 20)
     plan_b, result_b = _migrate(reread)
     assert result_a.verified and result_b.verified and result_b.applied.complete
     assert plan_a.writes_sha256 == plan_b.writes_sha256 and plan_a.counts == plan_b.counts
@@ -119,7 +119,7 @@ def test_a_large_conflict_drops_the_losing_side_read_again(tmp_path, monkeypatch
     options = PlanOptions(on_conflict=keep)  # type: ignore[arg-type]
     plan_a, result_a = _migrate(held, options)
     monkeypatch.setattr(layout_records, "HELD_RECORDS", 10)
-    monkeypatch.setattr(layout_plan, "PART_RECORDS", 20)
+    monkeypatch.setattr(layout_records, "PART_RECORDS", 20)
     plan_b, result_b = _migrate(reread, options)
     assert result_a.verified and result_b.verified, (result_a.problems, result_b.problems)
     assert plan_a.counts == plan_b.counts and plan_b.counts["conflicts"] == 2
@@ -143,7 +143,7 @@ def test_plan_files_are_the_same_whichever_path_made_them(tmp_path, monkeypatch)
     held, reread = tmp_path / "held.jsonl", tmp_path / "reread.jsonl"
     assert run_cli("migrate", d, "--dry-run", "--save-plan", held).exit_code == 0
     monkeypatch.setattr(layout_records, "HELD_RECORDS", 10)
-    monkeypatch.setattr(layout_plan, "PART_RECORDS", 20)
+    monkeypatch.setattr(layout_records, "PART_RECORDS", 20)
     assert run_cli("migrate", d, "--dry-run", "--save-plan", reread).exit_code == 0
     assert held.read_bytes() == reread.read_bytes()
     header, *lines = held.read_text().splitlines()
@@ -224,49 +224,6 @@ def _same_records_either_way(chunk: list[tuple[bytes, bytes]], n: int, prefix: b
         key = (r.group, r.layout)
         expected[key] = (expected.get(key, 0) + record_hash(r.sub, r.kind, r.value)) % (1 << 128)
     assert {k: s.sum for k, s in sr.sides.items()} == expected
-
-
-def test_a_small_plan_is_kept_for_the_writes_and_a_large_one_planned_again(tmp_path, monkeypatch):
-    """Kept stream plans spare the second walk (stream_plans is not called), within a budget."""
-    from kvfix.migrations.run import KeptPlans
-
-    d = SynthDB(streams=small_streams(40)).write(tmp_path / "db")
-    migration = for_target("prefixed")
-    kept, tight = KeptPlans(), KeptPlans(budget=10)
-    data = resolve(d)
-    with HeldLock(data.db) as lock:
-        files = fingerprint(data.db)
-        with open_read_only(data, lock=lock) as db:
-            plan = migration.plan(db, PlanOptions(), on_stream=lambda sp: (kept.add(sp), tight.add(sp)))
-        assert kept.plans is not None and len(kept.plans) == 40 and tight.plans is None
-
-        def no_second_walk(*_args, **_kw):
-            raise AssertionError("planned again")
-
-        monkeypatch.setattr(type(migration), "stream_plans", no_second_walk)
-        job = MigrationJob(migration, plan, PlanOptions(), kept)
-        result = execute(data, lock, job, planned_files=files, backup_to=None)
-    assert result.verified and result.applied.complete and result.applied.done == 40
-
-
-def test_kept_and_planned_again_write_the_same(tmp_path, monkeypatch):
-    from kvfix.migrations import run
-
-    streams = [*small_streams(30), big_stream(pel=50)]
-    a = SynthDB(streams=streams).write(tmp_path / "a")
-    b = SynthDB(streams=streams).write(tmp_path / "b")
-    assert run_cli("migrate", a, "--yes", "--no-backup").exit_code == 0
-    monkeypatch.setattr(run, "KEPT_RECORDS", 0)
-    assert run_cli("migrate", b, "--yes", "--no-backup").exit_code == 0
-    assert dump_all(a)["stream"] == dump_all(b)["stream"] and dump_all(a)["metadata"] == dump_all(b)["metadata"]
-    budget = run.KeptPlans(budget=0)
-    budget.add(next(iter(_plans(a))))
-    assert budget.plans is None
-
-
-def _plans(d):
-    with open_read_only(d) as db:
-        return list(for_target("legacy").stream_plans(db, PlanOptions()))
 
 
 @pytest.mark.parametrize("to", ["prefixed", "legacy"])

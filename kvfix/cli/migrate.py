@@ -134,10 +134,14 @@ def _real_run(run: MigrateRun, plan_file: Path | None) -> int:
     with HeldLock(data.db) as lock:
         planned_files = fingerprint(data.db)
         planned, problems = _plan(run, data, lock, plan_file)
-        if planned.plan.empty:
-            return _nothing_to_write(run, data, planned, problems)
-        backup_to = _confirm(run, data, planned)
-        result = _write(run, data, lock, planned, planned_files, backup_to)
+        try:
+            if planned.plan.empty:
+                return _nothing_to_write(run, data, planned, problems)
+            backup_to = _confirm(run, data, planned)
+            result = _write(run, data, lock, planned, planned_files, backup_to)
+        finally:
+            if planned.spool is not None:
+                planned.spool.close()
         if not _report(run, planned, result):
             return 0
     release = "--target 2.9" if run.to == "legacy" else "--target 2.10"
@@ -194,7 +198,7 @@ def _write(
         return execute(
             data,
             lock,
-            MigrationJob(run.migration, planned.plan, run.options, planned.kept),
+            MigrationJob(run.migration, planned.plan, run.options, planned.spool),
             planned_files=planned_files,
             backup_to=backup_to,
             on_backup=lambda saved: click.echo(f"kvfix: {restore_hint(data, saved)}", err=True),

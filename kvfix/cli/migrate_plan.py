@@ -18,7 +18,7 @@ from kvfix.cli.options import resolve_format
 from kvfix.errors import WriteRefused
 from kvfix.migrations import planfile
 from kvfix.migrations.base import Migration, Plan, PlanOptions
-from kvfix.migrations.run import KeptPlans
+from kvfix.migrations.spool import WriteSpool
 from kvfix.migrations.stream_plan import StreamPlan
 from kvfix.progress import progress_for
 from kvfix.render.document import current_view
@@ -67,15 +67,15 @@ def planned_run(
 ) -> Planned:
     """One walk: the plan's summary, what the run shows, a saved plan written or compared."""
     shown = Shown(run)
-    kept = KeptPlans() if keep else None
+    spool = WriteSpool() if keep else None
     header = plan_header(run, db.state()[0])
     check = None if plan_file is None else planfile.PlanFileCheck(plan_file, header)
     writer = None if save_plan is None else planfile.PlanFileWriter(save_plan)
 
     def on_stream(sp: StreamPlan) -> None:
         shown.add(sp)
-        if kept is not None:
-            kept.add(sp)
+        if spool is not None:
+            spool.add(run.migration.unit(sp))
         if check is not None:
             check.add(planfile.migration_lines(sp))
         if writer is not None:
@@ -87,21 +87,25 @@ def planned_run(
     except BaseException:
         if writer is not None:
             writer.abort()
+        if spool is not None:
+            spool.close()
         raise
+    if spool is not None:
+        spool.finish()
     if writer is not None:
         writer.finish(header, plan_info(plan, data))
         click.echo(f"kvfix: plan saved to {show_path(writer.path)}; apply it with --plan", err=True)
     if check is not None:
         planfile.refuse_difference(check.path, check.finish(), "--dry-run --save-plan")
-    return Planned(plan, shown, kept)
+    return Planned(plan, shown, spool)
 
 
 @dataclass(frozen=True)
 class Planned:
     plan: Plan
     shown: Shown
-    #: A real run's stream plans kept for its writes, while small (kvfix.migrations.run.KeptPlans).
-    kept: KeptPlans | None = None
+    #: A real run's writes, made while planning (kvfix.migrations.spool.WriteSpool).
+    spool: WriteSpool | None = None
 
 
 def plan_header(run: MigrateRun, identity: str) -> dict[str, Any]:

@@ -94,7 +94,8 @@ def raise_for_run(result: RunResult, noun: str = "streams") -> None:
             f"interrupted by {NAMES.get(signum or 0, 'a signal')}: {so_far}{state}{each}; {again}", signum
         )
     if a.stopped is not None:
-        raise WriteFailed(f"{a.stopped}: {so_far}{state}{each}; free space and {again}{where}")
+        fix = "" if a.stopped.startswith("read failed") else "free space and "
+        raise WriteFailed(f"{a.stopped}: {so_far}{state}{each}; {fix}{again}{where}")
     if result.unverified is not None:
         raise Unverified(f"{so_far}{state}; {again}{where}")
 

@@ -131,6 +131,21 @@ class Written:
             yield tuple(self.ints[i * w : (i + 1) * w])
 
 
+class Unit(NamedTuple):
+    """One stream's writes: what the plan's digest takes, what verification compares, the ops."""
+
+    fingerprint: bytes
+    expectation: tuple[int, ...]
+    ops: list[Op] | Split
+
+
+def took(written: Written, unit: Unit) -> list[Op] | Split:
+    """The unit's ops, its fingerprint and expectation recorded in ``written`` (as it is written)."""
+    written.add(*unit.expectation)
+    written.sha.update(unit.fingerprint)
+    return unit.ops
+
+
 @dataclass(frozen=True)
 class Status:
     """Whether a migration applies to a database (for ``--list``)."""
@@ -170,11 +185,13 @@ class Migration(ABC):
         """An empty record of a run's writes, for :meth:`units` to fill and :meth:`verify` to read."""
 
     @abstractmethod
-    def units(
-        self, db: Database, options: PlanOptions, written: Written, plans: Iterable[StreamPlan] | None = None
-    ) -> Iterator[list[Op] | Split]:
-        """The writes, one unit per stream: of ``plans`` (kept from planning), or planned again
-        from ``db`` as they are written."""
+    def unit(self, sp: StreamPlan) -> Unit:
+        """One stream's writes (its ops read through ``sp``'s records as of this call)."""
+
+    def units(self, db: Database, options: PlanOptions, written: Written) -> Iterator[list[Op] | Split]:
+        """The writes, one unit per stream, planned again from ``db`` as they are written."""
+        for sp in self.stream_plans(db, options):
+            yield took(written, self.unit(sp))
 
     @abstractmethod
     def verify(

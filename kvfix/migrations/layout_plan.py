@@ -9,18 +9,16 @@ the sum of their hashes), which is what verification compares.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from kvfix.analysis.keyspace import now_ms
 from kvfix.analysis.walk import paused_gc
 from kvfix.codec.errors import CodecError
 from kvfix.codec.metadata import decode_metadata
 from kvfix.codec.stream import GroupValue, Layout, relocated_subkey
-from kvfix.migrations.base import Plan, PlanOptions, Skipped, Split
+from kvfix.migrations.base import Plan, PlanOptions, Skipped
 from kvfix.migrations.layout_records import (
-    PART_RECORDS,
     PEL_IDS_KEPT,
     Collected,
     Side,
@@ -30,7 +28,7 @@ from kvfix.migrations.layout_records import (
 from kvfix.migrations.stream_plan import Conflict, MetadataChange, StreamPlan
 from kvfix.migrations.tally import PlanHead, PlanTally
 from kvfix.progress import Progress
-from kvfix.store.database import Database, Op
+from kvfix.store.database import Database
 from kvfix.textsafe import show
 
 OnStream = Callable[[StreamPlan], None]
@@ -261,15 +259,3 @@ def _skipped(col: Collected) -> list[Skipped]:
     if col.bad_keys:
         skipped.append(Skipped(None, None, "stream column family keys that are not internal keys", col.bad_keys))
     return skipped
-
-
-def stream_units(plans: Iterable[StreamPlan], on_plan: OnStream, sha: Any) -> Iterator[list[Op] | Split]:
-    """Each stream's writes, built when they are written: one atomic part, or a Split of parts
-    made as they are written (``sha`` is fed each plan's fingerprint, as the tally was)."""
-    for sp in plans:
-        on_plan(sp)
-        sha.update(sp.fingerprint())
-        if sp.op_count <= PART_RECORDS:
-            yield sp.ops()
-        else:
-            yield Split(sp.parts(PART_RECORDS))

@@ -9,17 +9,17 @@ metadata's group_number, see kvfix.migrations.layout) do.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from kvfix.codec.stream import LEGACY, PREFIXED, Layout
-from kvfix.migrations import layout
-from kvfix.migrations.base import Migration, Plan, PlanOptions, Split, Status, Written
-from kvfix.migrations.layout_plan import OnStream, stream_units
+from kvfix.migrations import layout, layout_records
+from kvfix.migrations.base import Migration, Plan, PlanOptions, Split, Status, Unit, Written
+from kvfix.migrations.layout_plan import OnStream
 from kvfix.migrations.layout_verify import WIDTH, expectation
 from kvfix.migrations.stream_plan import StreamPlan
 from kvfix.migrations.tally import PlanHead
 from kvfix.progress import Progress
-from kvfix.store.database import Database, Op
+from kvfix.store.database import Database
 
 
 class _LayoutMigration(Migration):
@@ -46,13 +46,10 @@ class _LayoutMigration(Migration):
     def written(self) -> Written:
         return Written(WIDTH)
 
-    def units(
-        self, db: Database, options: PlanOptions, written: Written, plans: Iterable[StreamPlan] | None = None
-    ) -> Iterator[list[Op] | Split]:
-        def record(sp: StreamPlan) -> None:
-            written.add(*expectation(sp))
-
-        return stream_units(self.stream_plans(db, options) if plans is None else plans, record, written.sha)
+    def unit(self, sp: StreamPlan) -> Unit:
+        limit = layout_records.PART_RECORDS
+        ops = sp.ops() if sp.op_count <= limit else Split(sp.parts(limit))
+        return Unit(sp.fingerprint(), expectation(sp), ops)
 
     def verify(
         self, db: Database, plan: Plan, written: Written | None = None, progress: Progress | None = None

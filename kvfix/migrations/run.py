@@ -22,7 +22,7 @@ from typing import Protocol
 from kvfix.analysis.walk import paused_gc
 from kvfix.errors import Interrupted, KvfixError, WriteRefused
 from kvfix.migrations.base import Migration, Plan, PlanOptions, Split, Written
-from kvfix.migrations.stream_plan import StreamPlan
+from kvfix.migrations.spool import WriteSpool
 from kvfix.progress import Progress
 from kvfix.signals import SIGNALS
 from kvfix.store.backup import make_backup
@@ -56,50 +56,22 @@ class Job(Protocol):
         ...
 
 
-#: A plan whose streams hold at most this many group records in all (a stream counts as
-#: one more) is kept from the planning walk for the writes; a larger one is planned again
-#: from the database as it is written.  (``KVFIX_KEPT_RECORDS=0``: always plan again.)
-KEPT_RECORDS = int(os.environ.get("KVFIX_KEPT_RECORDS", "100000"))
-
-
-class KeptPlans:
-    """The stream plans of a small plan, kept from planning for the writes: one walk less.
-
-    Only while every stream's records are held in memory and all of them stay within
-    KEPT_RECORDS; past that nothing is kept (and what was is let go).
-    """
-
-    def __init__(self, budget: int | None = None) -> None:
-        self.budget = KEPT_RECORDS if budget is None else budget
-        self.plans: list[StreamPlan] | None = []
-        self.records = 0
-
-    def add(self, sp: StreamPlan) -> None:
-        if self.plans is None:
-            return
-        self.records += sp.records.count + 1
-        if sp.records.held is None or self.records > self.budget:
-            self.plans = None
-            return
-        self.plans.append(sp)
-
-
 @dataclass
 class MigrationJob:
     """A reviewed migration plan as the executor runs it (kvfix.migrations.run.Job).
 
-    The writes are planned again from the read-write handle, stream by stream, as they
-    are written: a stream is read before any write of its own and no write touches
-    another stream's keys, so this gives the reviewed plan (same state token, or the same
-    digest of every write), and no plan is ever held whole.  A small plan's streams,
-    kept from planning (:class:`KeptPlans`), are written without the second walk.
+    The writes made while planning (:class:`~kvfix.migrations.spool.WriteSpool`) are
+    replayed when the database is in the state it was planned from.  Otherwise (or when
+    the spool was given up) they are planned again from the read-write handle, stream by
+    stream, as they are written: a stream is read before any write of its own and no
+    write touches another stream's keys, so this gives the reviewed plan (same state
+    token, or the same digest of every write), and no plan is ever held whole.
     """
 
     migration: Migration
     plan: Plan
     options: PlanOptions
-    #: The stream plans kept from planning, used when the database is as planned.
-    kept: KeptPlans | None = None
+    spool: WriteSpool | None = None
     written: Written | None = None
 
     def total(self) -> int:
@@ -113,10 +85,12 @@ class MigrationJob:
 
     def units(self, db: Database) -> Iterator[list[Op] | Split]:
         self.written = self.migration.written()
-        kept = None if self.kept is None else self.kept.plans
-        if kept is not None and (self.plan.db_state is None or db.state() != self.plan.db_state):
-            kept = None  # planned from another state: plan again
-        return self.migration.units(db, self.options, self.written, kept)
+        spool, self.spool = self.spool, None
+        if spool is not None and spool.usable and self.plan.db_state is not None and db.state() == self.plan.db_state:
+            return spool.replay(self.written)
+        if spool is not None:
+            spool.close()  # planned from another state: plan again
+        return self.migration.units(db, self.options, self.written)
 
     def verify(self, db: Database, done: int | None, progress: Progress) -> list[str]:
         written = self.written or self.migration.written()
@@ -245,8 +219,9 @@ def write_units(db: Database, units: Iterable[Sequence[Op] | Split], progress: P
     """Whole units in synced batches; a signal stops after the current batch, a failed write at once."""
     done = written = records = 0
     progress.phase("writing")
+    failed: list[str] = []
     with SIGNALS.deferred(), _closing(units):
-        for ops, n in batches(units, BATCH_RECORDS):
+        for ops, n in _until_failed(batches(units, BATCH_RECORDS), failed):
             if SIGNALS.received is not None:
                 return Applied(done, total, SIGNALS.name(), SIGNALS.received)
             if ops:
@@ -259,7 +234,18 @@ def write_units(db: Database, units: Iterable[Sequence[Op] | Split], progress: P
             records += len(ops)
             progress.update(streams=done, records=records, total_streams=total)
             reached("batch", written)
+    if failed:
+        return Applied(done, total, failed[0])
     return Applied(done, total, SIGNALS.name() if SIGNALS.received else None, SIGNALS.received)
+
+
+def _until_failed(items: Iterator[tuple[list[Op], int]], failed: list[str]) -> Iterator[tuple[list[Op], int]]:
+    """The batches until a read for them fails (its reason appended to ``failed``): nothing
+    is written on a failed read, and what was written before it is still verified."""
+    try:
+        yield from items
+    except KvfixError as exc:
+        failed.append(f"read failed ({exc.message})")
 
 
 @contextmanager

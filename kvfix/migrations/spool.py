@@ -1,0 +1,155 @@
+"""A real run's writes, made while it plans and replayed when it writes: one walk less.
+
+Planning reads every stream anyway; the write phase would otherwise read them all again
+to make the same writes.  So each stream's unit (its ops, or a Split's parts, with the
+fingerprint and the verification's integers for it) is encoded with marshal, in frames
+of _FRAME streams compressed with zlib (level 1: keys share long prefixes, so a frame
+shrinks several times for a few percent of the time), into a temporary file: in memory
+up to SPOOL_MEMORY bytes, then on disk under ``TMPDIR``, unlinked from the start, so
+nothing is left behind by a crash or a kill.
+
+The spool is only an optimisation: it is given up (and the writes planned again from the
+database, as without it) when its disk would be left with less than RESERVE_BYTES free,
+when writing it fails, or when the database is not in the state it was planned from.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import tempfile
+import zlib
+from collections.abc import Iterator
+from typing import IO, Any
+
+from kvfix.errors import ReadError
+from kvfix.migrations.base import Split, Unit, Written, took
+from kvfix.store.database import Op
+
+#: Bytes kept in memory before the spool moves to a file.
+SPOOL_MEMORY = int(os.environ.get("KVFIX_SPOOL_MEMORY", str(16 << 20)))
+#: Free bytes the spool leaves on its file system (at least; or 5% of it, if more).
+RESERVE_BYTES = int(os.environ.get("KVFIX_SPOOL_RESERVE", str(1 << 30)))
+#: Records in one frame of the file.
+_FRAME = 256
+#: Bytes written between two looks at the free space.
+_CHECK_EVERY = 8 << 20
+
+
+class WriteSpool:
+    """Units in planning order, encoded; :meth:`replay` gives them back once (see the module doc)."""
+
+    def __init__(self, memory: int | None = None, reserve: int | None = None) -> None:
+        size = SPOOL_MEMORY if memory is None else memory
+        self._file: IO[bytes] | None = tempfile.SpooledTemporaryFile(max_size=size)  # noqa: SIM115  (closed by close)
+        self._reserve = RESERVE_BYTES if reserve is None else reserve
+        self._pending: list[tuple[Any, ...]] = []
+        self._frames = 0
+        self._unchecked = 0
+        #: Why the spool was given up (None: it holds every unit added).
+        self.given_up: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self._file is not None
+
+    def add(self, unit: Unit) -> None:
+        if self._file is None:
+            return
+        try:
+            if isinstance(unit.ops, Split):
+                self._put(("s", unit.fingerprint, unit.expectation))
+                for part in unit.ops.parts:
+                    self._put(("p", part))
+                self._put(("e",))
+            else:
+                self._put(("u", unit.fingerprint, unit.expectation, unit.ops))
+        except OSError as exc:
+            self.give_up(f"writing it failed: {exc.strerror or exc}")
+
+    def _put(self, record: tuple[Any, ...]) -> None:
+        """Records go to the file in frames of up to _FRAME of them (a length, then one marshal
+        of the list, compressed): reading a frame is one call, not one per record."""
+        self._pending.append(record)
+        if len(self._pending) >= _FRAME or record[0] == "p":
+            self._flush()
+
+    def _flush(self) -> None:
+        assert self._file is not None
+        if not self._pending:
+            return
+        data = zlib.compress(marshal.dumps(self._pending), 1)
+        self._file.write(len(data).to_bytes(8, "little") + data)
+        self._frames += 1
+        self._pending = []
+        self._unchecked += len(data)
+        if self._unchecked >= _CHECK_EVERY:
+            self._unchecked = 0
+            self._check_space()
+
+    def _check_space(self) -> None:
+        assert self._file is not None
+        if not getattr(self._file, "_rolled", True):
+            return  # still in memory
+        st = os.fstatvfs(self._file.fileno())
+        if st.f_bavail * st.f_frsize < max(self._reserve, st.f_blocks * st.f_frsize // 20):
+            raise OSError(f"its file system ({tempfile.gettempdir()}) is nearly full")
+
+    def finish(self) -> None:
+        """Planning is over: the last frame written and flushed (or the spool given up)."""
+        if self._file is None:
+            return
+        try:
+            self._flush()
+            self._file.flush()
+        except OSError as exc:
+            self.give_up(f"writing it failed: {exc.strerror or exc}")
+
+    def give_up(self, why: str) -> None:
+        self.given_up = why
+        self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def replay(self, written: Written) -> Iterator[list[Op] | Split]:
+        """The units, in order, each recorded in ``written`` as it is taken; the spool is
+        closed when they end (or when the writes stop)."""
+        f = self._file
+        assert f is not None, "replay of a spool given up"
+        assert not self._pending, "replay before finish"
+        try:
+            f.seek(0)
+            records = self._read(f)
+            for record in records:
+                if record[0] == "u":
+                    yield took(written, Unit(record[1], record[2], record[3]))
+                else:
+                    parts = self._parts(records)
+                    yield took(written, Unit(record[1], record[2], Split(parts)))
+                    for _ in parts:  # parts not taken: passed over to the next unit
+                        pass
+        finally:
+            self.close()
+
+    def _read(self, f: IO[bytes]) -> Iterator[tuple[Any, ...]]:
+        for _ in range(self._frames):
+            try:
+                size = int.from_bytes(f.read(8), "little")
+                data = f.read(size)
+                if len(data) != size:
+                    raise EOFError(f"{len(data):,} of {size:,} bytes")
+                frame = marshal.loads(zlib.decompress(data))
+            except (EOFError, ValueError, TypeError, OSError, zlib.error) as exc:
+                why = f"the writes kept from planning (a temporary file) could not be read back: {exc}"
+                raise ReadError(why) from exc
+            yield from frame
+
+    @staticmethod
+    def _parts(records: Iterator[tuple[Any, ...]]) -> Iterator[list[Op]]:
+        for record in records:
+            if record[0] == "e":
+                return
+            yield record[1]
