@@ -12,6 +12,7 @@ import pytest
 from conftest import dump_all, run_cli
 from test_migrate_streamed import big_stream, small_streams
 
+from kvfix.errors import ReadError
 from kvfix.migrations import PlanOptions, for_target, layout_records, spool
 from kvfix.migrations.base import Split
 from kvfix.migrations.run import MigrationJob, execute
@@ -138,3 +139,73 @@ def test_an_unreadable_spool_stops_the_writes_before_a_write(tmp_path, monkeypat
     assert result.problems == () and dump_all(d)["stream"] == before["stream"]
     res = run_cli("migrate", d, "--yes", "--no-backup")
     assert res.exit_code == 0, res.output
+
+
+def test_a_failing_spool_file_is_given_up_cleanly_and_the_run_plans_again(tmp_path, monkeypatch):
+    """ENOSPC on a write of the spool, and again when its buffer is dropped: never an error
+    of the run; the writes are planned again, and the command says why."""
+    from kvfix.cli import migrate_plan
+
+    class Failing(WriteSpool):
+        def __init__(self) -> None:
+            super().__init__(memory=1)
+            f = self._file
+
+            def no_space(*_a):
+                raise OSError(28, "No space left on device")
+
+            close = f.close  # type: ignore[union-attr]
+
+            def close_once(*_a):
+                f.close = close  # type: ignore[method-assign,union-attr]
+                no_space()
+
+            f.write = no_space  # type: ignore[method-assign,union-attr]
+            f.close = close_once  # type: ignore[method-assign,union-attr]
+
+    made: list[WriteSpool] = []
+    monkeypatch.setattr(migrate_plan, "WriteSpool", lambda: made.append(Failing()) or made[-1])
+    d = SynthDB(streams=small_streams(300)).write(tmp_path / "db")
+    res = run_cli("migrate", d, "--yes", "--no-backup")
+    assert res.exit_code == 0, res.output
+    assert "writes kept from planning were given up (writing it failed: No space left on device)" in res.stderr
+    assert made and not made[0].usable
+    assert run_cli("migrate", d, "--yes", "--no-backup").exit_code == 0  # nothing left to move
+
+
+def test_a_frame_holds_about_one_batch_of_ops(tmp_path):
+    """Streams of many ops each: the spool flushes by ops, not only by streams."""
+    migration = for_target("prefixed")
+    d = SynthDB(streams=[big_stream(key=b"b%03d" % i, pel=1000) for i in range(12)]).write(tmp_path / "db")
+    s = WriteSpool(memory=1)
+    with open_read_only(d) as db:
+        for sp in migration.stream_plans(db, PlanOptions()):
+            s.add(migration.unit(sp))
+            assert s._pending_ops < spool._FRAME_OPS
+    s.finish()
+    assert s._frames >= 12 // 3  # about 4,000 ops a stream: a frame every three streams at most
+    assert sum(1 for _ in s.replay(migration.written())) == 12
+
+
+def test_a_spool_that_ends_early_is_a_failed_read_not_success(tmp_path, monkeypatch):
+    """Fewer units replayed than planned: the run stops as on a failed read and a re-run finishes."""
+    d = SynthDB(streams=small_streams(300)).write(tmp_path / "db")
+    migration, plan, data, lock, files = _planned(d, s := WriteSpool())
+    try:
+        s._frames -= 1  # the last frame (44 streams) not read back
+        job = MigrationJob(migration, plan, PlanOptions(), s)
+        result = execute(data, lock, job, planned_files=files, backup_to=None)
+    finally:
+        lock.__exit__(None, None, None)
+    assert result.applied.done == 256 and result.applied.total == 300
+    assert result.applied.stopped == "read failed (the planned writes ended after 256 of 300 units)"
+    assert result.problems == ()  # the 256 written are verified
+    res = run_cli("migrate", d, "--yes", "--no-backup")
+    assert res.exit_code == 0, res.output
+    assert "300 records" not in res.stderr
+
+
+def test_replay_before_finish_is_refused():
+    s = WriteSpool()
+    with pytest.raises(ReadError):
+        next(s.replay(for_target("prefixed").written()))

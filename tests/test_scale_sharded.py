@@ -241,7 +241,7 @@ def test_progress_counts_both_processes(tmp_path: Path) -> None:
     write(7, 70)
     assert sharded.read_counter(counter) == (7, 70)
     seen: list[tuple[int, int]] = []
-    both = sharded._with_counter(lambda s, r: seen.append((s, r)), counter)
+    both = sharded.with_counter(lambda s, r: seen.append((s, r)), counter)
     both(3, 30)
     assert seen == [(10, 100)]
 

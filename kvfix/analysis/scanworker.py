@@ -31,6 +31,12 @@ def main(argv: list[str]) -> int:
         job = pickle.load(f)  # written by our parent process
     if "stage" in job:
         return _finish_streams(job, out_path)
+    if "verify" in job:
+        from kvfix.migrations.layout_verify import verify_worker
+
+        with paused_gc():
+            _write(verify_worker(job), out_path)
+        return 0
     kept: list[StreamAnalyzer] = []
     with open_read_only(job["path"]) as db, paused_gc():
         result: WalkResult = walk_range(

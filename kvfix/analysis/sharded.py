@@ -119,9 +119,9 @@ def walk_sharded(db: Database, job: dict[str, Any], stage: Stage, tick: Tick, li
             pickle.dump({**job, **mine, "counter": None if counter is None else str(counter)}, f)
         proc = start_worker(order, out)
         try:
-            both = _with_counter(tick, counter)
+            both = with_counter(tick, counter)
             result = walk_part(db, job, stage, half, both)
-            later = _wait(proc, out, both, result.streams, result.records)
+            later = wait_worker(proc, out, both, result.streams, result.records, {"result", "stage", "read_errors"})
             if later is None:  # the second process failed: walk its part here
                 rest = walk_part(db, job, stage, second, lambda n, r: tick(result.streams + n, result.records + r))
                 result.absorb(rest)
@@ -151,7 +151,7 @@ def walk_part(
     return walk_range(db, ks, deep, now, done, analyzer, half=half, tick=tick, keep_pel=job["keep_pel"], scope=scope)
 
 
-def _with_counter(tick: Tick, counter: Path | None) -> Tick:
+def with_counter(tick: Tick, counter: Path | None) -> Tick:
     """``tick`` with the second process's counts added (read at most every 0.1 s)."""
     if counter is None:
         return tick
@@ -204,8 +204,11 @@ def counter_tick(path: str | None, parent: int | None = None, workdir: str | Non
     return tick
 
 
-def _wait(proc: subprocess.Popen[bytes], out: Path, tick: Tick, streams: int, records: int) -> dict[str, Any] | None:
-    """The second process's result, ticking progress while it finishes; None if it failed."""
+def wait_worker(
+    proc: subprocess.Popen[bytes], out: Path, tick: Tick, streams: int, records: int, keys: set[str]
+) -> dict[str, Any] | None:
+    """The second process's result (a dict with ``keys``), ticking progress while it
+    finishes; None if it failed."""
     while True:
         try:
             code = proc.wait(timeout=0.1)
@@ -213,7 +216,7 @@ def _wait(proc: subprocess.Popen[bytes], out: Path, tick: Tick, streams: int, re
         except subprocess.TimeoutExpired:
             tick(streams, records)
     later = worker_output(code, out)
-    if not isinstance(later, dict) or not {"result", "stage", "read_errors"} <= later.keys():
+    if not isinstance(later, dict) or not keys <= later.keys():
         return None
     return later
 

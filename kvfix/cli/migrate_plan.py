@@ -67,10 +67,10 @@ def planned_run(
 ) -> Planned:
     """One walk: the plan's summary, what the run shows, a saved plan written or compared."""
     shown = Shown(run)
-    spool = WriteSpool() if keep else None
     header = plan_header(run, db.state()[0])
     check = None if plan_file is None else planfile.PlanFileCheck(plan_file, header)
     writer = None if save_plan is None else planfile.PlanFileWriter(save_plan)
+    spool = WriteSpool() if keep else None
 
     def on_stream(sp: StreamPlan) -> None:
         shown.add(sp)
@@ -84,20 +84,30 @@ def planned_run(
     try:
         with progress_for("planning") as progress:
             plan = run.migration.plan(db, run.options, current_view().limit, on_stream, progress)
+        if writer is not None:
+            writer.finish(header, plan_info(plan, data))
+            click.echo(f"kvfix: plan saved to {show_path(writer.path)}; apply it with --plan", err=True)
+        if check is not None:
+            planfile.refuse_difference(check.path, check.finish(), "--dry-run --save-plan")
+        if spool is not None:
+            _finish_spool(spool)
     except BaseException:
         if writer is not None:
             writer.abort()
         if spool is not None:
             spool.close()
         raise
-    if spool is not None:
-        spool.finish()
-    if writer is not None:
-        writer.finish(header, plan_info(plan, data))
-        click.echo(f"kvfix: plan saved to {show_path(writer.path)}; apply it with --plan", err=True)
-    if check is not None:
-        planfile.refuse_difference(check.path, check.finish(), "--dry-run --save-plan")
     return Planned(plan, shown, spool)
+
+
+def _finish_spool(spool: WriteSpool) -> None:
+    spool.finish()
+    if spool.given_up is not None and not spool.usable:
+        click.echo(
+            f"kvfix: note: the writes kept from planning were given up ({spool.given_up}); "
+            "they are planned again as they are written",
+            err=True,
+        )
 
 
 @dataclass(frozen=True)

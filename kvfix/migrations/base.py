@@ -123,9 +123,14 @@ class Written:
     def streams(self) -> int:
         return len(self.ints) // self.width
 
+    @property
+    def streams_done(self) -> int:
+        """How many of the streams were written (all of them, unless the run stopped)."""
+        return self.streams if self.done is None else min(self.done, self.streams)
+
     def written(self) -> Iterator[tuple[int, ...]]:
         """The entries of the streams written, in order."""
-        n = self.streams if self.done is None else min(self.done, self.streams)
+        n = self.streams_done
         w = self.width
         for i in range(n):
             yield tuple(self.ints[i * w : (i + 1) * w])

@@ -178,7 +178,7 @@ def _stream_plan(
         tuple(draft.conflicts),
         tuple(draft.notes),
         sum(s.records for s in after),
-        sum(s.sum for s in after) & ((1 << 128) - 1),
+        sum(s.check for s in after) & ((1 << 64) - 1),
         sr,
     )
 

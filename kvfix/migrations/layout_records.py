@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
+from zlib import adler32, crc32
 
-from kvfix.analysis.keyspace import LiveStream, choose_cluster, surveyed
+from kvfix.analysis.keyspace import Keyspace, LiveStream, choose_cluster, surveyed
 from kvfix.analysis.scope import EVERYTHING, Scope
-from kvfix.analysis.walk import BadKey, Garbage, Visit, group_record_region, paused_gc, walk_keyspace
+from kvfix.analysis.walk import BadKey, Garbage, Half, Visit, group_record_region, paused_gc, walk_keyspace
 from kvfix.codec.stream import (
     GROUP_NAME_AT,
     KIND_LAYOUT,
@@ -111,9 +113,29 @@ def hash128(data: bytes) -> int:
     return (hash(data) & _M64) << 64 | (hash(data + b"\x01") & _M64)
 
 
-def _pel_hashes(records: list[GroupRecord], i: int, j: int, head: bytes) -> int:
-    """The sum of :func:`record_hash` over records[i:j], PEL records of one kind (relocated by ``head``)."""
-    return sum(hash128(head + r.sub + r.value) for r in records[i:j])
+def record_check(sub: bytes, kind: RecordKind, value: bytes) -> int:
+    """A 64-bit checksum of a group record as it reads in the prefixed layout (CRC-32 and
+    Adler-32 of subkey + value): the same in every process, so a second process verifies
+    with it.  Verification compares sums of it; decisions (identical sides) take
+    :func:`record_hash`, a keyed PRF, as records can be chosen by a server's clients."""
+    if KIND_LAYOUT[kind] == LEGACY:
+        sub = relocated_subkey(sub, kind)
+    return check64(sub + value)
+
+
+def check64(data: bytes) -> int:
+    return crc32(data) << 32 | adler32(data)
+
+
+def _pel_hashes(records: list[GroupRecord], i: int, j: int, head: bytes) -> tuple[int, int]:
+    """The sums of :func:`record_hash` and :func:`record_check` over records[i:j], PEL records
+    of one kind (relocated by ``head``)."""
+    h = c = 0
+    for r in records[i:j]:
+        data = head + r.sub + r.value
+        h += (hash(data) & _M64) << 64 | (hash(data + b"\x01") & _M64)
+        c += crc32(data) << 32 | adler32(data)
+    return h, c
 
 
 @dataclass(slots=True)
@@ -127,6 +149,8 @@ class Side:
     kinds: dict[str, int] = field(default_factory=dict)
     #: Sum of the records' :func:`record_hash`, mod 2^128: equal sums, equal records.
     sum: int = 0
+    #: Sum of the records' :func:`record_check`, mod 2^64: what verification compares.
+    check: int = 0
     #: The group record proper, if the side has one.
     group_record: GroupRecord | None = None
     consumers: list[bytes] = field(default_factory=list)
@@ -144,13 +168,16 @@ class Side:
         if role != "pel":
             for r in records[i:j]:
                 self.sum += record_hash(r.sub, kind, r.value)
+                self.check += record_check(r.sub, kind, r.value)
                 if role == "group":
                     self.group_record = r
                 else:
                     self.consumers.append(consumer_name(r.sub, self.layout, self.group))
             self.sum &= _MASK
+            self.check &= _M64
             return
-        self.sum = (self.sum + _pel_hashes(records, i, j, prefixed_pel_head(kind))) & _MASK
+        h, c = _pel_hashes(records, i, j, prefixed_pel_head(kind))
+        self.sum, self.check = (self.sum + h) & _MASK, (self.check + c) & _M64
         for r in records[i : min(j, i + PEL_IDS_KEPT - len(self.pel_ids))]:
             self.pel_ids.append(pel_entry_id_text(r.sub))
 
@@ -262,8 +289,21 @@ class Collected:
         self._last = (what, ident)
 
 
+class WalkPart(NamedTuple):
+    """A walk's survey, and which part of it one process walks (None: all), with its progress ticks."""
+
+    keyspace: Keyspace
+    half: Half | None = None
+    tick: Callable[[int, int], None] | None = None
+
+
 def stream_records(
-    db: Database, cluster: bool | None, out: Collected, scope: Scope = EVERYTHING, progress: Progress | None = None
+    db: Database,
+    cluster: bool | None,
+    out: Collected,
+    scope: Scope = EVERYTHING,
+    progress: Progress | None = None,
+    part: WalkPart | None = None,
 ) -> Iterator[StreamRecords]:
     """Each live stream's group records, one stream at a time, in key order.
 
@@ -272,7 +312,7 @@ def stream_records(
     """
     current: StreamRecords | None = None
     names: dict[bytes, bytes] = {}
-    for sr, chunk, n in live_chunks(db, cluster, out, scope, progress):
+    for sr, chunk, n in live_chunks(db, cluster, out, scope, progress, part):
         if sr is not current:
             if current is not None:
                 yield current
@@ -284,7 +324,12 @@ def stream_records(
 
 
 def live_chunks(
-    db: Database, cluster: bool | None, out: Collected, scope: Scope = EVERYTHING, progress: Progress | None = None
+    db: Database,
+    cluster: bool | None,
+    out: Collected,
+    scope: Scope = EVERYTHING,
+    progress: Progress | None = None,
+    part: WalkPart | None = None,
 ) -> Iterator[tuple[StreamRecords, list[tuple[bytes, bytes]], int]]:
     """(stream, chunk of whole keys and values, prefix length) for each live stream's chunk.
 
@@ -292,16 +337,21 @@ def live_chunks(
     walk of :mod:`kvfix.analysis.walk`, the one scan and check use).  Fills ``out`` with the
     cluster mode, the number of live streams and the records of stale versions, orphans
     and keys that are not internal keys, which it does not yield.  With a ``scope``, only
-    the streams in it (and ``out.live`` counts those).
+    the streams in it (and ``out.live`` counts those).  With ``part``, one process's part
+    of a walk in two (kvfix.migrations.layout_verify): the survey made, the half, its ticks.
     """
-    use_cluster, _ = choose_cluster(db, cluster)
-    ks = surveyed(db, use_cluster, progress or Progress())
+    if part is None:
+        use_cluster, _ = choose_cluster(db, cluster)
+        part = WalkPart(surveyed(db, use_cluster, progress or Progress()))
+    else:
+        use_cluster = bool(cluster)
+    ks, half = part.keyspace, part.half
     out.cluster, out.live = use_cluster, 0
     target: StreamRecords | None = None
     n = records = 0
-    tick = Ticker(progress or Progress(), ks.streams if scope.everything else None)
+    tick = part.tick or Ticker(progress or Progress(), ks.streams if scope.everything else None)
     with paused_gc():
-        for item in walk_keyspace(db, ks, deep=False, scope=scope):
+        for item in walk_keyspace(db, ks, deep=False, half=half, scope=scope):
             if isinstance(item, list):
                 records += len(item)
                 yield target, item, n  # type: ignore[misc]  # chunks follow their Visit

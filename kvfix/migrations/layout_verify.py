@@ -1,13 +1,14 @@
 """Verifying m001: after a run, each written stream holds exactly the group records it planned.
 
 A run keeps, per stream it writes, four integers (:func:`expectation`): the stream's
-prefix hash, the low 64 bits of the order-free sum of record hashes
-(kvfix.migrations.layout_records.record_hash) of the target-layout group records it
-must hold afterwards, how many there are, and a hash of the metadata it wrote.
-Verification walks again, in the same order, and compares: the walk sums every stream's
-records as it reads them, so no record is held.
+prefix hash, the order-free sum (mod 2^64) of record checksums
+(kvfix.migrations.layout_records.record_check, the same in every process) of the
+target-layout group records it must hold afterwards, how many there are, and a hash of
+the metadata it wrote.  Verification walks again, in the same order, and compares: the
+walk sums every stream's records as it reads them, so no record is held.  Many streams
+are walked in two processes, as scan and check do.
 
-After an upgrade (target: prefixed) a record's hash is that of its raw subkey and value,
+After an upgrade (target: prefixed) a record's checksum is that of its raw subkey and value,
 so a stream whose prefixed region sums and counts as planned, with an empty legacy
 region, is verified without classifying a record.  Any other stream (a mismatch, entries
 at a small id or at ms = 2^64-1, a rollback's legacy records) is read again and
@@ -16,24 +17,34 @@ classified, and the problem said from its sides.
 
 from __future__ import annotations
 
+import os
+import pickle
+import tempfile
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterator
 from hashlib import blake2b
+from pathlib import Path
+from typing import Any
 
-from kvfix.analysis.keyspace import prefix_hash
-from kvfix.analysis.walk import group_record_region
+from kvfix.analysis.keyspace import Keyspace, prefix_hash, surveyed
+from kvfix.analysis.sharded import counter_tick, shard_point, start_worker, wait_worker, with_counter
+from kvfix.analysis.walk import Half, group_record_region
 from kvfix.codec.stream import LEGACY, PREFIX_MARK, PREFIXED
 from kvfix.migrations.base import Plan, Written
 from kvfix.migrations.layout_records import (
     Collected,
     StreamRecords,
+    WalkPart,
+    check64,
     collect_chunk,
-    hash128,
     live_chunks,
     stream_records,
 )
 from kvfix.migrations.stream_plan import StreamPlan
-from kvfix.progress import Progress
+from kvfix.progress import Progress, Ticker
 from kvfix.store.database import Database
+from kvfix.store.opening import open_read_only
 from kvfix.textsafe import show
 
 #: Integers per stream in :class:`~kvfix.migrations.base.Written`.
@@ -48,33 +59,126 @@ def _h(data: bytes) -> int:
 def expectation(sp: StreamPlan) -> tuple[int, int, int, int]:
     """What verification compares for one written stream (see the module doc)."""
     meta = 0 if sp.metadata is None else _h(sp.metadata.new) or 1
-    return (prefix_hash(sp.prefix) & _MASK, sp.after_sum & _MASK, sp.records_after, meta)
+    return (prefix_hash(sp.prefix) & _MASK, sp.after_check, sp.records_after, meta)
 
 
 def verify_plan(
     db: Database, plan: Plan, written: Written | None = None, progress: Progress | None = None
 ) -> list[str]:
     """Re-read the group records: each written stream holds exactly its planned state, and
-    after a complete run (or none) no live stream in scope holds source-layout records."""
-    expected = iter(() if written is None else written.written())
-    want = next(expected, None)
+    after a complete run (or none) no live stream in scope holds source-layout records.
+
+    Many streams are verified in two processes (:func:`_in_two`), as scan and check walk them.
+    """
+    ints, n = (array("Q"), 0) if written is None else (written.ints, written.streams_done)
     complete = written is None or written.done is None
+    ks = surveyed(db, plan.cluster, progress or Progress())
+    half = shard_point(ks, None) if plan.scope.everything else None
+    if half is not None:
+        return _in_two(db, plan, _Matcher(ints, n, 0), complete, progress, ks, half)
+    m = _Matcher(ints, n, 0)
+    problems = _verify_part(db, plan, m, complete, progress, WalkPart(ks))
+    return problems + _missing(n - (m.end or 0))
+
+
+def _missing(n: int) -> list[str]:
+    return [f"{n} written streams were not found again in the walk"] if n > 0 else []
+
+
+class _Matcher:
+    """The expectations of the written streams, met in walk order.  A second process's part
+    starts at an expectation it looks up (``start`` None): the first of its streams written."""
+
+    __slots__ = ("_misses", "_sorted", "end", "first", "ints", "n")
+
+    def __init__(self, ints: array[int], n: int, start: int | None) -> None:
+        self.ints, self.n = ints, n
+        self.first = self.end = start
+        self._sorted: array[int] | None = None
+        self._misses = 0
+
+    def match(self, h: int) -> tuple[int, ...] | None:
+        """The expectation of the stream whose prefix hashes to ``h``, if it is the next one."""
+        i = self.end if self.end is not None else self._find(h)
+        if i is None or i >= self.n or self.ints[i * WIDTH] != h:
+            return None
+        self.first = i if self.first is None else self.first
+        self.end = i + 1
+        return tuple(self.ints[i * WIDTH : (i + 1) * WIDTH])
+
+    def _find(self, h: int) -> int | None:
+        hashes = self.ints[0 : self.n * WIDTH : WIDTH]
+        if self._sorted is None and self._misses >= 8:
+            self._sorted = array("Q", sorted(hashes))  # a part with many streams not written
+        if self._sorted is not None:
+            at = bisect_left(self._sorted, h)
+            if at == len(self._sorted) or self._sorted[at] != h:
+                return None
+        try:
+            return hashes.index(h)
+        except ValueError:
+            self._misses += 1
+            return None
+
+
+def _verify_part(
+    db: Database, plan: Plan, m: _Matcher, complete: bool, progress: Progress | None, part: WalkPart
+) -> list[str]:
+    """The problems of one part of the walk (or all of it), expectations taken from ``m``."""
     problems: list[str] = []
-    for sr, raw in _streams(db, plan, progress):
-        if want is not None and prefix_hash(sr.prefix) & _MASK == want[0]:
+    for sr, raw in _streams(db, plan, progress, part):
+        want = m.match(prefix_hash(sr.prefix) & _MASK)
+        if want is not None:
             if raw is None or not raw.as_planned(want):
                 problems.extend(_stream_problems(plan, _classified(db, sr, raw), want))
             elif want[3] and (_h(sr.metadata) or 1) != want[3]:
                 problems.append(_metadata_problem(sr))
-            want = next(expected, None)
         elif complete and (raw is None or raw.legacy):
             left = sum(s.records for s in _classified(db, sr, raw).by_layout(plan.source).values())
             if left:
                 problems.append(f"{_where(sr)}: {left} {plan.source} records in a live stream")
-    missing = 0 if want is None else 1 + sum(1 for _ in expected)
-    if missing:
-        problems.append(f"{missing} written streams were not found again in the walk")
     return problems
+
+
+def _in_two(
+    db: Database, plan: Plan, m: _Matcher, complete: bool, progress: Progress | None, ks: Keyspace, half: Half
+) -> list[str]:
+    """This process verifies the streams before ``half.at``, a second one the rest; if that
+    one fails, this one verifies them too.  The two parts' expectations must meet exactly."""
+    second = Half(half.at, False)
+    tick = Ticker(progress or Progress(), ks.streams)
+    with tempfile.TemporaryDirectory(prefix="kvfix-verify-") as tmp:
+        counter = Path(tmp) / "progress"
+        order, out = Path(tmp) / "job.pickle", Path(tmp) / "result.pickle"
+        job = {"verify": plan, "path": str(db.path), "keyspace": ks, "half": second, "ints": m.ints[: m.n * WIDTH]}
+        with open(order, "wb") as f:
+            pickle.dump({**job, "n": m.n, "complete": complete, "counter": str(counter), "parent": os.getpid()}, f)
+        proc = start_worker(order, out)
+        try:
+            both = with_counter(tick, counter)
+            problems = _verify_part(db, plan, m, complete, progress, WalkPart(ks, half, both))
+            later = wait_worker(proc, out, both, m.n, 0, {"problems", "first", "end"})
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    if later is None:  # the second process failed: verify its part here
+        problems += _verify_part(db, plan, m, complete, progress, WalkPart(ks, second))
+        return problems + _missing(m.n - (m.end or 0))
+    first, end = later["first"], later["end"]
+    mine = m.end or 0
+    gap = (m.n if first is None else first) - mine
+    return problems + later["problems"] + _missing(gap + (0 if end is None else m.n - end))
+
+
+def verify_worker(job: dict[str, Any]) -> dict[str, Any]:
+    """The second process's part of :func:`_in_two` (kvfix.analysis.scanworker)."""
+    m = _Matcher(job["ints"], job["n"], None)
+    tick = counter_tick(job["counter"], job["parent"], os.path.dirname(job["counter"]))
+    with open_read_only(job["path"], parent_holds_lock=True) as db:
+        part = WalkPart(job["keyspace"], job["half"], tick)
+        problems = _verify_part(db, job["verify"], m, job["complete"], None, part)
+    return {"problems": problems, "first": m.first, "end": m.end}
 
 
 class _Raw:
@@ -87,7 +191,7 @@ class _Raw:
         self.legacy = self.records = self.sum = 0
 
     def add(self, chunk: list[tuple[bytes, bytes]], n: int) -> None:
-        mark, h = PREFIX_MARK, hash128
+        mark, h = PREFIX_MARK, check64
         total = 0
         for key, value in chunk:
             if key.startswith(mark, n):
@@ -101,16 +205,18 @@ class _Raw:
         return not self.legacy and self.records == want[2] and self.sum & _MASK == want[1]
 
 
-def _streams(db: Database, plan: Plan, progress: Progress | None) -> Iterator[tuple[StreamRecords, _Raw | None]]:
-    """Each live stream: after an upgrade with its raw sums (records not classified), after a
-    rollback classified as it is read (raw None)."""
+def _streams(
+    db: Database, plan: Plan, progress: Progress | None, part: WalkPart
+) -> Iterator[tuple[StreamRecords, _Raw | None]]:
+    """Each live stream of ``part``: after an upgrade with its raw sums (records not
+    classified), after a rollback classified as it is read (raw None)."""
     if plan.target != PREFIXED:
-        for sr in stream_records(db, plan.cluster, Collected(False, 0), plan.scope, progress):
+        for sr in stream_records(db, plan.cluster, Collected(False, 0), plan.scope, progress, part):
             yield sr, None
         return
     current: StreamRecords | None = None
     raw = _Raw()
-    for sr, chunk, n in live_chunks(db, plan.cluster, Collected(False, 0), plan.scope, progress):
+    for sr, chunk, n in live_chunks(db, plan.cluster, Collected(False, 0), plan.scope, progress, part):
         if sr is not current:
             if current is not None:
                 yield current, raw
@@ -144,7 +250,7 @@ def _stream_problems(plan: Plan, sr: StreamRecords, want: tuple[int, ...]) -> li
         out.append(f"{_where(sr)}: {left} {plan.source} records left")
     held = sr.by_layout(plan.target).values()
     found = sum(s.records for s in held)
-    if sum(s.sum for s in held) & _MASK != want[1] or found != want[2]:
+    if sum(s.check for s in held) & _MASK != want[1] or found != want[2]:
         bad = f", {sr.undecodable} undecodable" if sr.undecodable else ""
         out.append(
             f"{_where(sr)}: group records differ from the plan ({found} {plan.target} records found, "

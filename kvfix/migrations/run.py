@@ -236,6 +236,8 @@ def write_units(db: Database, units: Iterable[Sequence[Op] | Split], progress: P
             reached("batch", written)
     if failed:
         return Applied(done, total, failed[0])
+    if SIGNALS.received is None and done != total:
+        return Applied(done, total, f"read failed (the planned writes ended after {done} of {total} units)")
     return Applied(done, total, SIGNALS.name() if SIGNALS.received else None, SIGNALS.received)
 
 

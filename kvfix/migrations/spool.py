@@ -15,6 +15,7 @@ when writing it fails, or when the database is not in the state it was planned f
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import tempfile
@@ -32,6 +33,8 @@ SPOOL_MEMORY = int(os.environ.get("KVFIX_SPOOL_MEMORY", str(16 << 20)))
 RESERVE_BYTES = int(os.environ.get("KVFIX_SPOOL_RESERVE", str(1 << 30)))
 #: Records in one frame of the file.
 _FRAME = 256
+#: Ops in one frame (beyond one unit's): about one write batch at most in memory.
+_FRAME_OPS = 8192
 #: Bytes written between two looks at the free space.
 _CHECK_EVERY = 8 << 20
 
@@ -44,14 +47,17 @@ class WriteSpool:
         self._file: IO[bytes] | None = tempfile.SpooledTemporaryFile(max_size=size)  # noqa: SIM115  (closed by close)
         self._reserve = RESERVE_BYTES if reserve is None else reserve
         self._pending: list[tuple[Any, ...]] = []
+        self._pending_ops = 0
         self._frames = 0
         self._unchecked = 0
+        self._finished = False
+        self._seen_on_disk = False
         #: Why the spool was given up (None: it holds every unit added).
         self.given_up: str | None = None
 
     @property
     def usable(self) -> bool:
-        return self._file is not None
+        return self._file is not None and self.given_up is None
 
     def add(self, unit: Unit) -> None:
         if self._file is None:
@@ -64,14 +70,16 @@ class WriteSpool:
                 self._put(("e",))
             else:
                 self._put(("u", unit.fingerprint, unit.expectation, unit.ops))
-        except OSError as exc:
-            self.give_up(f"writing it failed: {exc.strerror or exc}")
+        except (OSError, ValueError) as exc:
+            self.give_up(f"writing it failed: {getattr(exc, 'strerror', None) or exc}")
 
     def _put(self, record: tuple[Any, ...]) -> None:
         """Records go to the file in frames of up to _FRAME of them (a length, then one marshal
-        of the list, compressed): reading a frame is one call, not one per record."""
+        of the list, compressed): reading a frame is one call, not one per record.  A frame
+        holds at most about _FRAME_OPS ops beyond one unit's, so memory stays one batch."""
         self._pending.append(record)
-        if len(self._pending) >= _FRAME or record[0] == "p":
+        self._pending_ops += len(record[-1]) if record[0] in ("u", "p") else 0
+        if len(self._pending) >= _FRAME or self._pending_ops >= _FRAME_OPS:
             self._flush()
 
     def _flush(self) -> None:
@@ -81,11 +89,19 @@ class WriteSpool:
         data = zlib.compress(marshal.dumps(self._pending), 1)
         self._file.write(len(data).to_bytes(8, "little") + data)
         self._frames += 1
-        self._pending = []
+        self._pending, self._pending_ops = [], 0
         self._unchecked += len(data)
-        if self._unchecked >= _CHECK_EVERY:
+        if self._unchecked >= _CHECK_EVERY or (self._unchecked and not self._checked_on_disk()):
             self._unchecked = 0
             self._check_space()
+
+    def _checked_on_disk(self) -> bool:
+        """False once, when the spool has just moved to a file: look at the free space then."""
+        rolled = getattr(self._file, "_rolled", True)
+        if rolled and not self._seen_on_disk:
+            self._seen_on_disk = True
+            return False
+        return True
 
     def _check_space(self) -> None:
         assert self._file is not None
@@ -102,24 +118,27 @@ class WriteSpool:
         try:
             self._flush()
             self._file.flush()
-        except OSError as exc:
-            self.give_up(f"writing it failed: {exc.strerror or exc}")
+            self._finished = True
+        except (OSError, ValueError) as exc:
+            self.give_up(f"writing it failed: {getattr(exc, 'strerror', None) or exc}")
 
     def give_up(self, why: str) -> None:
         self.given_up = why
         self.close()
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Closed and gone (a failed flush of its last buffer is of no matter: it is deleted)."""
+        f, self._file = self._file, None
+        if f is not None:
+            with contextlib.suppress(OSError):
+                f.close()
 
     def replay(self, written: Written) -> Iterator[list[Op] | Split]:
         """The units, in order, each recorded in ``written`` as it is taken; the spool is
         closed when they end (or when the writes stop)."""
         f = self._file
-        assert f is not None, "replay of a spool given up"
-        assert not self._pending, "replay before finish"
+        if f is None or not self._finished:
+            raise ReadError("the writes kept from planning were replayed before they were complete")
         try:
             f.seek(0)
             records = self._read(f)

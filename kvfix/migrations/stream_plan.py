@@ -112,10 +112,10 @@ class StreamPlan:
     metadata: MetadataChange | None
     conflicts: tuple[Conflict, ...]
     notes: tuple[str, ...]
-    #: The target-layout group records the stream holds afterwards: how many, and the
-    #: sum of their hashes (kvfix.migrations.layout_records.record_hash), for verification.
+    #: The target-layout group records the stream holds afterwards: how many, and the sum
+    #: of their checksums (kvfix.migrations.layout_records.record_check), for verification.
     records_after: int
-    after_sum: int
+    after_check: int
     records: StreamRecords = field(compare=False, repr=False)
 
     @property

@@ -228,16 +228,18 @@ def open_read_only(
     salvage: bool = False,
     lock: HeldLock | None = None,
     live: bool = False,
+    parent_holds_lock: bool = False,
 ) -> Iterator[Database]:
     """Open a Kvrocks database read-only through a shadow directory (see module doc).
 
-    ``lock``: the caller holds the LOCK itself (a writer verifying), so no lock check.
+    ``lock``: the caller holds the LOCK itself (a writer verifying), so no lock check;
+    ``parent_holds_lock``: so does the process that started this one (its second process).
     ``live``: the directory of a running server (its LOCK held): a secondary instance.
     """
     data = path if isinstance(path, DataDir) else resolve(path)
     if not os.access(data.db, os.R_OK | os.X_OK):
         raise Unreadable(f"{data.shown()}: permission denied")
-    if lock is None and not live:
+    if lock is None and not live and not parent_holds_lock:
         ensure_unlocked(data.db, live_hint=True)
     with tempfile.TemporaryDirectory(prefix="kvfix-ro-") as tmp:
         shadow = Path(tmp) / "db"
