@@ -79,17 +79,25 @@ def shard_point(ks: Keyspace, workers: int | None) -> Half | None:
     Automatic on a machine with 2+ CPUs from SHARD_MIN_STREAMS streams on; KVFIX_WORKERS=1
     or ``workers=1`` turns it off, KVFIX_WORKERS=2 or ``workers=2`` forces it.
     """
+    if not use_two(ks.streams, workers):
+        return None
+    at = ks.stream_at(first_share(ks.streams))
+    return None if at is None else Half(at, True)
+
+
+def use_two(units: int, workers: int | None) -> bool:
+    """Whether ``units`` streams (or keys) are walked in two processes (see :func:`shard_point`)."""
     if workers is None:
         env = os.environ.get("KVFIX_WORKERS")
         if env == "1" or usable_cpus() < 2:
-            return None
-        if env != "2" and ks.streams < SHARD_MIN_STREAMS:
-            return None
-    elif workers < 2:
-        return None
-    share = min(0.75, 0.5 + _START_SECONDS / (2 * _STREAM_SECONDS * max(ks.streams, 1)))
-    at = ks.stream_at(share)
-    return None if at is None else Half(at, True)
+            return False
+        return env == "2" or units >= SHARD_MIN_STREAMS
+    return workers >= 2
+
+
+def first_share(units: int) -> float:
+    """The share of ``units`` this process walks: a little more than half, for the second's start."""
+    return min(0.75, 0.5 + _START_SECONDS / (2 * _STREAM_SECONDS * max(units, 1)))
 
 
 def usable_cpus() -> int:

@@ -24,13 +24,14 @@ enough to count them per namespace; their label names and values are never shown
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from kvfix.analysis.findings import finding
 from kvfix.analysis.keyspace import choose_cluster
 from kvfix.analysis.keyspace import now_ms as _now_ms
 from kvfix.analysis.stats_detail import Detail, count_key, detail_for
 from kvfix.analysis.stats_model import DEFAULT_TOP, Garbage, StatsFilter, StatsReport, TopKey, TopN, TypeCounts
+from kvfix.analysis.stats_parts import Marks, in_two, stats_cut
 from kvfix.codec.errors import CodecError
 from kvfix.codec.keys import MetadataKey, decode_internal_key, decode_metadata_key, namespace_prefix, successor
 from kvfix.codec.metadata import Metadata, decode_metadata
@@ -79,10 +80,22 @@ def collect_stats(
     report.findings.extend(cluster_findings)
     c = _Collector(db, report, progress or Progress())
     c.metadata_pass()
-    c.subkey_pass()
+    cut = stats_cut(c.marks.sample(), c.keys) if not db.live and not db.salvage else None
+    if cut is None or not in_two(c, cut):
+        c.subkey_pass()
     c.count_other_families()
     c.finish()
     return report
+
+
+def collect_part(db: Database, report: StatsReport, start: bytes, tick: Callable[[int, int], None]) -> int:
+    """A second process's part of the subkey pass (kvfix.analysis.stats_parts): the user keys
+    from ``start`` on, into ``report`` (its top keys included); the records read."""
+    c = _Collector(db, report, Progress())
+    c.tick = tick
+    c.subkey_pass(start=start)
+    report.top_by_bytes, report.top_by_records = c.by_bytes.result(), c.by_records.result()
+    return c.records
 
 
 class _Collector:
@@ -100,12 +113,14 @@ class _Collector:
         self.types = filters.types
         self.by_bytes, self.by_records = TopN(report.top_n, "bytes"), TopN(report.top_n, "records")
         self.keys = self.records = 0  # for progress
+        self.tick: Callable[[int, int], None] = lambda keys, records: progress.update(streams=keys, records=records)
         self.unknown_types: dict[int, int] = {}
+        self.marks = Marks()  # of the metadata keys: where a second process may start
 
     def _read(self, cf: str, size: int) -> None:
         self.records += 1
         if self.records % PROGRESS_EVERY == 0:
-            self.progress.update(streams=self.keys, records=self.records)
+            self.tick(self.keys, self.records)
         t = self.report.cf_totals.setdefault(cf, [0, 0])
         t[0] += 1
         t[1] += size
@@ -125,6 +140,7 @@ class _Collector:
             except CodecError:
                 report.undecodable_metadata += 1
                 continue
+            self.marks.add(mkey)
             if self.match is not None and not self.match(mkey.user_key):
                 continue
             try:
@@ -155,10 +171,13 @@ class _Collector:
             if meta.version is None:  # string, JSON, unknown types: the metadata record is the key
                 self._push(TopKey(mkey.namespace, mkey.user_key, name, 0, size, state, mkey.slot))
 
-    def subkey_pass(self) -> None:
-        """Pass 2: the subkey families merged in key order, one user key at a time."""
+    def subkey_pass(self, start: bytes | None = None, stop: bytes | None = None) -> None:
+        """Pass 2: the subkey families merged in key order, one user key at a time (those
+        from ``start`` and before ``stop``, within the --namespace range: one process's part)."""
         db, report = self.db, self.report
-        walks = [_walk(db, cf, self.start, self.stop) for cf in SUBKEY_CFS if cf in db.column_families]
+        lo = self.start if start is None or (self.start is not None and self.start > start) else start
+        hi = self.stop if stop is None or (self.stop is not None and self.stop < stop) else stop
+        walks = [_walk(db, cf, lo, hi) for cf in SUBKEY_CFS if cf in db.column_families]
         key = _KeyInProgress()
         prefix: bytes | None = None
         role = "orphan"  # of the current prefix: live, dead_version, orphan, skip, unknown
@@ -171,7 +190,7 @@ class _Collector:
             t[1] += size
             self.records += 1
             if self.records % PROGRESS_EVERY == 0:
-                self.progress.update(streams=self.keys, records=self.records)
+                self.tick(self.keys, self.records)
             if prefix is None or not raw_key.startswith(prefix):
                 try:
                     ik = decode_internal_key(raw_key, self.cluster)
