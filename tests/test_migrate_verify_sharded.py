@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from array import array
 from pathlib import Path
 
 import pytest
@@ -84,14 +85,45 @@ def test_problems_are_the_same_wherever_the_cut(tmp_path: Path, monkeypatch: pyt
 
 
 def test_streams_written_but_not_found_are_counted_by_both_parts(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """An expectation no stream answers (a stream written, then gone): reported, wherever the cut."""
+    """Expectations no stream answers (streams written, then gone), early and last, with a
+    damaged stream after them: the same problems, wherever the cut."""
     d, plan, written = _planned_and_migrated(tmp_path)
     keys = _keys(d)
-    bogus = Written(WIDTH, written.ints[:])
-    bogus.ints.extend([12345, 0, 1, 0])  # a last stream no walk meets
-    assert _verify(d, plan, bogus, monkeypatch, None) == ["1 written streams were not found again in the walk"]
-    for cut in (keys[1], keys[len(keys) // 2], keys[-1]):
-        assert _verify(d, plan, bogus, monkeypatch, cut) == ["1 written streams were not found again in the walk"]
+    bogus = _damaged(written, [written.streams - 1])
+    ints = bogus.ints
+    bogus.ints = ints[: 2 * WIDTH] + array("Q", [12345, 0, 1, 0]) + ints[2 * WIDTH :] + array("Q", [999, 0, 1, 0])
+    one = _verify(d, plan, bogus, monkeypatch, None)
+    assert one[-1] == "2 written streams were not found again in the walk"
+    assert len(one) == 2 and "group records differ from the plan" in one[0]
+    for cut in keys[1::3]:
+        assert _verify(d, plan, bogus, monkeypatch, cut) == one, cut
+
+
+def test_no_second_process_to_be_had_verifies_in_one(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A second process that cannot be started (EAGAIN, a full temporary disk) is no error."""
+    d, plan, written = _planned_and_migrated(tmp_path)
+    damaged = _damaged(written, [0, written.streams - 1])
+    one = _verify(d, plan, damaged, monkeypatch, None)
+
+    def cannot(*_a):  # type: ignore[no-untyped-def]
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(layout_verify, "start_worker", cannot)
+    assert _verify(d, plan, damaged, monkeypatch, _keys(d)[5]) == one and len(one) == 2
+
+
+def test_streams_not_written_are_looked_up_in_one_sorted_copy() -> None:
+    """An interrupted run's second part: most streams miss; each miss is a bisection."""
+    ints = array("Q")
+    for h in range(1000, 0, -1):
+        ints.extend([h * 7, 0, 1, 0])
+    m = layout_verify._Matcher(ints, 1000, None)
+    assert m.match(5) is None
+    copy = m._sorted
+    for h in range(1, 5000, 7):
+        m.match(h + 1)
+    assert m._sorted is copy and m.first is None
+    assert m.match(700) == (700, 0, 1, 0) and (m.first, m.end) == (900, 901)
 
 
 def test_a_failing_second_process_verifies_its_part_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

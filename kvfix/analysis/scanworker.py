@@ -31,6 +31,12 @@ def main(argv: list[str]) -> int:
         job = pickle.load(f)  # written by our parent process
     if "stage" in job:
         return _finish_streams(job, out_path)
+    if "plan" in job:
+        from kvfix.migrations.plan_parts import plan_worker
+
+        with paused_gc():
+            _write(plan_worker(job), out_path)
+        return 0
     if "stats" in job:
         from kvfix.analysis.stats_parts import stats_worker
 

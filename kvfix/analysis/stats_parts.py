@@ -69,16 +69,20 @@ def in_two(c: _Collector, cut: bytes) -> bool:
     """The subkey pass of ``c`` in two parts (see the module doc); False when the second
     process could not be started, and nothing was read."""
     report = c.report
-    with tempfile.TemporaryDirectory(prefix="kvfix-stats-") as tmp:
+    try:
+        workdir = tempfile.TemporaryDirectory(prefix="kvfix-stats-", ignore_cleanup_errors=True)
+    except OSError:  # no room for a second process's files
+        return False
+    with workdir as tmp:
         counter = Path(tmp) / "progress"
         order, out = Path(tmp) / "job.pickle", Path(tmp) / "result.pickle"
         job = {"stats": cut, "path": str(c.db.path), "cluster": report.cluster, "filters": report.filters}
         job |= {"top_n": report.top_n, "now": report.now_ms, "counter": str(counter), "parent": os.getpid()}
-        with open(order, "wb") as f:
-            pickle.dump(job, f)
         try:
+            with open(order, "wb") as f:
+                pickle.dump(job, f)
             proc = start_worker(order, out)
-        except OSError:
+        except OSError:  # no second process (a full temporary disk): one process reads it all
             return False
         try:
             mine = c.tick

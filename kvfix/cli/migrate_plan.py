@@ -18,6 +18,7 @@ from kvfix.cli.options import resolve_format
 from kvfix.errors import WriteRefused
 from kvfix.migrations import planfile
 from kvfix.migrations.base import Migration, Plan, PlanOptions
+from kvfix.migrations.plan_parts import SecondPart
 from kvfix.migrations.spool import WriteSpool
 from kvfix.migrations.stream_plan import StreamPlan
 from kvfix.progress import progress_for
@@ -81,9 +82,12 @@ def planned_run(
         if writer is not None:
             writer.add(planfile.migration_lines(sp))
 
+    # Nothing shown or saved per stream: many streams may be planned in two processes.
+    alone = shown.json is None and shown.rows is None and check is None and writer is None
+    second = SecondPart(run.migration, spool, keep) if alone else None
     try:
         with progress_for("planning") as progress:
-            plan = run.migration.plan(db, run.options, current_view().limit, on_stream, progress)
+            plan = run.migration.plan(db, run.options, current_view().limit, on_stream, progress, second)
         if writer is not None:
             writer.finish(header, plan_info(plan, data))
             click.echo(f"kvfix: plan saved to {show_path(writer.path)}; apply it with --plan", err=True)

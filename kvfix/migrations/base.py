@@ -177,9 +177,11 @@ class Migration(ABC):
         limit: int = 20,
         on_stream: Callable[[StreamPlan], None] | None = None,
         progress: Progress | None = None,
+        second: Any = None,
     ) -> Plan:
         """The summary of :meth:`stream_plans` (``limit``: worst streams and conflicts kept);
-        ``on_stream`` sees each stream's plan on the way."""
+        ``on_stream`` sees each stream's plan on the way; ``second``: a
+        :class:`~kvfix.migrations.plan_parts.SecondPart`, to plan many streams in two processes."""
 
     @abstractmethod
     def stream_plans(self, db: Database, options: PlanOptions) -> Iterator[StreamPlan]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-from kvfix.analysis.keyspace import now_ms
+from kvfix.analysis.keyspace import choose_cluster, now_ms, surveyed
+from kvfix.analysis.sharded import shard_point
 from kvfix.analysis.walk import paused_gc
 from kvfix.codec.errors import CodecError
 from kvfix.codec.metadata import decode_metadata
@@ -23,6 +25,7 @@ from kvfix.migrations.layout_records import (
     Collected,
     Side,
     StreamRecords,
+    WalkPart,
     stream_records,
 )
 from kvfix.migrations.stream_plan import Conflict, MetadataChange, StreamPlan
@@ -30,6 +33,9 @@ from kvfix.migrations.tally import PlanHead, PlanTally
 from kvfix.progress import Progress
 from kvfix.store.database import Database
 from kvfix.textsafe import show
+
+if TYPE_CHECKING:
+    from kvfix.migrations.plan_parts import SecondPart
 
 OnStream = Callable[[StreamPlan], None]
 
@@ -202,12 +208,19 @@ def _metadata_change(sr: StreamRecords, groups_after: int) -> MetadataChange | s
 
 
 def stream_plans(
-    db: Database, source: Layout, target: Layout, options: PlanOptions, col: Collected, progress: Progress | None = None
+    db: Database,
+    source: Layout,
+    target: Layout,
+    options: PlanOptions,
+    col: Collected,
+    progress: Progress | None = None,
+    part: WalkPart | None = None,
 ) -> Iterator[StreamPlan]:
     """Each stream's plan as soon as its records are read (only one stream's are held);
-    ``col`` gets what the walk left alone (undecodable, stale, orphan and bad keys)."""
+    ``col`` gets what the walk left alone (undecodable, stale, orphan and bad keys).
+    ``part``: one process's part of a walk in two (options.cluster then says the mode)."""
     with paused_gc():  # plans allocate a few objects per record and create no cycles
-        for sr in stream_records(db, options.cluster, col, options.scope, progress):
+        for sr in stream_records(db, options.cluster, col, options.scope, progress, part):
             if sr.undecodable:
                 col.skip("undecodable", (sr.live.key.namespace, sr.live.key.user_key), sr.undecodable)
             if not sr.count:
@@ -227,15 +240,23 @@ def build_plan(
     limit: int,
     on_stream: OnStream | None = None,
     progress: Progress | None = None,
+    second: SecondPart | None = None,
 ) -> Plan:
     """The plan's summary (:class:`~kvfix.migrations.tally.PlanTally`); ``on_stream`` sees each
-    stream's plan on the way (a plan file, JSON), none is kept."""
+    stream's plan on the way (a plan file, JSON), none is kept.  With ``second``, many
+    streams are planned in two processes (kvfix.migrations.plan_parts)."""
     col = Collected(False, 0)
     tally = PlanTally(limit)
-    for sp in stream_plans(db, head.source, head.target, options, col, progress):
-        tally.add(sp)
-        if on_stream is not None:
-            on_stream(sp)
+    use_cluster, _ = choose_cluster(db, options.cluster)
+    options = replace(options, cluster=use_cluster)
+    ks = surveyed(db, use_cluster, progress or Progress())
+    half = shard_point(ks, None) if second is not None and options.scope.everything and not db.salvage else None
+    if half is None or second is None:
+        plan_part(db, head, options, col, tally, on_stream, progress, WalkPart(ks))
+    else:
+        from kvfix.migrations.plan_parts import plan_in_two
+
+        plan_in_two(db, head, options, (col, tally, on_stream), progress, ks, half, second)
     walked = {
         "streams": col.live,
         "streams_in_target_layout": col.in_target,
@@ -243,7 +264,24 @@ def build_plan(
     }
     skipped = _skipped(col)
     total = len(skipped) + col.unnamed
-    return tally.plan(head, col.cluster, walked, tuple(skipped), total, db.state(), options.scope)
+    return tally.plan(head, use_cluster, walked, tuple(skipped), total, db.state(), options.scope)
+
+
+def plan_part(
+    db: Database,
+    head: PlanHead,
+    options: PlanOptions,
+    col: Collected,
+    tally: PlanTally,
+    on_stream: OnStream | None,
+    progress: Progress | None,
+    part: WalkPart,
+) -> None:
+    """One process's part of the planning walk (or all of it) into ``col`` and ``tally``."""
+    for sp in stream_plans(db, head.source, head.target, options, col, progress, part):
+        tally.add(sp)
+        if on_stream is not None:
+            on_stream(sp)
 
 
 def _skipped(col: Collected) -> list[Skipped]:

@@ -15,8 +15,8 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from hashlib import blake2b
 from typing import NamedTuple
-from zlib import adler32, crc32
 
 from kvfix.analysis.keyspace import Keyspace, LiveStream, choose_cluster, surveyed
 from kvfix.analysis.scope import EVERYTHING, Scope
@@ -114,27 +114,38 @@ def hash128(data: bytes) -> int:
 
 
 def record_check(sub: bytes, kind: RecordKind, value: bytes) -> int:
-    """A 64-bit checksum of a group record as it reads in the prefixed layout (CRC-32 and
-    Adler-32 of subkey + value): the same in every process, so a second process verifies
-    with it.  Verification compares sums of it; decisions (identical sides) take
-    :func:`record_hash`, a keyed PRF, as records can be chosen by a server's clients."""
+    """A 64-bit keyed checksum of a group record as it reads in the prefixed layout (BLAKE2b
+    of subkey + value, keyed by CHECK_KEY): what verification sums up, the same in a second
+    process given the key (:func:`set_check_key`), and a PRF, so no choice of records makes
+    a wrong write pass.  Decisions (identical sides) take :func:`record_hash`."""
     if KIND_LAYOUT[kind] == LEGACY:
         sub = relocated_subkey(sub, kind)
     return check64(sub + value)
 
 
+#: The key of :func:`record_check`: random per run, handed to its second processes.
+CHECK_KEY = os.urandom(16)
+
+
+def set_check_key(key: bytes) -> None:
+    """A second process checks with its parent's key."""
+    global CHECK_KEY
+    CHECK_KEY = key
+
+
 def check64(data: bytes) -> int:
-    return crc32(data) << 32 | adler32(data)
+    return int.from_bytes(blake2b(data, digest_size=8, key=CHECK_KEY).digest(), "little")
 
 
 def _pel_hashes(records: list[GroupRecord], i: int, j: int, head: bytes) -> tuple[int, int]:
     """The sums of :func:`record_hash` and :func:`record_check` over records[i:j], PEL records
     of one kind (relocated by ``head``)."""
     h = c = 0
+    key, b2, num = CHECK_KEY, blake2b, int.from_bytes
     for r in records[i:j]:
         data = head + r.sub + r.value
         h += (hash(data) & _M64) << 64 | (hash(data + b"\x01") & _M64)
-        c += crc32(data) << 32 | adler32(data)
+        c += num(b2(data, digest_size=8, key=key).digest(), "little")
     return h, c
 
 
@@ -280,6 +291,23 @@ class Collected:
     unnamed: int = 0
     _last: tuple[str, Ident] | None = None
 
+    def absorb(self, later: Collected) -> None:
+        """Take in what a second process's walk (the streams after ours) left alone, naming
+        its streams as this walk would have: the first SKIPPED_NAMED of each kind."""
+        self.live += later.live
+        self.bad_keys += later.bad_keys
+        self.with_records += later.with_records
+        self.in_target += later.in_target
+        for what in ("stale", "orphan", "undecodable"):
+            for ident, n in getattr(later, what).items():
+                counter: Counter[Ident] = getattr(self, what)
+                if ident in counter or len(counter) < SKIPPED_NAMED:
+                    counter[ident] += n
+                elif self._last != (what, ident):
+                    self.unnamed += 1
+                self._last = (what, ident)
+        self.unnamed += later.unnamed
+
     def skip(self, what: str, ident: Ident, records: int) -> None:
         counter: Counter[Ident] = getattr(self, what)
         if ident in counter or len(counter) < SKIPPED_NAMED:
@@ -346,7 +374,7 @@ def live_chunks(
     else:
         use_cluster = bool(cluster)
     ks, half = part.keyspace, part.half
-    out.cluster, out.live = use_cluster, 0
+    out.cluster = use_cluster
     target: StreamRecords | None = None
     n = records = 0
     tick = part.tick or Ticker(progress or Progress(), ks.streams if scope.everything else None)

@@ -31,12 +31,12 @@ from kvfix.analysis.keyspace import Keyspace, prefix_hash, surveyed
 from kvfix.analysis.sharded import counter_tick, shard_point, start_worker, wait_worker, with_counter
 from kvfix.analysis.walk import Half, group_record_region
 from kvfix.codec.stream import LEGACY, PREFIX_MARK, PREFIXED
+from kvfix.migrations import layout_records
 from kvfix.migrations.base import Plan, Written
 from kvfix.migrations.layout_records import (
     Collected,
     StreamRecords,
     WalkPart,
-    check64,
     collect_chunk,
     live_chunks,
     stream_records,
@@ -75,10 +75,12 @@ def verify_plan(
     ks = surveyed(db, plan.cluster, progress or Progress())
     half = shard_point(ks, None) if plan.scope.everything else None
     if half is not None:
-        return _in_two(db, plan, _Matcher(ints, n, 0), complete, progress, ks, half)
+        both = _in_two(db, plan, _Matcher(ints, n, 0), complete, progress, ks, half)
+        if both is not None:
+            return both
     m = _Matcher(ints, n, 0)
     problems = _verify_part(db, plan, m, complete, progress, WalkPart(ks))
-    return problems + _missing(n - (m.end or 0))
+    return problems + _missing(m.skipped + n - (m.end or 0))
 
 
 def _missing(n: int) -> list[str]:
@@ -86,38 +88,48 @@ def _missing(n: int) -> list[str]:
 
 
 class _Matcher:
-    """The expectations of the written streams, met in walk order.  A second process's part
-    starts at an expectation it looks up (``start`` None): the first of its streams written."""
+    """The expectations of the written streams, met in walk order.  A stream that is not the
+    next expectation's is looked up further on: the expectations passed over were written
+    but not found (``skipped``).  A second process's part (``start`` None) starts at the
+    first of its streams found."""
 
-    __slots__ = ("_misses", "_sorted", "end", "first", "ints", "n")
+    __slots__ = ("_hashes", "_sorted", "end", "first", "ints", "n", "skipped")
 
     def __init__(self, ints: array[int], n: int, start: int | None) -> None:
         self.ints, self.n = ints, n
         self.first = self.end = start
+        self.skipped = 0
+        self._hashes: array[int] | None = None
         self._sorted: array[int] | None = None
-        self._misses = 0
 
     def match(self, h: int) -> tuple[int, ...] | None:
-        """The expectation of the stream whose prefix hashes to ``h``, if it is the next one."""
-        i = self.end if self.end is not None else self._find(h)
-        if i is None or i >= self.n or self.ints[i * WIDTH] != h:
+        """The expectation of the stream whose prefix hashes to ``h``, if it was written."""
+        i = self.end
+        if i is not None and i < self.n and self.ints[i * WIDTH] == h:
+            self.end = i + 1
+            return tuple(self.ints[i * WIDTH : (i + 1) * WIDTH])
+        j = self._find(h, i or 0)
+        if j is None:
             return None
-        self.first = i if self.first is None else self.first
-        self.end = i + 1
-        return tuple(self.ints[i * WIDTH : (i + 1) * WIDTH])
+        if i is None:
+            self.first = j
+        else:
+            self.skipped += j - i
+        self.end = j + 1
+        return tuple(self.ints[j * WIDTH : (j + 1) * WIDTH])
 
-    def _find(self, h: int) -> int | None:
-        hashes = self.ints[0 : self.n * WIDTH : WIDTH]
-        if self._sorted is None and self._misses >= 8:
-            self._sorted = array("Q", sorted(hashes))  # a part with many streams not written
-        if self._sorted is not None:
-            at = bisect_left(self._sorted, h)
-            if at == len(self._sorted) or self._sorted[at] != h:
-                return None
+    def _find(self, h: int, start: int) -> int | None:
+        """Where ``h`` is among the expectations from ``start`` on (a sorted copy answers
+        whether it is there at all: most streams looked up were not written)."""
+        if self._hashes is None or self._sorted is None:
+            self._hashes = self.ints[0 : self.n * WIDTH : WIDTH]
+            self._sorted = array("Q", sorted(self._hashes))
+        at = bisect_left(self._sorted, h)
+        if at == len(self._sorted) or self._sorted[at] != h:
+            return None
         try:
-            return hashes.index(h)
+            return self._hashes.index(h, start)
         except ValueError:
-            self._misses += 1
             return None
 
 
@@ -142,43 +154,67 @@ def _verify_part(
 
 def _in_two(
     db: Database, plan: Plan, m: _Matcher, complete: bool, progress: Progress | None, ks: Keyspace, half: Half
-) -> list[str]:
+) -> list[str] | None:
     """This process verifies the streams before ``half.at``, a second one the rest; if that
-    one fails, this one verifies them too.  The two parts' expectations must meet exactly."""
+    one fails, this one verifies them too.  None: no second process could be started (a
+    full temporary disk), nothing verified yet."""
     second = Half(half.at, False)
     tick = Ticker(progress or Progress(), ks.streams)
-    with tempfile.TemporaryDirectory(prefix="kvfix-verify-") as tmp:
+    try:
+        workdir = tempfile.TemporaryDirectory(prefix="kvfix-verify-", ignore_cleanup_errors=True)
+    except OSError:  # no room for a second process's files
+        return None
+    with workdir as tmp:
         counter = Path(tmp) / "progress"
         order, out = Path(tmp) / "job.pickle", Path(tmp) / "result.pickle"
         job = {"verify": plan, "path": str(db.path), "keyspace": ks, "half": second, "ints": m.ints[: m.n * WIDTH]}
-        with open(order, "wb") as f:
-            pickle.dump({**job, "n": m.n, "complete": complete, "counter": str(counter), "parent": os.getpid()}, f)
-        proc = start_worker(order, out)
+        job |= {"n": m.n, "complete": complete, "check_key": layout_records.CHECK_KEY}
         try:
+            with open(order, "wb") as f:
+                pickle.dump({**job, "counter": str(counter), "parent": os.getpid()}, f)
+            proc = start_worker(order, out)
+        except OSError:
+            return None
+        try:
+            last = [0, 0]
             both = with_counter(tick, counter)
-            problems = _verify_part(db, plan, m, complete, progress, WalkPart(ks, half, both))
-            later = wait_worker(proc, out, both, m.n, 0, {"problems", "first", "end"})
+
+            def ours(streams: int, records: int) -> None:
+                last[:] = streams, records
+                both(streams, records)
+
+            problems = _verify_part(db, plan, m, complete, progress, WalkPart(ks, half, ours))
+            later = wait_worker(proc, out, both, last[0], last[1], {"problems", "first", "end", "skipped"})
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
     if later is None:  # the second process failed: verify its part here
         problems += _verify_part(db, plan, m, complete, progress, WalkPart(ks, second))
-        return problems + _missing(m.n - (m.end or 0))
-    first, end = later["first"], later["end"]
-    mine = m.end or 0
-    gap = (m.n if first is None else first) - mine
-    return problems + later["problems"] + _missing(gap + (0 if end is None else m.n - end))
+        return problems + _missing(m.skipped + m.n - (m.end or 0))
+    return problems + later["problems"] + _joined_missing(m, later)
+
+
+def _joined_missing(m: _Matcher, later: dict[str, Any]) -> list[str]:
+    """The written streams neither part found: passed over in either part, between the parts,
+    and after the second part's last."""
+    first, end, mine = later["first"], later["end"], m.end or 0
+    if first is None:
+        return _missing(m.skipped + m.n - mine)
+    if first < mine:  # only with two streams of one prefix hash
+        return ["the two parts of the verification met the same written stream; verify again with KVFIX_WORKERS=1"]
+    return _missing(m.skipped + (first - mine) + later["skipped"] + (m.n - end))
 
 
 def verify_worker(job: dict[str, Any]) -> dict[str, Any]:
     """The second process's part of :func:`_in_two` (kvfix.analysis.scanworker)."""
+    layout_records.set_check_key(job["check_key"])
     m = _Matcher(job["ints"], job["n"], None)
     tick = counter_tick(job["counter"], job["parent"], os.path.dirname(job["counter"]))
     with open_read_only(job["path"], parent_holds_lock=True) as db:
         part = WalkPart(job["keyspace"], job["half"], tick)
         problems = _verify_part(db, job["verify"], m, job["complete"], None, part)
-    return {"problems": problems, "first": m.first, "end": m.end}
+    return {"problems": problems, "first": m.first, "end": m.end, "skipped": m.skipped}
 
 
 class _Raw:
@@ -191,11 +227,11 @@ class _Raw:
         self.legacy = self.records = self.sum = 0
 
     def add(self, chunk: list[tuple[bytes, bytes]], n: int) -> None:
-        mark, h = PREFIX_MARK, check64
+        mark, b2, num, secret = PREFIX_MARK, blake2b, int.from_bytes, layout_records.CHECK_KEY
         total = 0
         for key, value in chunk:
             if key.startswith(mark, n):
-                total += h(key[n:] + value)
+                total += num(b2(key[n:] + value, digest_size=8, key=secret).digest(), "little")
                 self.records += 1
             else:
                 self.legacy += 1

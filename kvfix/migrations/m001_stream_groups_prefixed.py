@@ -10,6 +10,7 @@ metadata's group_number, see kvfix.migrations.layout) do.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from kvfix.codec.stream import LEGACY, PREFIXED, Layout
 from kvfix.migrations import layout, layout_records
@@ -39,9 +40,10 @@ class _LayoutMigration(Migration):
         limit: int = 20,
         on_stream: OnStream | None = None,
         progress: Progress | None = None,
+        second: Any = None,
     ) -> Plan:
         head = PlanHead(self.id, self.source, self.target, options.on_conflict)
-        return layout.build_plan(db, head, options, limit, on_stream, progress)
+        return layout.build_plan(db, head, options, limit, on_stream, progress, second)
 
     def written(self) -> Written:
         return Written(WIDTH)

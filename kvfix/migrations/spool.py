@@ -21,6 +21,7 @@ import os
 import tempfile
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Any
 
 from kvfix.errors import ReadError
@@ -42,9 +43,17 @@ _CHECK_EVERY = 8 << 20
 class WriteSpool:
     """Units in planning order, encoded; :meth:`replay` gives them back once (see the module doc)."""
 
-    def __init__(self, memory: int | None = None, reserve: int | None = None) -> None:
+    def __init__(self, memory: int | None = None, reserve: int | None = None, path: Path | None = None) -> None:
+        """``path``: a second process's spool, in a named file from the start (see :meth:`handoff`)."""
         size = SPOOL_MEMORY if memory is None else memory
-        self._file: IO[bytes] | None = tempfile.SpooledTemporaryFile(max_size=size)  # noqa: SIM115  (closed by close)
+        self._file: IO[bytes] | None
+        if path is None:
+            self._file = tempfile.SpooledTemporaryFile(max_size=size)  # noqa: SIM115  (closed by close)
+        else:
+            self._file = open(path, "w+b")  # noqa: SIM115  (closed by handoff or close)
+        self._path = path
+        #: Spools of a second process, replayed after this one's: (file, frames).
+        self._later: list[tuple[IO[bytes], int]] = []
         self._reserve = RESERVE_BYTES if reserve is None else reserve
         self._pending: list[tuple[Any, ...]] = []
         self._pending_ops = 0
@@ -129,9 +138,36 @@ class WriteSpool:
     def close(self) -> None:
         """Closed and gone (a failed flush of its last buffer is of no matter: it is deleted)."""
         f, self._file = self._file, None
-        if f is not None:
-            with contextlib.suppress(OSError):
-                f.close()
+        files = [f, *(later for later, _ in self._later)]
+        self._later = []
+        for each in files:
+            if each is not None:
+                with contextlib.suppress(OSError):
+                    each.close()
+
+    def handoff(self) -> dict[str, Any]:
+        """A second process's spool, finished, as its parent takes it in (:meth:`join`)."""
+        self.finish()
+        state = {"path": str(self._path), "frames": self._frames, "given_up": self.given_up}
+        self.close()
+        return state
+
+    def join(self, later: dict[str, Any] | None) -> None:
+        """Replay a second process's spool after this one's (its streams sort after ours); its
+        file is opened and unlinked here.  None, or one given up: this one is given up too."""
+        if self._file is None:
+            return
+        if later is None or later["given_up"] is not None:
+            why = "the second process's were not kept" if later is None else later["given_up"]
+            self.give_up(why)
+            return
+        try:
+            f = open(later["path"], "rb")  # noqa: SIM115  (closed by replay or close)
+            os.unlink(later["path"])
+        except OSError as exc:
+            self.give_up(f"the second process's could not be opened: {exc.strerror or exc}")
+            return
+        self._later.append((f, later["frames"]))
 
     def replay(self, written: Written) -> Iterator[list[Op] | Split]:
         """The units, in order, each recorded in ``written`` as it is taken; the spool is
@@ -141,20 +177,24 @@ class WriteSpool:
             raise ReadError("the writes kept from planning were replayed before they were complete")
         try:
             f.seek(0)
-            records = self._read(f)
-            for record in records:
-                if record[0] == "u":
-                    yield took(written, Unit(record[1], record[2], record[3]))
-                else:
-                    parts = self._parts(records)
-                    yield took(written, Unit(record[1], record[2], Split(parts)))
-                    for _ in parts:  # parts not taken: passed over to the next unit
-                        pass
+            yield from self._units(written, self._read(f, self._frames))
+            for later, frames in self._later:
+                yield from self._units(written, self._read(later, frames))
         finally:
             self.close()
 
-    def _read(self, f: IO[bytes]) -> Iterator[tuple[Any, ...]]:
-        for _ in range(self._frames):
+    def _units(self, written: Written, records: Iterator[tuple[Any, ...]]) -> Iterator[list[Op] | Split]:
+        for record in records:
+            if record[0] == "u":
+                yield took(written, Unit(record[1], record[2], record[3]))
+            else:
+                parts = self._parts(records)
+                yield took(written, Unit(record[1], record[2], Split(parts)))
+                for _ in parts:  # parts not taken: passed over to the next unit
+                    pass
+
+    def _read(self, f: IO[bytes], frames: int) -> Iterator[tuple[Any, ...]]:
+        for _ in range(frames):
             try:
                 size = int.from_bytes(f.read(8), "little")
                 data = f.read(size)

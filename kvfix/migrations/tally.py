@@ -7,6 +7,7 @@ order they are written) is what a run compares when it plans again under the loc
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from hashlib import sha256
 
@@ -55,8 +56,10 @@ class PlanHead:
 class PlanTally:
     """Builds a :class:`~kvfix.migrations.base.Plan` from stream plans offered one by one."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, base: int = 0) -> None:
         self.limit = limit
+        #: Added to each stream's position: a second process's streams sort after ours.
+        self.base = base
         self.streams = 0
         self.counts = dict.fromkeys(COUNTS, 0)
         self._top: TopRows[StreamLine] = TopRows(limit)
@@ -65,7 +68,7 @@ class PlanTally:
         self._sha = sha256()
 
     def add(self, sp: StreamPlan) -> None:
-        i = self.streams
+        i = self.base + self.streams
         self.streams += 1
         c = self.counts
         refused = sum(x.resolution is None for x in sp.conflicts)
@@ -82,6 +85,21 @@ class PlanTally:
             if conflict.resolution is None and len(self._refused) < REFUSED_NAMED:
                 self._refused.append(f"{label(sp.key)}/{label(conflict.group)}")
         self._sha.update(sp.fingerprint())
+
+    def __getstate__(self) -> dict[str, object]:
+        """A second process's tally travels without its digest (the fingerprints go in a file)."""
+        return {**self.__dict__, "_sha": None}
+
+    def absorb(self, later: PlanTally, fingerprints: Iterable[bytes]) -> None:
+        """Take in a second process's tally (its streams after ours) and its streams' fingerprints."""
+        self.streams += later.streams
+        for name, n in later.counts.items():
+            self.counts[name] += n
+        self._top.absorb(later._top)
+        self._conflicts.absorb(later._conflicts)
+        self._refused.extend(later._refused[: max(0, REFUSED_NAMED - len(self._refused))])
+        for data in fingerprints:
+            self._sha.update(data)
 
     def _offer_conflict(self, key: tuple[int, ...], line: ConflictLine) -> None:
         self._conflicts.offer(key, lambda: line)
