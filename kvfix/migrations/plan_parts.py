@@ -97,11 +97,15 @@ def plan_in_two(
 
 
 def _fingerprints(path: Path) -> Iterator[bytes]:
-    """The second process's fingerprints, concatenated: what the digest takes, in chunks."""
+    """The second process's fingerprints, concatenated: what the digest takes, in chunks of
+    at most _FP_CHUNK bytes (they compress tenfold: a whole block would be tens of MB)."""
     inflate = zlib.decompressobj()
     with open(path, "rb") as f:
-        while block := f.read(_FP_CHUNK):
-            yield inflate.decompress(block)
+        while block := f.read(_FP_CHUNK // 16):
+            data = inflate.decompress(block, _FP_CHUNK)
+            while data:
+                yield data
+                data = inflate.decompress(inflate.unconsumed_tail, _FP_CHUNK) if inflate.unconsumed_tail else b""
     yield inflate.flush()
 
 
