@@ -229,6 +229,21 @@ def wait_worker(
     return later
 
 
+def launch(
+    tmp: str, job: dict[str, Any], start: Callable[[Path, Path], subprocess.Popen[bytes]]
+) -> tuple[subprocess.Popen[bytes], Path, Path] | None:
+    """Write ``job`` (with the progress counter's path and our pid) into ``tmp`` and start the
+    second process with ``start``: (process, counter, result path), or None when it cannot
+    be started (a full temporary disk, EAGAIN): then one process does it all."""
+    counter, order, out = Path(tmp) / "progress", Path(tmp) / "job.pickle", Path(tmp) / "result.pickle"
+    try:
+        with open(order, "wb") as f:
+            pickle.dump({**job, "counter": str(counter), "parent": os.getpid()}, f)
+        return start(order, out), counter, out
+    except OSError:
+        return None
+
+
 def start_worker(job: Path, out: Path) -> subprocess.Popen[bytes]:
     """``python -m kvfix.analysis.scanworker JOB OUT`` with this kvfix on its path."""
     env = {

@@ -14,12 +14,10 @@ this process reads that part too.
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kvfix.analysis.sharded import counter_tick, first_share, start_worker, use_two, wait_worker, with_counter
+from kvfix.analysis.sharded import counter_tick, first_share, launch, start_worker, use_two, wait_worker, with_counter
 from kvfix.analysis.stats_model import Garbage, StatsReport
 from kvfix.codec.keys import MetadataKey, key_prefix
 
@@ -74,16 +72,11 @@ def in_two(c: _Collector, cut: bytes) -> bool:
     except OSError:  # no room for a second process's files
         return False
     with workdir as tmp:
-        counter = Path(tmp) / "progress"
-        order, out = Path(tmp) / "job.pickle", Path(tmp) / "result.pickle"
         job = {"stats": cut, "path": str(c.db.path), "cluster": report.cluster, "filters": report.filters}
-        job |= {"top_n": report.top_n, "now": report.now_ms, "counter": str(counter), "parent": os.getpid()}
-        try:
-            with open(order, "wb") as f:
-                pickle.dump(job, f)
-            proc = start_worker(order, out)
-        except OSError:  # no second process (a full temporary disk): one process reads it all
+        started = launch(tmp, {**job, "top_n": report.top_n, "now": report.now_ms}, start_worker)
+        if started is None:  # no second process: one process reads it all
             return False
+        proc, counter, out = started
         try:
             mine = c.tick
             c.tick = with_counter(mine, counter)

@@ -300,12 +300,7 @@ class Collected:
         self.in_target += later.in_target
         for what in ("stale", "orphan", "undecodable"):
             for ident, n in getattr(later, what).items():
-                counter: Counter[Ident] = getattr(self, what)
-                if ident in counter or len(counter) < SKIPPED_NAMED:
-                    counter[ident] += n
-                elif self._last != (what, ident):
-                    self.unnamed += 1
-                self._last = (what, ident)
+                self.skip(what, ident, n)
         self.unnamed += later.unnamed
 
     def skip(self, what: str, ident: Ident, records: int) -> None:

@@ -18,17 +18,15 @@ classified, and the problem said from its sides.
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
 from hashlib import blake2b
-from pathlib import Path
 from typing import Any
 
 from kvfix.analysis.keyspace import Keyspace, prefix_hash, surveyed
-from kvfix.analysis.sharded import counter_tick, shard_point, start_worker, wait_worker, with_counter
+from kvfix.analysis.sharded import counter_tick, launch, shard_point, start_worker, wait_worker, with_counter
 from kvfix.analysis.walk import Half, group_record_region
 from kvfix.codec.stream import LEGACY, PREFIX_MARK, PREFIXED
 from kvfix.migrations import layout_records
@@ -165,16 +163,13 @@ def _in_two(
     except OSError:  # no room for a second process's files
         return None
     with workdir as tmp:
-        counter = Path(tmp) / "progress"
-        order, out = Path(tmp) / "job.pickle", Path(tmp) / "result.pickle"
         job = {"verify": plan, "path": str(db.path), "keyspace": ks, "half": second, "ints": m.ints[: m.n * WIDTH]}
-        job |= {"n": m.n, "complete": complete, "check_key": layout_records.CHECK_KEY}
-        try:
-            with open(order, "wb") as f:
-                pickle.dump({**job, "counter": str(counter), "parent": os.getpid()}, f)
-            proc = start_worker(order, out)
-        except OSError:
+        started = launch(
+            tmp, {**job, "n": m.n, "complete": complete, "check_key": layout_records.CHECK_KEY}, start_worker
+        )
+        if started is None:
             return None
+        proc, counter, out = started
         try:
             last = [0, 0]
             both = with_counter(tick, counter)

@@ -14,7 +14,6 @@ fails, this process plans its part too.
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kvfix.analysis.keyspace import Keyspace
-from kvfix.analysis.sharded import counter_tick, start_worker, wait_worker, with_counter
+from kvfix.analysis.sharded import counter_tick, launch, start_worker, wait_worker, with_counter
 from kvfix.analysis.walk import Half
 from kvfix.migrations import layout_records
 from kvfix.migrations.base import Migration, PlanOptions
@@ -67,18 +66,15 @@ def plan_in_two(
         plan_part(db, head, options, col, tally, on_stream, progress, WalkPart(ks))
         return
     with workdir as tmp:
-        counter, order, out = Path(tmp) / "progress", Path(tmp) / "job.pickle", Path(tmp) / "result.pickle"
         job = {"plan": head, "options": options, "limit": tally.limit, "keyspace": ks, "half": rest}
         job |= {"path": str(db.path), "locked": second.locked, "migration": second.migration}
         job |= {"check_key": layout_records.CHECK_KEY}
         job |= {"spool": None if second.spool is None else str(Path(tmp) / "spool"), "fps": str(Path(tmp) / "fps")}
-        try:
-            with open(order, "wb") as f:
-                pickle.dump({**job, "counter": str(counter), "parent": os.getpid()}, f)
-            proc = start_worker(order, out)
-        except OSError:  # no second process (a full temporary disk): plan it all here
+        started = launch(tmp, job, start_worker)
+        if started is None:  # no second process (a full temporary disk): plan it all here
             plan_part(db, head, options, col, tally, on_stream, progress, WalkPart(ks))
             return
+        proc, counter, out = started
         try:
             tick = with_counter(Ticker(progress or Progress(), ks.streams), counter)
             plan_part(db, head, options, col, tally, on_stream, progress, WalkPart(ks, half, tick))
