@@ -117,3 +117,21 @@ def test_json_records_and_plan_files_stay_in_one_process(tmp_path: Path, monkeyp
     for args in (("--format", "json"), ("--records",), ("--save-plan", str(tmp_path / "plan.jsonl"))):
         res = run_cli("migrate", path, "--dry-run", *args)
         assert res.exit_code == 0, (args, res.output)
+
+
+@pytest.mark.parametrize("make", [adversarial_db, _conflicts_db], ids=["adversarial", "conflicts"])
+def test_the_plan_and_its_digest_are_the_one_process_ones(tmp_path: Path, monkeypatch, make) -> None:  # type: ignore[no-untyped-def]
+    """What a run compares under the lock when it plans again in one process (writes_sha256,
+    counts, rows, conflicts, skipped): equal, wherever the cut."""
+    from kvfix.migrations import PlanOptions, for_target
+    from kvfix.migrations.plan_parts import SecondPart
+
+    path = make(tmp_path / "db", False) if make is adversarial_db else make(tmp_path / "db")
+    migration = for_target("prefixed")
+    options = PlanOptions(on_conflict="keep-legacy")
+    with open_read_only(path) as db:
+        one = migration.plan(db, options, 3)
+        for at in _keys(path)[1::3]:
+            _cut(monkeypatch, at)
+            two = migration.plan(db, options, 3, second=SecondPart(migration, None, False))
+            assert two == one and two.writes_sha256 == one.writes_sha256, at

@@ -149,10 +149,12 @@ class StreamPlan:
         return out
 
     def fingerprint(self) -> bytes:
-        """What the writes are a function of: the decisions and, per side, its count and hash."""
+        """What the writes are a function of: the decisions and, per side, its count and keyed
+        checksum (the run's key, which its second processes share: the digest of a plan made
+        in two processes is the one-process digest)."""
         m = self.metadata
-        sides: list[tuple[object, ...]] = [("move", s.group, s.layout, s.records, s.sum) for s in self.moves]
-        sides += [("drop", s.group, s.layout, s.records, s.sum, why) for s, why in self.dropped]
+        sides: list[tuple[object, ...]] = [("move", s.group, s.layout, s.records, s.check) for s in self.moves]
+        sides += [("drop", s.group, s.layout, s.records, s.check, why) for s, why in self.dropped]
         return repr((self.prefix, None if m is None else (m.key, m.new), sides)).encode()
 
     def rewrites(self) -> Iterator[Rewrite]:
