@@ -135,3 +135,33 @@ def test_the_plan_and_its_digest_are_the_one_process_ones(tmp_path: Path, monkey
             _cut(monkeypatch, at)
             two = migration.plan(db, options, 3, second=SecondPart(migration, None, False))
             assert two == one and two.writes_sha256 == one.writes_sha256, at
+
+
+def test_unreadable_fingerprints_of_the_second_process_plan_its_part_here(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import zlib
+
+    path = _conflicts_db(tmp_path / "db")
+    _cut(monkeypatch, None)
+    one = run_cli("migrate", path, "--dry-run", "--limit", "0")
+    _cut(monkeypatch, _keys(path)[5])
+
+    def broken(_path):  # type: ignore[no-untyped-def]
+        raise zlib.error("Error -3 while decompressing data")
+        yield b""
+
+    monkeypatch.setattr(plan_parts, "_fingerprints", broken)
+    two = run_cli("migrate", path, "--dry-run", "--limit", "0")
+    assert (two.exit_code, two.stdout) == (one.exit_code, one.stdout)
+
+
+def test_a_small_second_spool_is_kept_as_one_process_would_keep_it(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The free-space rule holds the second process's file only past the in-memory size."""
+    path = _conflicts_db(tmp_path / "db")
+    _cut(monkeypatch, _keys(path)[5])
+    monkeypatch.setenv("KVFIX_SPOOL_RESERVE", str(1 << 62))
+    joined: list[object] = []
+    real_join = plan_parts.WriteSpool.join
+    monkeypatch.setattr(plan_parts.WriteSpool, "join", lambda s, later: (joined.append(later), real_join(s, later))[1])
+    res = run_cli("migrate", path, "--yes", "--no-backup", "--on-conflict", "keep-legacy")
+    assert res.exit_code == 0, res.output
+    assert joined and joined[0]["given_up"] is None and "given up" not in res.stderr  # type: ignore[index]

@@ -79,8 +79,11 @@ def plan_in_two(
             tick = with_counter(Ticker(progress or Progress(), ks.streams), counter)
             plan_part(db, head, options, col, tally, on_stream, progress, WalkPart(ks, half, tick))
             later = wait_worker(proc, out, tick, col.live, 0, {"tally", "col", "spool", "fps"})
+            digest = None if later is None else _continued(tally, Path(later["fps"]))
+            if later is not None and digest is None:
+                later = None  # its fingerprints unreadable: plan its part here
             if later is not None:
-                tally.absorb(later["tally"], _fingerprints(Path(later["fps"])))
+                tally.absorb(later["tally"], digest)
                 col.absorb(later["col"])
                 if second.spool is not None:
                     second.spool.join(later["spool"])  # opened (and unlinked) before tmp goes
@@ -90,6 +93,17 @@ def plan_in_two(
                 proc.wait()
     if later is None:  # the second process failed: plan its part here
         plan_part(db, head, options, col, tally, on_stream, progress, WalkPart(ks, rest))
+
+
+def _continued(tally: PlanTally, path: Path) -> Any:
+    """Our digest gone on with the second process's fingerprints; None if they can't be read."""
+    digest = tally.digest()
+    try:
+        for chunk in _fingerprints(path):
+            digest.update(chunk)
+    except (OSError, zlib.error):
+        return None
+    return digest
 
 
 def _fingerprints(path: Path) -> Iterator[bytes]:

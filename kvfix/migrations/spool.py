@@ -46,6 +46,7 @@ class WriteSpool:
     def __init__(self, memory: int | None = None, reserve: int | None = None, path: Path | None = None) -> None:
         """``path``: a second process's spool, in a named file from the start (see :meth:`handoff`)."""
         size = SPOOL_MEMORY if memory is None else memory
+        self._memory = size
         self._file: IO[bytes] | None
         if path is None:
             self._file = tempfile.SpooledTemporaryFile(max_size=size)  # noqa: SIM115  (closed by close)
@@ -106,16 +107,23 @@ class WriteSpool:
 
     def _checked_on_disk(self) -> bool:
         """False once, when the spool has just moved to a file: look at the free space then."""
-        rolled = getattr(self._file, "_rolled", True)
+        rolled = self._counts_as_disk()
         if rolled and not self._seen_on_disk:
             self._seen_on_disk = True
             return False
         return True
 
+    def _counts_as_disk(self) -> bool:
+        """Past what one process keeps in memory: a second process's file is held to the same
+        free-space rule only from that size on, as one process's spool would be."""
+        assert self._file is not None
+        rolled = getattr(self._file, "_rolled", None)
+        return self._file.tell() >= self._memory if rolled is None else bool(rolled)
+
     def _check_space(self) -> None:
         assert self._file is not None
-        if not getattr(self._file, "_rolled", True):
-            return  # still in memory
+        if not self._counts_as_disk():
+            return  # still in memory (or, a second process's, within what memory would hold)
         st = os.fstatvfs(self._file.fileno())
         if st.f_bavail * st.f_frsize < max(self._reserve, st.f_blocks * st.f_frsize // 20):
             raise OSError(f"its file system ({tempfile.gettempdir()}) is nearly full")

@@ -7,9 +7,9 @@ order they are written) is what a run compares when it plans again under the loc
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from hashlib import sha256
+from typing import Any
 
 from kvfix.analysis.scope import Scope
 from kvfix.bounded import TopRows
@@ -90,16 +90,20 @@ class PlanTally:
         """A second process's tally travels without its digest (the fingerprints go in a file)."""
         return {**self.__dict__, "_sha": None}
 
-    def absorb(self, later: PlanTally, fingerprints: Iterable[bytes]) -> None:
-        """Take in a second process's tally (its streams after ours) and its streams' fingerprints."""
+    def digest(self) -> Any:
+        """A copy of the digest so far, for a second process's fingerprints to go on with."""
+        return self._sha.copy()
+
+    def absorb(self, later: PlanTally, digest: Any) -> None:
+        """Take in a second process's tally (its streams after ours) and the digest gone on
+        with its streams' fingerprints (:meth:`digest`)."""
         self.streams += later.streams
         for name, n in later.counts.items():
             self.counts[name] += n
         self._top.absorb(later._top)
         self._conflicts.absorb(later._conflicts)
         self._refused.extend(later._refused[: max(0, REFUSED_NAMED - len(self._refused))])
-        for data in fingerprints:
-            self._sha.update(data)
+        self._sha = digest
 
     def _offer_conflict(self, key: tuple[int, ...], line: ConflictLine) -> None:
         self._conflicts.offer(key, lambda: line)
