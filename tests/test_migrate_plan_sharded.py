@@ -165,3 +165,20 @@ def test_a_small_second_spool_is_kept_as_one_process_would_keep_it(tmp_path: Pat
     res = run_cli("migrate", path, "--yes", "--no-backup", "--on-conflict", "keep-legacy")
     assert res.exit_code == 0, res.output
     assert joined and joined[0]["given_up"] is None and "given up" not in res.stderr  # type: ignore[index]
+
+
+def test_progress_keeps_our_records_while_the_second_process_finishes(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """While the planning parent waits, the bar shows our part's streams and records, not 0."""
+    path = _conflicts_db(tmp_path / "db")
+    keys = _keys(path)
+    _cut(monkeypatch, keys[len(keys) // 2])
+    waited: list[tuple[int, int]] = []
+    real = plan_parts.wait_worker
+
+    def wait(proc, out, tick, streams, records, keys):  # type: ignore[no-untyped-def]
+        waited.append((streams, records))
+        return real(proc, out, tick, streams, records, keys)
+
+    monkeypatch.setattr(plan_parts, "wait_worker", wait)
+    assert run_cli("migrate", path, "--dry-run").exit_code == 0
+    assert len(waited) == 1 and waited[0][0] > 0 and waited[0][1] > 0, waited

@@ -176,6 +176,18 @@ def with_counter(tick: Tick, counter: Path | None) -> Tick:
     return both
 
 
+def remembered(tick: Tick) -> tuple[Tick, list[int]]:
+    """``tick`` and the last (streams, records) it was given: what to keep showing for our
+    part while the second process finishes."""
+    last = [0, 0]
+
+    def ours(streams: int, records: int) -> None:
+        last[:] = streams, records
+        tick(streams, records)
+
+    return ours, last
+
+
 _COUNTS = struct.Struct("<qq")
 
 

@@ -289,7 +289,8 @@ class Collected:
     in_target: int = 0
     #: Streams with records left alone beyond the named ones.
     unnamed: int = 0
-    _last: tuple[str, Ident] | None = None
+    #: The last stream counted unnamed, per kind (a stream's records of one kind come in a run).
+    _last: dict[str, Ident] = field(default_factory=dict)
 
     def absorb(self, later: Collected) -> None:
         """Take in what a second process's walk (the streams after ours) left alone, naming
@@ -307,9 +308,9 @@ class Collected:
         counter: Counter[Ident] = getattr(self, what)
         if ident in counter or len(counter) < SKIPPED_NAMED:
             counter[ident] += records
-        elif self._last != (what, ident):
+        elif self._last.get(what) != ident:
             self.unnamed += 1
-        self._last = (what, ident)
+            self._last[what] = ident
 
 
 class WalkPart(NamedTuple):

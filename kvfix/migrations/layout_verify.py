@@ -26,7 +26,15 @@ from hashlib import blake2b
 from typing import Any
 
 from kvfix.analysis.keyspace import Keyspace, prefix_hash, surveyed
-from kvfix.analysis.sharded import counter_tick, launch, shard_point, start_worker, wait_worker, with_counter
+from kvfix.analysis.sharded import (
+    counter_tick,
+    launch,
+    remembered,
+    shard_point,
+    start_worker,
+    wait_worker,
+    with_counter,
+)
 from kvfix.analysis.walk import Half, group_record_region
 from kvfix.codec.stream import LEGACY, PREFIX_MARK, PREFIXED
 from kvfix.migrations import layout_records
@@ -171,13 +179,8 @@ def _in_two(
             return None
         proc, counter, out = started
         try:
-            last = [0, 0]
             both = with_counter(tick, counter)
-
-            def ours(streams: int, records: int) -> None:
-                last[:] = streams, records
-                both(streams, records)
-
+            ours, last = remembered(both)
             problems = _verify_part(db, plan, m, complete, progress, WalkPart(ks, half, ours))
             later = wait_worker(proc, out, both, last[0], last[1], {"problems", "first", "end", "skipped"})
         finally:

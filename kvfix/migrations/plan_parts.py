@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kvfix.analysis.keyspace import Keyspace
-from kvfix.analysis.sharded import counter_tick, launch, start_worker, wait_worker, with_counter
+from kvfix.analysis.sharded import counter_tick, launch, remembered, start_worker, wait_worker, with_counter
 from kvfix.analysis.walk import Half
 from kvfix.migrations import layout_records
 from kvfix.migrations.base import Migration, PlanOptions
@@ -77,8 +77,9 @@ def plan_in_two(
         proc, counter, out = started
         try:
             tick = with_counter(Ticker(progress or Progress(), ks.streams), counter)
-            plan_part(db, head, options, col, tally, on_stream, progress, WalkPart(ks, half, tick))
-            later = wait_worker(proc, out, tick, col.live, 0, {"tally", "col", "spool", "fps"})
+            ours, last = remembered(tick)
+            plan_part(db, head, options, col, tally, on_stream, progress, WalkPart(ks, half, ours))
+            later = wait_worker(proc, out, tick, last[0], last[1], {"tally", "col", "spool", "fps"})
             digest = None if later is None else _continued(tally, Path(later["fps"]))
             if later is not None and digest is None:
                 later = None  # its fingerprints unreadable: plan its part here
