@@ -22,6 +22,7 @@ import kvfix.migrations.plan_parts as plan_parts
 from kvfix.analysis.walk import Half
 from kvfix.codec.metadata import StreamId
 from kvfix.codec.stream import ConsumerValue
+from kvfix.render.migrate_json import PlanJson
 from kvfix.store.opening import open_read_only
 from kvfix.synth import SynthDB, SynthStream, group_value
 
@@ -46,7 +47,12 @@ def _cut(monkeypatch: pytest.MonkeyPatch, at: bytes | None) -> None:
     monkeypatch.setattr(layout_plan, "shard_point", lambda ks, w: None if at is None else Half(at, True))
 
 
-DRY = [("--dry-run", "--format", "plain", "--limit", "2"), ("--dry-run", "--format", "plain", "--limit", "0")]
+DRY = [
+    ("--dry-run", "--format", "plain", "--limit", "2"),
+    ("--dry-run", "--format", "plain", "--limit", "0"),
+    ("--dry-run", "--format", "json"),
+    ("--dry-run", "--format", "json", "--records", "--pretty"),
+]
 
 
 @pytest.mark.parametrize("make", [adversarial_db, _conflicts_db], ids=["adversarial", "conflicts"])
@@ -58,6 +64,9 @@ def test_a_plan_cut_at_any_stream_is_the_one_process_plan(tmp_path: Path, monkey
     seen: list[object] = []
     real = plan_parts.wait_worker
     monkeypatch.setattr(plan_parts, "wait_worker", lambda *a: seen.append(real(*a)) or seen[-1])
+    joined: list[str] = []
+    real_join = PlanJson.join
+    monkeypatch.setattr(PlanJson, "join", lambda s, later: (joined.append("json"), real_join(s, later))[1])
     keys = _keys(path)
     for at in keys[1 :: max(1, len(keys) // 7)]:
         _cut(monkeypatch, at)
@@ -65,14 +74,19 @@ def test_a_plan_cut_at_any_stream_is_the_one_process_plan(tmp_path: Path, monkey
             got = run_cli("migrate", path, *a, *o)
             assert (got.exit_code, got.stdout) == (res.exit_code, res.stdout), (at, a, o)
     assert seen and all(later is not None for later in seen)
+    assert len(joined) == len(seen) // 2  # half the runs are JSON documents, every one joined
 
 
 @pytest.mark.parametrize("to", ["prefixed", "legacy"])
-def test_a_real_run_planned_in_two_writes_what_one_process_writes(tmp_path: Path, monkeypatch, to: str) -> None:  # type: ignore[no-untyped-def]
-    """The second process's spool is replayed after ours: the same database, verified."""
+@pytest.mark.parametrize("fmt", ["plain", "json"])
+def test_a_real_run_planned_in_two_writes_what_one_process_writes(
+    tmp_path: Path, monkeypatch, to: str, fmt: str
+) -> None:  # type: ignore[no-untyped-def]
+    """The second process's spool is replayed after ours: the same database, verified, and
+    the same report (its JSON document's streams written by both processes)."""
     monkeypatch.setattr(layout_plan, "shard_point", lambda ks, w: None)
     a, b = _conflicts_db(tmp_path / "a"), _conflicts_db(tmp_path / "b")
-    args = ("--yes", "--no-backup", "--on-conflict", "keep-prefixed")
+    args = ("--yes", "--no-backup", "--on-conflict", "keep-prefixed", "--format", fmt)
     if to == "legacy":
         assert run_cli("migrate", a, *args).exit_code == 0 and run_cli("migrate", b, *args).exit_code == 0
     args = (*args, "--to", to)
@@ -89,10 +103,11 @@ def test_a_real_run_planned_in_two_writes_what_one_process_writes(tmp_path: Path
     assert dump_all(a) == dump_all(b)
 
 
-def test_a_failing_second_process_changes_nothing(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("fmt", ["plain", "json"])
+def test_a_failing_second_process_changes_nothing(tmp_path: Path, monkeypatch, fmt: str) -> None:  # type: ignore[no-untyped-def]
     a, b = _conflicts_db(tmp_path / "a"), _conflicts_db(tmp_path / "b")
     _cut(monkeypatch, None)
-    one = run_cli("migrate", a, "--yes", "--no-backup", "--on-conflict", "keep-legacy")
+    one = run_cli("migrate", a, "--yes", "--no-backup", "--on-conflict", "keep-legacy", "--format", fmt)
     keys = _keys(b)
     _cut(monkeypatch, keys[len(keys) // 3])
 
@@ -100,12 +115,12 @@ def test_a_failing_second_process_changes_nothing(tmp_path: Path, monkeypatch) -
         return subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
 
     monkeypatch.setattr(plan_parts, "start_worker", failing)
-    two = run_cli("migrate", b, "--yes", "--no-backup", "--on-conflict", "keep-legacy")
+    two = run_cli("migrate", b, "--yes", "--no-backup", "--on-conflict", "keep-legacy", "--format", fmt)
     assert (two.exit_code, two.stdout.replace(str(b), str(a))) == (one.exit_code, one.stdout)
     assert dump_all(a) == dump_all(b)
 
 
-def test_json_records_and_plan_files_stay_in_one_process(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_records_rows_and_plan_files_stay_in_one_process(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     path = _conflicts_db(tmp_path / "db")
     keys = _keys(path)
     _cut(monkeypatch, keys[3])
@@ -114,7 +129,7 @@ def test_json_records_and_plan_files_stay_in_one_process(tmp_path: Path, monkeyp
         raise AssertionError("a second process was started")
 
     monkeypatch.setattr(plan_parts, "start_worker", never)
-    for args in (("--format", "json"), ("--records",), ("--save-plan", str(tmp_path / "plan.jsonl"))):
+    for args in (("--records",), ("--save-plan", str(tmp_path / "plan.jsonl"))):
         res = run_cli("migrate", path, "--dry-run", *args)
         assert res.exit_code == 0, (args, res.output)
 

@@ -82,9 +82,9 @@ def planned_run(
         if writer is not None:
             writer.add(planfile.migration_lines(sp))
 
-    # Nothing shown or saved per stream: many streams may be planned in two processes.
-    alone = shown.json is None and shown.rows is None and check is None and writer is None
-    second = SecondPart(run.migration, spool, keep) if alone else None
+    # No plan file nor --records rows: many streams may be planned in two processes.
+    alone = shown.rows is None and check is None and writer is None
+    second = SecondPart(run.migration, spool, keep, shown.json) if alone else None
     try:
         with progress_for("planning") as progress:
             plan = run.migration.plan(db, run.options, current_view().limit, on_stream, progress, second)

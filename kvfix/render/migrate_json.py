@@ -10,9 +10,11 @@ per group and kind; every rewrite and drop with its old and new key in hex comes
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import IO, Any
 
 from kvfix.migrations.base import Migration, Plan
+from kvfix.migrations.plan_parts import PlanSink
 from kvfix.migrations.run import RunResult
 from kvfix.migrations.stream_plan import StreamPlan
 from kvfix.render.jsonout import DocumentWriter, ElementSpool, Lazy, safe_int, text_and_hex
@@ -113,6 +115,18 @@ class PlanJson:
 
     def add(self, sp: StreamPlan) -> None:
         self._spool.add(stream_plan_json(sp, self.records))
+
+    def fork(self, workdir: str) -> PlanJson:
+        """An empty document part for a second process's streams, in a file of ``workdir`` (it pickles)."""
+        twin = PlanJson.__new__(PlanJson)
+        twin.m, twin.path, twin.records, twin.pretty = self.m, self.path, self.records, self.pretty
+        twin._spool = ElementSpool(self.pretty, Path(workdir) / "plan-streams.json")
+        return twin
+
+    def join(self, later: PlanSink) -> None:
+        """Its streams after ours (they all sort after them)."""
+        assert isinstance(later, PlanJson)
+        self._spool.extend(later._spool)
 
     def write(self, out: IO[str], plan: Plan, dry_run: bool, result: RunResult | None = None) -> None:
         m = self.m
