@@ -22,6 +22,7 @@ import kvfix.migrations.plan_parts as plan_parts
 from kvfix.analysis.walk import Half
 from kvfix.codec.metadata import StreamId
 from kvfix.codec.stream import ConsumerValue
+from kvfix.migrations import planfile
 from kvfix.render.migrate_json import PlanJson
 from kvfix.store.opening import open_read_only
 from kvfix.synth import SynthDB, SynthStream, group_value
@@ -120,7 +121,7 @@ def test_a_failing_second_process_changes_nothing(tmp_path: Path, monkeypatch, f
     assert dump_all(a) == dump_all(b)
 
 
-def test_records_rows_and_plan_files_stay_in_one_process(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_records_rows_stay_in_one_process(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     path = _conflicts_db(tmp_path / "db")
     keys = _keys(path)
     _cut(monkeypatch, keys[3])
@@ -129,71 +130,58 @@ def test_records_rows_and_plan_files_stay_in_one_process(tmp_path: Path, monkeyp
         raise AssertionError("a second process was started")
 
     monkeypatch.setattr(plan_parts, "start_worker", never)
-    for args in (("--records",), ("--save-plan", str(tmp_path / "plan.jsonl"))):
-        res = run_cli("migrate", path, "--dry-run", *args)
-        assert res.exit_code == 0, (args, res.output)
+    res = run_cli("migrate", path, "--dry-run", "--records")
+    assert res.exit_code == 0, res.output
 
 
-@pytest.mark.parametrize("make", [adversarial_db, _conflicts_db], ids=["adversarial", "conflicts"])
-def test_the_plan_and_its_digest_are_the_one_process_ones(tmp_path: Path, monkeypatch, make) -> None:  # type: ignore[no-untyped-def]
-    """What a run compares under the lock when it plans again in one process (writes_sha256,
-    counts, rows, conflicts, skipped): equal, wherever the cut."""
-    from kvfix.migrations import PlanOptions, for_target
-    from kvfix.migrations.plan_parts import SecondPart
-
-    path = make(tmp_path / "db", False) if make is adversarial_db else make(tmp_path / "db")
-    migration = for_target("prefixed")
-    options = PlanOptions(on_conflict="keep-legacy")
-    with open_read_only(path) as db:
-        one = migration.plan(db, options, 3)
-        for at in _keys(path)[1::3]:
-            _cut(monkeypatch, at)
-            two = migration.plan(db, options, 3, second=SecondPart(migration, None, False))
-            assert two == one and two.writes_sha256 == one.writes_sha256, at
-
-
-def test_unreadable_fingerprints_of_the_second_process_plan_its_part_here(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import zlib
-
+def test_a_plan_file_saved_in_two_processes_is_the_one_process_file(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     path = _conflicts_db(tmp_path / "db")
     _cut(monkeypatch, None)
-    one = run_cli("migrate", path, "--dry-run", "--limit", "0")
-    _cut(monkeypatch, _keys(path)[5])
-
-    def broken(_path):  # type: ignore[no-untyped-def]
-        raise zlib.error("Error -3 while decompressing data")
-        yield b""
-
-    monkeypatch.setattr(plan_parts, "_fingerprints", broken)
-    two = run_cli("migrate", path, "--dry-run", "--limit", "0")
-    assert (two.exit_code, two.stdout) == (one.exit_code, one.stdout)
-
-
-def test_a_small_second_spool_is_kept_as_one_process_would_keep_it(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """The free-space rule holds the second process's file only past the in-memory size."""
-    path = _conflicts_db(tmp_path / "db")
-    _cut(monkeypatch, _keys(path)[5])
-    monkeypatch.setenv("KVFIX_SPOOL_RESERVE", str(1 << 62))
-    joined: list[object] = []
-    real_join = plan_parts.WriteSpool.join
-    monkeypatch.setattr(plan_parts.WriteSpool, "join", lambda s, later: (joined.append(later), real_join(s, later))[1])
-    res = run_cli("migrate", path, "--yes", "--no-backup", "--on-conflict", "keep-legacy")
-    assert res.exit_code == 0, res.output
-    assert joined and joined[0]["given_up"] is None and "given up" not in res.stderr  # type: ignore[index]
-
-
-def test_progress_keeps_our_records_while_the_second_process_finishes(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """While the planning parent waits, the bar shows our part's streams and records, not 0."""
-    path = _conflicts_db(tmp_path / "db")
+    one = tmp_path / "one.jsonl"
+    assert run_cli("migrate", path, "--dry-run", "--save-plan", one).exit_code == 0
     keys = _keys(path)
-    _cut(monkeypatch, keys[len(keys) // 2])
-    waited: list[tuple[int, int]] = []
-    real = plan_parts.wait_worker
+    joined: list[int] = []
+    real_raws = planfile.LinesPart.raws
+    monkeypatch.setattr(planfile.LinesPart, "raws", lambda s: (joined.append(1), real_raws(s))[1])
+    for i, at in enumerate(keys[1 :: max(1, len(keys) // 6)]):
+        _cut(monkeypatch, at)
+        two = tmp_path / f"two{i}.jsonl"
+        res = run_cli("migrate", path, "--dry-run", "--save-plan", two)
+        assert res.exit_code == 0, res.output
+        assert two.read_bytes() == one.read_bytes(), at
+    assert len(joined) == i + 1
 
-    def wait(proc, out, tick, streams, records, keys):  # type: ignore[no-untyped-def]
-        waited.append((streams, records))
-        return real(proc, out, tick, streams, records, keys)
 
-    monkeypatch.setattr(plan_parts, "wait_worker", wait)
-    assert run_cli("migrate", path, "--dry-run").exit_code == 0
-    assert len(waited) == 1 and waited[0][0] > 0 and waited[0][1] > 0, waited
+def _saved_and_edited(path: Path, tmp: Path) -> tuple[Path, Path]:
+    """A plan file of ``path``, and a copy whose second-to-last line is changed."""
+    saved, edited = tmp / f"{path.name}.jsonl", tmp / f"{path.name}-edited.jsonl"
+    assert run_cli("migrate", path, "--dry-run", "--on-conflict", "keep-legacy", "--save-plan", saved).exit_code == 0
+    lines = saved.read_bytes().splitlines(keepends=True)
+    edited.write_bytes(b"".join([*lines[:-2], lines[-2].replace(b'"value_len":', b'"value_len":1'), lines[-1]]))
+    return saved, edited
+
+
+def test_a_plan_file_is_compared_and_applied_in_two_processes(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """--plan compares the second process's lines after ours: a change in its part refuses the
+    run naming the first different line, as one process would; unchanged, the run writes
+    what one process writes."""
+    a, b = _conflicts_db(tmp_path / "a"), _conflicts_db(tmp_path / "b")
+    _cut(monkeypatch, None)
+    (saved_a, edited_a), (saved_b, edited_b) = _saved_and_edited(a, tmp_path), _saved_and_edited(b, tmp_path)
+    one_refused = run_cli("migrate", a, "--plan", edited_a, "--yes", "--no-backup")
+    one = run_cli("migrate", a, "--plan", saved_a, "--yes", "--no-backup")
+    assert one_refused.exit_code == 2 and one.exit_code == 0, (one_refused.output, one.output)
+    assert "line " in one_refused.output
+    keys = _keys(b)
+    _cut(monkeypatch, keys[2])  # the last lines are the second process's
+    joined: list[int] = []
+    real_raws = planfile.LinesPart.raws
+    monkeypatch.setattr(planfile.LinesPart, "raws", lambda s: (joined.append(1), real_raws(s))[1])
+    before = dump_all(b)
+    refused = run_cli("migrate", b, "--plan", edited_b, "--yes", "--no-backup")
+    assert (refused.exit_code, refused.output.replace(str(b), str(a))) == (2, one_refused.output)
+    assert dump_all(b) == before
+    two = run_cli("migrate", b, "--plan", saved_b, "--yes", "--no-backup")
+    assert two.exit_code == 0, two.output
+    assert dump_all(a) == dump_all(b)
+    assert len(joined) >= 2

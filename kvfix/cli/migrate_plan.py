@@ -25,6 +25,7 @@ from kvfix.progress import progress_for
 from kvfix.render.document import current_view
 from kvfix.render.migrate_json import PlanJson
 from kvfix.render.migrate_report import RecordRows
+from kvfix.render.plan_outputs import PartOutputs
 from kvfix.store.database import Database
 from kvfix.store.paths import DataDir
 from kvfix.textsafe import show_path
@@ -82,9 +83,10 @@ def planned_run(
         if writer is not None:
             writer.add(planfile.migration_lines(sp))
 
-    # No plan file nor --records rows: many streams may be planned in two processes.
-    alone = shown.rows is None and check is None and writer is None
-    second = SecondPart(run.migration, spool, keep, shown.json) if alone else None
+    # Without --records rows, many streams may be planned in two processes.
+    lines = writer if writer is not None else check
+    parts = PartOutputs(shown.json, lines) if shown.json is not None or lines is not None else None
+    second = SecondPart(run.migration, spool, keep, parts) if shown.rows is None else None
     try:
         with progress_for("planning") as progress:
             plan = run.migration.plan(db, run.options, current_view().limit, on_stream, progress, second)

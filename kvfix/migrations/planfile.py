@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -77,9 +78,12 @@ class PlanFileWriter:
             raise WriteFailed(f"{show_path(self.path)}: cannot write the plan file ({exc.strerror or exc})") from exc
 
     def add(self, lines: Iterable[dict[str, Any]]) -> None:
+        self.add_raw(map(encode_line, lines))
+
+    def add_raw(self, raws: Iterable[bytes]) -> None:
+        """Encoded lines (:func:`encode_line`)."""
         with self._failing():
-            for line in lines:
-                raw = encode_line(line)
+            for raw in raws:
                 self._sha.update(raw)
                 self._body.write(raw)
                 self.lines += 1
@@ -152,10 +156,13 @@ class PlanFileCheck:
         self._sha = hashlib.sha256()
 
     def add(self, lines: Iterable[dict[str, Any]]) -> None:
-        for line in lines:
+        self.add_raw(map(encode_line, lines))
+
+    def add_raw(self, raws: Iterable[bytes]) -> None:
+        """Encoded lines (:func:`encode_line`)."""
+        for now in raws:
             if self.difference is not None:
                 return
-            now = encode_line(line)
             was = self._file.readline()
             self._n += 1
             if was != now:
@@ -172,6 +179,50 @@ class PlanFileCheck:
                 elif self._sha.hexdigest() != self._digest:
                     self.difference = "the file's lines do not match its own digest (edited or damaged)"
         return self.difference
+
+
+class LinesPart:
+    """A second process's plan lines (kvfix.migrations.plan_parts), compressed in a file of
+    its own: the parent writes or compares them after its own (:meth:`raws`).  It pickles
+    as its path."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: Any = None
+        self._deflate: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        self.close()
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"])  # type: ignore[misc]
+
+    def add(self, sp: StreamPlan) -> None:
+        if self._file is None:
+            self._file, self._deflate = open(self.path, "wb"), zlib.compressobj(1)  # noqa: SIM115  (closed by close)
+        self._file.write(self._deflate.compress(b"".join(map(encode_line, migration_lines(sp)))))
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.write(self._deflate.flush())
+            self._file.close()
+            self._file = None
+
+    def raws(self) -> Iterator[bytes]:
+        """Each encoded line, in order (none if nothing was added)."""
+        if not self.path.exists():
+            return
+        inflate, rest = zlib.decompressobj(), b""
+        with open(self.path, "rb") as f:
+            while block := f.read(1 << 16):
+                rest += inflate.decompress(block)
+                *lines, rest = rest.split(b"\n")
+                for line in lines:
+                    yield line + b"\n"
+        rest += inflate.flush()
+        for line in rest.split(b"\n")[:-1]:
+            yield line + b"\n"
 
 
 def first_difference(path: Path, header: dict[str, Any], lines: Iterable[dict[str, Any]]) -> str | None:
