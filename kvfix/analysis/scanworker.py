@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import tempfile
 from typing import Any
 
 from kvfix.analysis.model import StreamReport
@@ -27,6 +28,9 @@ from kvfix.store.opening import open_read_only
 
 def main(argv: list[str]) -> int:
     job_path, out_path = argv
+    # Our temporary files (the read-only shadow above all) go in our parent's temporary
+    # directory: it removes them even if this process is killed, as we do if it is.
+    tempfile.tempdir = os.path.dirname(os.path.abspath(out_path))
     with open(job_path, "rb") as f:
         job = pickle.load(f)  # written by our parent process
     if "stage" in job:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from kvfix import testpoints
 from kvfix.analysis.keyspace import Keyspace
 from kvfix.analysis.model import StreamReport
 from kvfix.analysis.scope import EVERYTHING, Scope
@@ -204,13 +205,15 @@ def counter_tick(path: str | None, parent: int | None = None, workdir: str | Non
     """The second process's tick, at most every 0.1 s: its counts written to ``path``, and
     if its ``parent`` is gone (killed: nobody will read the result), ``workdir`` (the
     parent's temporary directory, its part's JSON included) removed and this process ended."""
-    due = [0.0]
+    due, checks = [0.0], [0]
 
     def tick(streams: int, records: int) -> None:
         now = time.monotonic()
         if now < due[0]:
             return
         due[0] = now + 0.1
+        checks[0] += 1
+        testpoints.reached("worker-tick", checks[0])  # stopped here, the parent check comes next
         if parent is not None and os.getppid() != parent:
             if workdir is not None:
                 shutil.rmtree(workdir, ignore_errors=True)

@@ -93,6 +93,7 @@ def collect_part(db: Database, report: StatsReport, start: bytes, tick: Callable
     from ``start`` on, into ``report`` (its top keys included); the records read."""
     c = _Collector(db, report, Progress())
     c.tick = tick
+    tick(0, 0)  # its first look at the parent: a part too small to tick again still has one
     c.subkey_pass(start=start)
     report.top_by_bytes, report.top_by_records = c.by_bytes.result(), c.by_records.result()
     return c.records
